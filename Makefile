@@ -1,0 +1,36 @@
+# Flowport: the two quick-start commands are `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export FLOWPORT_HOME ?= $(CURDIR)/.flowport
+
+.PHONY: run test lint bench setup lock clean
+
+setup:
+	@scripts/bootstrap.sh
+
+## run: set up and run Flowport's main job (the shipped example flow) on the embedded default
+run: setup
+	$(VENV)/bin/flowport example run
+
+## test: set up, lint (ruff, mypy, import-linter) and run the whole test suite
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src/flowport
+	$(VENV)/bin/lint-imports
+
+## bench: the benchmarks of benchmarks/ (one command, prints ratios)
+bench: setup
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+## lock: re-resolve and pin every dependency into requirements.lock
+lock:
+	rm -rf .lockenv && python3 -m venv .lockenv
+	.lockenv/bin/pip install --quiet -e '.[dev]'
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^flowport' > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .flowport .pytest_cache .mypy_cache .ruff_cache

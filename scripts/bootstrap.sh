@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create .venv and install Flowport with its pinned dependencies.
+# Idempotent: re-runs the install only when the lock file or pyproject changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV="${FLOWPORT_VENV:-.venv}"
+STAMP="$VENV/.flowport-installed"
+WANT="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+    echo "Flowport needs Python 3.11 or newer; '$PYTHON' is $("$PYTHON" --version 2>&1). Set PYTHON=/path/to/python3.11." >&2
+    exit 2
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
+    "$VENV/bin/python" -m pip install --quiet -r requirements.lock
+    "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+    echo "$WANT" > "$STAMP"
+fi

@@ -1,0 +1,1 @@
+"""Flowport cli layer."""

@@ -1,0 +1,263 @@
+"""The ``flowport`` command line.
+
+Exit status: 0 success, 1 invalid flow or failed run, 2 usage error.
+With ``--json`` the validate, preview and run commands print exactly one
+JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+
+from flowport import __version__
+from flowport.cli.output import (
+    console,
+    err_console,
+    metrics_table,
+    preview_tables,
+    print_json,
+    run_summary,
+    validation_table,
+)
+from flowport.engine import FlowRun, RunResult
+from flowport.errors import FlowDocumentError, FlowportError, NotFound
+from flowport.model.document import flow_json_schema
+from flowport.model.flow import Flow
+from flowport.model.validation import ValidationIssue, ValidationResult
+from flowport.services import examples, flows
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="flowport",
+    help="Flowport: design, validate, preview and run data flows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stages_app = typer.Typer(help="Stage plugins installed on this machine.", no_args_is_help=True)
+schema_app = typer.Typer(help="JSON Schemas of Flowport's documents.", no_args_is_help=True)
+example_app = typer.Typer(help="The example flows shipped with Flowport.", no_args_is_help=True)
+app.add_typer(stages_app, name="stages")
+app.add_typer(schema_app, name="schema")
+app.add_typer(example_app, name="example")
+
+FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Parameter override NAME=VALUE (repeatable); NAME may be set__param."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
+
+
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"'{item}' is not NAME=VALUE", param_hint="--param")
+        values[name.strip()] = value
+    return values
+
+
+def _fail(message: str, *, as_json: bool, code: int = 1, payload: Any = None) -> typer.Exit:
+    if as_json:
+        print_json(payload if payload is not None else {"error": message})
+    else:
+        err_console.print(f"[red]Error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _load(path: Path, as_json: bool, *, json_shape: str) -> Flow:
+    try:
+        return flows.load_flow(path)
+    except NotFound as exc:
+        raise _fail(exc.message, as_json=as_json, code=2) from None
+    except FlowDocumentError as exc:
+        issue = ValidationIssue("flowIssues", None, "FLOW_DOCUMENT_INVALID", exc.message)
+        payload: Any = ValidationResult(False, [issue]).to_dict() if json_shape == "validate" else None
+        if json_shape == "run":
+            payload = {"status": "Failed", "stages": {}, "error": {"stage": None, "message": exc.message}}
+        raise _fail(exc.message, as_json=as_json, payload=payload) from None
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"flowport {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) -> None:
+    """Check a flow: graph, plugins and versions, configuration, parameters."""
+    overrides = _parse_params(param)
+    flow = _load(flow_file, as_json, json_shape="validate")
+    result = flows.validate(flow, overrides=overrides)
+    if as_json:
+        print_json(result.to_dict())
+    elif result.success:
+        console.print(f"[green]Valid[/green]: {flow.name} ({len(flow.stages)} stages)")
+    else:
+        console.print(validation_table(result))
+        console.print(f"[red]Invalid[/red]: {len(result.issues)} issue(s)")
+    raise typer.Exit(0 if result.success else 1)
+
+
+@app.command()
+def preview(
+    flow_file: FlowArg,
+    rows: Annotated[int, typer.Option("--rows", "-n", min=1, max=100_000, help="Records to preview.")] = 10,
+    param: ParamOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the first records through every stage; writes nothing."""
+    overrides = _parse_params(param)
+    flow = _load(flow_file, as_json, json_shape="preview")
+    try:
+        stages = flows.preview(flow, rows=rows, overrides=overrides, base_dir=Path.cwd())
+    except flows.FlowInvalid as exc:
+        raise _fail(exc.message, as_json=as_json, payload=exc.result.to_dict()) from None
+    except FlowportError as exc:
+        raise _fail(exc.message, as_json=as_json) from None
+    if as_json:
+        print_json([s.to_dict() for s in stages])
+        return
+    for table in preview_tables(stages):
+        console.print(table)
+
+
+def _watch(run: FlowRun, show: bool) -> RunResult:
+    if not show:
+        return run.wait()
+    done = threading.Event()
+    result: list[RunResult] = []
+
+    def waiter() -> None:
+        result.append(run.wait())
+        done.set()
+
+    threading.Thread(target=waiter, daemon=True).start()
+    with Live(
+        metrics_table(run.metrics, title="Running"), console=err_console, refresh_per_second=4, transient=True
+    ) as live:
+        try:
+            while not done.wait(0.25):
+                live.update(metrics_table(run.metrics, title=f"Running {run.flow.name}"))
+        except KeyboardInterrupt:
+            run.cancel()
+            done.wait()
+    return result[0]
+
+
+def _run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
+    try:
+        run = flows.start_run(flow, overrides=overrides, base_dir=base_dir)
+    except flows.FlowInvalid as exc:
+        payload = {
+            "status": "Failed",
+            "stages": {},
+            "error": {"stage": None, "message": exc.message},
+            "issues": exc.result.to_dict()["issues"],
+        }
+        raise _fail(exc.message, as_json=as_json, payload=payload) from None
+    result = _watch(run, show=not as_json and sys.stderr.isatty())
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(metrics_table(result.stages, title=f"{flow.name}"))
+        console.print(run_summary(result), highlight=False)
+    raise typer.Exit(0 if result.status == "Complete" else 1)
+
+
+@app.command()
+def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) -> None:
+    """Run a flow to the end, showing live per-stage progress."""
+    overrides = _parse_params(param)
+    flow = _load(flow_file, as_json, json_shape="run")
+    _run_and_report(flow, overrides, Path.cwd(), as_json)
+
+
+@stages_app.command("list")
+def stages_list(as_json: JsonOpt = False) -> None:
+    """List installed stage plugins with their artifacts."""
+    registry = flows.plugin_registry()
+    rows = [
+        {
+            "name": p.info.name,
+            "label": p.info.label,
+            "kind": p.info.kind.value,
+            "artifact": p.info.artifact.name,
+            "version": str(p.info.artifact.version),
+            "scope": p.info.artifact.scope,
+        }
+        for p in registry.latest()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title="Stage plugins", title_justify="left")
+    for column in ("Name", "Label", "Kind", "Artifact", "Version", "Scope"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["label"], r["kind"], r["artifact"], r["version"], r["scope"])
+    console.print(table)
+    for problem in registry.load_errors:
+        err_console.print(f"[yellow]Warning:[/yellow] {problem}")
+
+
+@schema_app.command("flow")
+def schema_flow() -> None:
+    """Print the JSON Schema of the flow document."""
+    sys.stdout.write(json.dumps(flow_json_schema(), indent=2) + "\n")
+
+
+@example_app.command("run")
+def example_run(
+    name: Annotated[str, typer.Argument(help="Example name.")] = "orders",
+    as_json: JsonOpt = False,
+) -> None:
+    """Unpack an example into FLOWPORT_HOME and run it end to end."""
+    try:
+        folder = examples.install_example(name)
+    except NotFound as exc:
+        raise _fail(exc.message, as_json=as_json, code=2) from None
+    flow = flows.load_flow(folder / "flow.json")
+    if not as_json:
+        console.print(f"Running example [bold]{flow.name}[/bold] in {folder}")
+    started = time.perf_counter()
+    try:
+        _run_and_report(flow, {}, folder, as_json)
+    finally:
+        if not as_json:
+            outputs = sorted(
+                p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.parent != folder
+            )
+            if outputs:
+                console.print("Files written: " + ", ".join(str(p) for p in outputs))
+            console.print(f"Total {time.perf_counter() - started:.2f}s")
+
+
+def main() -> None:
+    """Entry point of the ``flowport`` script."""
+    try:
+        app()
+    except FlowportError as exc:  # anything not handled above is still a clean message
+        err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

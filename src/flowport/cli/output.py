@@ -1,0 +1,118 @@
+"""Rendering for the CLI: rich tables for people, one JSON document for tools."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from flowport.engine import PreviewStage, RunResult, StageMetrics
+from flowport.model.validation import ValidationResult
+
+__all__ = [
+    "console",
+    "err_console",
+    "jsonable",
+    "metrics_table",
+    "preview_tables",
+    "print_json",
+    "validation_table",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def jsonable(value: Any) -> Any:
+    """Arrow/Python values as JSON values (timestamps ISO 8601, decimals as numbers)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        as_float = float(value)
+        return as_float if math.isfinite(as_float) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def validation_table(result: ValidationResult) -> Table:
+    """Issues as a table."""
+    table = Table(title="Validation issues", title_justify="left")
+    for column in ("Stage", "Type", "Code", "Message"):
+        table.add_column(column, overflow="fold")
+    for issue in result.issues:
+        table.add_row(issue.instance_name or "(flow)", issue.type, issue.code, issue.message)
+    return table
+
+
+def metrics_table(metrics: dict[str, StageMetrics], *, title: str = "Stages") -> Table:
+    """Per-stage metrics as a table."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("Stage")
+    for column in ("Input", "Output", "Errors", "Seconds"):
+        table.add_column(column, justify="right")
+    for name, m in metrics.items():
+        table.add_row(
+            name,
+            f"{m.input_records:,}",
+            f"{m.output_records:,}",
+            f"[red]{m.error_records:,}[/red]" if m.error_records else "0",
+            f"{m.seconds:.2f}",
+        )
+    return table
+
+
+def _records_table(title: str, records: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    columns: list[str] = []
+    for record in records:
+        for key in record:
+            if key not in columns:
+                columns.append(key)
+    for column in columns or ["(no records)"]:
+        table.add_column(column, overflow="fold")
+    for record in records:
+        table.add_row(*[str(jsonable(record.get(c))) for c in columns])
+    return table
+
+
+def preview_tables(stages: list[PreviewStage]) -> list[Table]:
+    """One table per stage output (and one per stage's error records)."""
+    tables = []
+    for stage in stages:
+        shown = stage.output if stage.output else stage.input
+        what = "output" if stage.output or not stage.input else "input"
+        tables.append(_records_table(f"{stage.instance_name} ({what}, {len(shown)} records)", shown))
+        if stage.errors:
+            rows = [{"code": e["code"], "message": e["message"]} for e in stage.errors]
+            tables.append(_records_table(f"{stage.instance_name} error records", rows))
+    return tables
+
+
+def run_summary(result: RunResult) -> str:
+    """One line saying how the run ended."""
+    colour = {"Complete": "green", "Failed": "red", "Canceled": "yellow"}.get(result.status, "white")
+    line = f"[{colour}]{result.status}[/{colour}] run {result.run_id} in {result.seconds:.2f}s"
+    if result.error_records:
+        line += f", {result.error_records:,} error records"
+    if result.error:
+        line += f"\n[red]{result.error}[/red]"
+    return line

@@ -1,0 +1,17 @@
+"""The engine: runs one flow locally on Arrow record batches."""
+
+from flowport.engine.metrics import StageMetrics
+from flowport.engine.plan import RunContext
+from flowport.engine.preview import PreviewStage, preview_flow
+from flowport.engine.run import FlowRun, RunResult, RunStatus, run_flow
+
+__all__ = [
+    "FlowRun",
+    "PreviewStage",
+    "RunContext",
+    "RunResult",
+    "RunStatus",
+    "StageMetrics",
+    "preview_flow",
+    "run_flow",
+]

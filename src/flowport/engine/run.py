@@ -1,0 +1,489 @@
+"""Running a batch flow locally.
+
+Every stage runs in its own thread; stages are joined by bounded queues of
+Arrow record batches, so a fast origin blocks instead of filling memory.
+pyarrow and DuckDB release the GIL while they work, so the stages of a
+flow overlap on several cores. A stage with several outputs sends each
+batch to all of them (fan-out, no copy: batches are immutable); a stage
+with several inputs takes batches from all of them (fan-in).
+
+Destinations write beside their targets and are committed only when every
+stage has finished without error; on failure or cancellation they are
+aborted and targets stay as they were. Executors run after the commit.
+Error records go to the flow's error stage, which is committed whatever
+the outcome, so a failed run still shows why.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from flowport.engine.error_records import error_table
+from flowport.engine.lineage import OriginalRecords, with_row_ids
+from flowport.engine.metrics import StageMetrics
+from flowport.engine.plan import PlannedStage, RunContext, build_plan
+from flowport.errors import FlowportError, StageError
+from flowport.model.flow import Flow, StageKind
+from flowport.plugins.contract import (
+    Destination,
+    ErrorBatch,
+    ErrorSink,
+    Executor,
+    Origin,
+    Processor,
+    StageOutput,
+)
+from flowport.plugins.registry import PluginRegistry
+
+__all__ = ["FlowRun", "RunResult", "RunStatus", "run_flow"]
+
+log = logging.getLogger("flowport.engine")
+
+RunStatus = Literal["Created", "InProgress", "Complete", "Failed", "Canceled"]
+
+
+class _End:
+    """Sentinel: one upstream stage has finished."""
+
+
+_END = _End()
+_POLL = 0.05
+
+
+class _Stop(Exception):
+    """The run was cancelled or failed elsewhere; unwind quietly."""
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run."""
+
+    run_id: str
+    status: RunStatus
+    stages: dict[str, StageMetrics]
+    error: str | None = None
+    error_stage: str | None = None
+    seconds: float = 0.0
+    error_records: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (the shape ``flowport run --json`` prints)."""
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "stages": {name: m.to_dict() for name, m in self.stages.items()},
+            "error_records": self.error_records,
+        }
+        if self.error is not None:
+            data["error"] = {"stage": self.error_stage, "message": self.error}
+        return data
+
+
+@dataclass
+class _Failure:
+    stage: str | None
+    message: str
+    exc: BaseException
+
+
+@dataclass
+class _Shared:
+    cancel: threading.Event
+    queues: dict[str, queue.Queue[Any]]
+    error_queue: queue.Queue[Any]
+    failure: list[_Failure] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, stage: str | None, exc: BaseException) -> None:
+        with self.lock:
+            if not self.failure:
+                message = exc.message if isinstance(exc, FlowportError) else f"{type(exc).__name__}: {exc}"
+                self.failure.append(_Failure(stage, message, exc))
+        self.cancel.set()
+
+    def put(self, q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if self.cancel.is_set():
+                raise _Stop
+            try:
+                q.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            if self.cancel.is_set():
+                raise _Stop
+            try:
+                return q.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+
+
+def _batches_of(data: pa.RecordBatch | pa.Table | None) -> list[pa.RecordBatch]:
+    if data is None:
+        return []
+    if isinstance(data, pa.RecordBatch):
+        return [data] if data.num_rows else []
+    return [b for b in data.to_batches() if b.num_rows]
+
+
+class FlowRun:
+    """One run of a flow: start it, watch its metrics, cancel it, wait for the result."""
+
+    def __init__(self, flow: Flow, registry: PluginRegistry, context: RunContext | None = None) -> None:
+        self.flow = flow
+        self.context = context or RunContext()
+        self.registry = registry
+        self.metrics: dict[str, StageMetrics] = {s.name: StageMetrics() for s in flow.stages}
+        self.status: RunStatus = "Created"
+        self._thread: threading.Thread | None = None
+        self._result: RunResult | None = None
+        self._error_count = 0
+
+    # -- public API -------------------------------------------------------
+    def start(self) -> FlowRun:
+        """Start the run in the background."""
+        self._thread = threading.Thread(target=self._run_safely, name=f"flowport-run-{self.context.run_id}")
+        self.status = "InProgress"
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Block until the run ends and return its result."""
+        if self._thread is None:
+            self.start()
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self._result is None:
+            raise TimeoutError(f"run {self.context.run_id} still in progress after {timeout}s")
+        return self._result
+
+    def cancel(self) -> None:
+        """Ask every stage to stop; destinations are aborted."""
+        self._cancelled_by_user = True
+        self.context.cancel_event.set()
+
+    @property
+    def error_records(self) -> int:
+        """Error records sent to the error stage so far."""
+        return self._error_count
+
+    # -- the run ----------------------------------------------------------
+    _cancelled_by_user = False
+
+    def _run_safely(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._result = self._run(started)
+        except BaseException as exc:  # never leave wait() hanging
+            log.exception("run %s crashed", self.context.run_id)
+            message = exc.message if isinstance(exc, FlowportError) else f"{type(exc).__name__}: {exc}"
+            self._result = RunResult(
+                self.context.run_id, "Failed", self.metrics, message, None, time.perf_counter() - started
+            )
+        self.status = self._result.status
+
+    def _run(self, started: float) -> RunResult:
+        planned, error_sink = build_plan(self.flow, self.registry, self.context)
+        queue_size = self.flow.configuration.queue_size
+        policy = self.flow.configuration.error_record_policy
+        data_stages = [p for p in planned if p.kind != StageKind.EXECUTOR]
+        executors = [p for p in planned if p.kind == StageKind.EXECUTOR]
+        shared = _Shared(
+            cancel=self.context.cancel_event,
+            queues={
+                p.name: queue.Queue(maxsize=queue_size) for p in data_stages if p.kind != StageKind.ORIGIN
+            },
+            error_queue=queue.Queue(maxsize=queue_size * 4),
+        )
+        # Enough to hold every batch that can be in flight at once.
+        capacity = queue_size * (len(shared.queues) + 1) + 2 * len(planned) + 4
+        originals = OriginalRecords(capacity) if policy == "ORIGINAL_RECORD" else None
+        data_names = {p.name for p in data_stages}
+        opened: list[PlannedStage] = []
+        sink_opened = False
+        try:
+            error_sink.open()
+            sink_opened = True
+            for p in planned:
+                p.plugin.open()
+                opened.append(p)
+            sink_thread = threading.Thread(
+                target=self._error_sink_loop, args=(error_sink, shared), name="flowport-errors", daemon=True
+            )
+            sink_thread.start()
+            threads = [
+                threading.Thread(
+                    target=self._stage_loop,
+                    args=(p, shared, originals, data_names),
+                    name=f"flowport-{p.name}",
+                    daemon=True,
+                )
+                for p in data_stages
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self._finish_error_sink(sink_thread, shared)
+            if not shared.failure and not self.context.cancel_event.is_set():
+                self._commit(data_stages, shared)
+            if not shared.failure and not self.context.cancel_event.is_set():
+                self._execute(executors, shared)
+        finally:
+            if shared.failure or self.context.cancel_event.is_set():
+                self._abort(data_stages)
+            if sink_opened:
+                try:
+                    if isinstance(error_sink, ErrorSink):
+                        error_sink.commit()
+                except Exception as exc:
+                    log.error("error stage could not store error records: %s", exc)
+                    shared.fail(self.flow.error_stage.name, exc)
+                error_sink.close()
+            for p in opened:
+                try:
+                    p.plugin.close()
+                except Exception as exc:  # close problems must not hide the real outcome
+                    log.warning("stage %s failed to close: %s", p.name, exc)
+        seconds = time.perf_counter() - started
+        if shared.failure:
+            f = shared.failure[0]
+            return RunResult(
+                self.context.run_id, "Failed", self.metrics, f.message, f.stage, seconds, self._error_count
+            )
+        if self.context.cancel_event.is_set():
+            return RunResult(
+                self.context.run_id,
+                "Canceled",
+                self.metrics,
+                "Run was canceled",
+                None,
+                seconds,
+                self._error_count,
+            )
+        return RunResult(
+            self.context.run_id, "Complete", self.metrics, None, None, seconds, self._error_count
+        )
+
+    def _stage_loop(
+        self,
+        p: PlannedStage,
+        shared: _Shared,
+        originals: OriginalRecords | None,
+        data_names: set[str],
+    ) -> None:
+        metrics = self.metrics[p.name]
+        outputs = [shared.queues[name] for name in p.outputs if name in data_names]
+        try:
+            if isinstance(p.plugin, Origin):
+                self._origin_loop(p, p.plugin, shared, originals, outputs, metrics)
+            else:
+                self._consumer_loop(p, shared, originals, outputs, metrics, data_names)
+            for q in outputs:
+                shared.put(q, _END)
+        except _Stop:
+            return
+        except Exception as exc:
+            log.debug("stage %s failed", p.name, exc_info=True)
+            shared.fail(p.name, exc)
+
+    def _origin_loop(
+        self,
+        p: PlannedStage,
+        origin: Origin[Any],
+        shared: _Shared,
+        originals: OriginalRecords | None,
+        outputs: list[queue.Queue[Any]],
+        metrics: StageMetrics,
+    ) -> None:
+        seq = 0
+        iterator = iter(origin.batches())
+        while True:
+            if shared.cancel.is_set():
+                raise _Stop
+            t0 = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                metrics.seconds += time.perf_counter() - t0
+                return
+            metrics.seconds += time.perf_counter() - t0
+            out = item if isinstance(item, StageOutput) else StageOutput(records=item)
+            if out.errors is not None and out.errors.num_rows:
+                self._route_errors(p, out.errors, shared, originals, from_origin=True)
+            for batch in _batches_of(out.records):
+                if originals is not None:
+                    originals.keep(seq, batch)
+                batch = with_row_ids(batch, seq)
+                seq += 1
+                metrics.output_records += batch.num_rows
+                metrics.output_batches += 1
+                for q in outputs:
+                    shared.put(q, batch)
+
+    def _consumer_loop(
+        self,
+        p: PlannedStage,
+        shared: _Shared,
+        originals: OriginalRecords | None,
+        outputs: list[queue.Queue[Any]],
+        metrics: StageMetrics,
+        data_names: set[str],
+    ) -> None:
+        q = shared.queues[p.name]
+        remaining = len([i for i in p.inputs if i in data_names])
+        plugin = p.plugin
+        while remaining:
+            item = shared.get(q)
+            if item is _END:
+                remaining -= 1
+                continue
+            batch: pa.RecordBatch = item
+            metrics.input_records += batch.num_rows
+            metrics.input_batches += 1
+            t0 = time.perf_counter()
+            if isinstance(plugin, Processor):
+                out = plugin.process(batch)
+            elif isinstance(plugin, Destination):
+                out = plugin.write(batch) or StageOutput()
+            else:
+                raise StageError(p.name, f"a {p.kind.value} stage cannot receive records")
+            metrics.seconds += time.perf_counter() - t0
+            self._emit(p, out, shared, originals, outputs, metrics)
+        if isinstance(plugin, Processor):
+            t0 = time.perf_counter()
+            out = plugin.finish() or StageOutput()
+            metrics.seconds += time.perf_counter() - t0
+            self._emit(p, out, shared, originals, outputs, metrics)
+
+    def _emit(
+        self,
+        p: PlannedStage,
+        out: StageOutput,
+        shared: _Shared,
+        originals: OriginalRecords | None,
+        outputs: list[queue.Queue[Any]],
+        metrics: StageMetrics,
+    ) -> None:
+        if out.errors is not None and out.errors.num_rows:
+            self._route_errors(p, out.errors, shared, originals)
+        if p.kind == StageKind.DESTINATION:
+            # A destination's "output" is what it accepted.
+            accepted = self.metrics[p.name].input_records - metrics.error_records
+            metrics.output_records = accepted
+            return
+        for batch in _batches_of(out.records):
+            metrics.output_records += batch.num_rows
+            metrics.output_batches += 1
+            for q in outputs:
+                shared.put(q, batch)
+
+    def _route_errors(
+        self,
+        p: PlannedStage,
+        errors: ErrorBatch,
+        shared: _Shared,
+        originals: OriginalRecords | None,
+        *,
+        from_origin: bool = False,
+    ) -> None:
+        self.metrics[p.name].error_records += errors.num_rows
+        if p.on_record_error == "discard":
+            return
+        if p.on_record_error == "stop_pipeline":
+            code = errors.codes[0].as_py()
+            message = errors.messages[0].as_py()
+            raise StageError(
+                p.name,
+                f"stopped the pipeline on a record error ({code}): {message}",
+                code=str(code),
+            )
+        table = error_table(
+            p.name, errors, self.flow.configuration.error_record_policy, originals, from_origin=from_origin
+        )
+        self._error_count += table.num_rows
+        shared.put(shared.error_queue, table)
+
+    def _error_sink_loop(self, sink: Any, shared: _Shared) -> None:
+        while True:
+            try:
+                item = shared.error_queue.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            try:
+                if isinstance(sink, ErrorSink):
+                    sink.write(item)
+            except Exception as exc:
+                shared.fail(self.flow.error_stage.name, exc)
+                return
+
+    def _finish_error_sink(self, sink_thread: threading.Thread, shared: _Shared) -> None:
+        # Every producer has stopped: drain what is queued, then stop the sink.
+        while sink_thread.is_alive():
+            try:
+                shared.error_queue.put(_END, timeout=_POLL)
+                break
+            except queue.Full:
+                continue
+        sink_thread.join()
+
+    def _commit(self, stages: list[PlannedStage], shared: _Shared) -> None:
+        for p in stages:
+            if isinstance(p.plugin, Destination):
+                try:
+                    p.plugin.commit()
+                except Exception as exc:
+                    shared.fail(p.name, exc)
+                    return
+
+    def _abort(self, stages: list[PlannedStage]) -> None:
+        for p in stages:
+            if isinstance(p.plugin, Destination):
+                try:
+                    p.plugin.abort()
+                except Exception as exc:
+                    log.warning("stage %s failed to abort: %s", p.name, exc)
+
+    def _execute(self, executors: list[PlannedStage], shared: _Shared) -> None:
+        for p in executors:
+            if shared.cancel.is_set():
+                return
+            plugin = p.plugin
+            t0 = time.perf_counter()
+            try:
+                if isinstance(plugin, Executor):
+                    plugin.execute()
+            except Exception as exc:
+                shared.fail(p.name, exc)
+                return
+            finally:
+                self.metrics[p.name].seconds += time.perf_counter() - t0
+
+
+def run_flow(
+    flow: Flow,
+    registry: PluginRegistry,
+    context: RunContext | None = None,
+    *,
+    on_start: Callable[[FlowRun], None] | None = None,
+) -> RunResult:
+    """Run a parameter-resolved flow to the end and return its result."""
+    run = FlowRun(flow, registry, context)
+    run.start()
+    if on_start is not None:
+        on_start(run)
+    return run.wait()

@@ -1,0 +1,1 @@
+"""Flowport model layer."""

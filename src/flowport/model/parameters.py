@@ -1,0 +1,144 @@
+"""Flow parameters: ``${name}`` references in stage configurations.
+
+A reference is ``${name}`` where ``name`` is made of ASCII letters, digits
+and underscores and does not start with a digit. A parameter of a parameter
+set is named ``<set>__<parameter>`` (double underscore), e.g.
+``${orders__min_total}``. ``$${name}`` is an escaped reference: it stays
+in the configuration as the literal text ``${name}``.
+
+Substitution works on strings inside dicts and lists, recursively; dict
+keys are left alone (they are setting names from the plugin's schema, not
+user values). A substituted value is inserted as is and never scanned
+again, so a parameter value that itself contains ``${...}`` cannot expand
+into other parameters. Values are always text: a stage's configuration
+model converts ``"100"`` to the number it expects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flowport.errors import ValidationFailed
+from flowport.model.flow import Flow
+
+__all__ = [
+    "REFERENCE",
+    "UnresolvedParameters",
+    "find_references",
+    "parameter_values",
+    "resolve_flow",
+    "substitute",
+]
+
+# Group 1 is the escaping second '$'; group 2 the name.
+REFERENCE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class UnresolvedParameters(ValidationFailed):
+    """Configuration refers to parameters that have no value."""
+
+    def __init__(self, names: set[str] | list[str]) -> None:
+        self.names = sorted(set(names))
+        listed = ", ".join(f"'{n}'" for n in self.names)
+        if len(self.names) == 1:
+            head, pronoun, example = f"Parameter {listed} is", "it", self.names[0]
+        else:
+            head, pronoun, example = f"Parameters {listed} are", "them", "NAME"
+        super().__init__(
+            f"{head} not defined: add {pronoun} to the flow's parameters, a parameter set the flow uses, "
+            f"or pass --param {example}=VALUE",
+            details={"missing": self.names},
+        )
+
+
+def _references_in_text(text: str) -> set[str]:
+    return {m.group(2) for m in REFERENCE.finditer(text) if m.group(1) is None}
+
+
+def find_references(value: Any) -> set[str]:
+    """Names of every parameter referenced in ``value`` (strings inside dicts and lists).
+
+    Escaped references (``$${name}``) are not references.
+    """
+    if isinstance(value, str):
+        return _references_in_text(value)
+    if isinstance(value, Mapping):
+        return set().union(*(find_references(v) for v in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(find_references(v) for v in value))
+    return set()
+
+
+def _substitute(value: Any, values: Mapping[str, str], missing: set[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(2)
+            if match.group(1) is not None:
+                return "${" + name + "}"
+            if name in values:
+                return values[name]
+            missing.add(name)
+            return match.group(0)
+
+        return REFERENCE.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {k: _substitute(v, values, missing) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_substitute(v, values, missing) for v in value]
+    return value
+
+
+def substitute(value: Any, values: Mapping[str, str]) -> Any:
+    """A copy of ``value`` with every ``${name}`` replaced by ``values[name]``.
+
+    Escaped references become literal ``${name}``. Non-string scalars are
+    returned unchanged.
+
+    Raises:
+        UnresolvedParameters: some references have no value; lists them all.
+    """
+    missing: set[str] = set()
+    result = _substitute(value, values, missing)
+    if missing:
+        raise UnresolvedParameters(missing)
+    return result
+
+
+def parameter_values(
+    flow: Flow,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The value of every parameter the flow can refer to.
+
+    ``parameter_sets`` maps a set name to its parameters; only the sets the
+    flow uses (``flow.parameter_sets``) contribute, as ``<set>__<param>``.
+    On a clash the most specific source wins: ``overrides`` (given for one
+    run), then the flow's own ``parameters``, then parameter set values.
+    """
+    values: dict[str, str] = {}
+    for set_name in flow.parameter_sets:
+        for param, value in (parameter_sets or {}).get(set_name, {}).items():
+            values[f"{set_name}__{param}"] = value
+    values.update(flow.parameters)
+    values.update(overrides or {})
+    return values
+
+
+def resolve_flow(flow: Flow, values: Mapping[str, str]) -> Flow:
+    """A deep copy of ``flow`` with every stage's and the error stage's configuration substituted.
+
+    Raises:
+        UnresolvedParameters: listing every missing name across all stages.
+    """
+    resolved = flow.model_copy(deep=True)
+    missing: set[str] = set()
+    for stage in resolved.stages:
+        stage.configuration = _substitute(stage.configuration, values, missing)
+    resolved.error_stage.configuration = _substitute(resolved.error_stage.configuration, values, missing)
+    if missing:
+        raise UnresolvedParameters(missing)
+    return resolved

@@ -1,0 +1,1 @@
+"""Flowport plugins layer."""

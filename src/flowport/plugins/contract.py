@@ -1,0 +1,222 @@
+"""The stage plugin contract: what an origin, processor, destination,
+executor or error stage must provide.
+
+A plugin is a class with a ``name``, a ``label``, a ``kind``, a
+``description`` and a typed configuration model (``config_model``) whose
+fields carry label, description and default (use :func:`setting`). The
+engine instantiates a plugin once per stage per run with the validated
+configuration and a :class:`StageContext`.
+
+Data moves as ``pyarrow.RecordBatch``. Columns whose name starts with
+``__fp_`` belong to the engine (record lineage); processors should pass
+them through unchanged and destinations never write them
+(:func:`visible_columns`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowport.model.flow import StageKind
+
+__all__ = [
+    "HIDDEN_PREFIX",
+    "ROW_ID",
+    "Destination",
+    "ErrorBatch",
+    "ErrorSink",
+    "Executor",
+    "Origin",
+    "Processor",
+    "StageConfig",
+    "StageContext",
+    "StageOutput",
+    "StagePlugin",
+    "setting",
+    "visible_columns",
+]
+
+HIDDEN_PREFIX = "__fp_"
+ROW_ID = "__fp_rid"
+
+C = TypeVar("C", bound="StageConfig")
+
+
+class StageConfig(BaseModel):
+    """Base of every stage configuration model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def setting(default: Any = ..., *, label: str, description: str, **kwargs: Any) -> Any:
+    """A configuration field with its label (``title`` in the JSON Schema), description and default."""
+    return Field(default, title=label, description=description, **kwargs)
+
+
+@dataclass
+class StageContext:
+    """What the engine hands a stage for one run (or preview)."""
+
+    stage_name: str
+    batch_size: int = 65536
+    preview: bool = False
+    record_limit: int | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+    run_id: str = "local"
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("flowport.stage"))
+    resources: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was cancelled or failed elsewhere: stop producing."""
+        return self.cancel_event.is_set()
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A configured path, relative ones taken from the run's base directory."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+@dataclass
+class ErrorBatch:
+    """Records a stage could not handle, each with an error code and message.
+
+    ``records`` holds the records as the stage saw them (including the
+    engine's ``__fp_rid`` lineage column when it was present), and
+    ``codes``/``messages`` hold one value per record.
+    """
+
+    records: pa.Table
+    codes: pa.Array[Any]
+    messages: pa.Array[Any]
+
+    @classmethod
+    def uniform(cls, records: pa.Table | pa.RecordBatch, code: str, message: str) -> ErrorBatch:
+        """Every record failed for the same reason."""
+        table = records if isinstance(records, pa.Table) else pa.Table.from_batches([records])
+        n = table.num_rows
+        return cls(table, pa.array([code] * n, pa.string()), pa.array([message] * n, pa.string()))
+
+    @property
+    def num_rows(self) -> int:
+        """How many records failed."""
+        return int(self.records.num_rows)
+
+
+@dataclass
+class StageOutput:
+    """What a stage produced from one input batch: records and/or error records."""
+
+    records: pa.RecordBatch | pa.Table | None = None
+    errors: ErrorBatch | None = None
+
+
+def visible_columns(data: pa.RecordBatch | pa.Table) -> pa.Table:
+    """``data`` without the engine's hidden ``__fp_`` columns, as a table."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+    hidden = [n for n in table.column_names if n.startswith(HIDDEN_PREFIX)]
+    return table.drop_columns(hidden) if hidden else table
+
+
+class StagePlugin(ABC, Generic[C]):
+    """Base of every stage plugin."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    kind: ClassVar[StageKind]
+    description: ClassVar[str] = ""
+    config_model: ClassVar[type[StageConfig]] = StageConfig
+
+    def __init__(self, config: C, context: StageContext) -> None:
+        self.config = config
+        self.context = context
+
+    def open(self) -> None:
+        """Acquire resources before the first batch."""
+
+    def close(self) -> None:
+        """Release resources; called once whatever happened."""
+
+
+class Origin(StagePlugin[C]):
+    """Reads records from outside. Yields batches, or StageOutput when some input was bad."""
+
+    kind = StageKind.ORIGIN
+
+    @abstractmethod
+    def batches(self) -> Iterator[pa.RecordBatch | StageOutput]:
+        """Yield record batches of at most ``context.batch_size`` rows.
+
+        In preview (``context.record_limit`` set) stop after that many records.
+        Check ``context.cancelled`` between batches.
+        """
+
+
+class Processor(StagePlugin[C]):
+    """Transforms batches. Records it cannot handle go in ``StageOutput.errors``."""
+
+    kind = StageKind.PROCESSOR
+
+    @abstractmethod
+    def process(self, batch: pa.RecordBatch) -> StageOutput:
+        """Transform one batch."""
+
+    def finish(self) -> StageOutput | None:
+        """Flush state after the last batch (most processors have none)."""
+        return None
+
+
+class Destination(StagePlugin[C]):
+    """Writes records outside, atomically: nothing is visible before ``commit``."""
+
+    kind = StageKind.DESTINATION
+
+    @abstractmethod
+    def write(self, batch: pa.RecordBatch) -> StageOutput | None:
+        """Stage one batch for writing (hidden columns already removed)."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything written visible at once (rename, swap, commit)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Throw away everything written; the target stays as it was."""
+
+
+class Executor(StagePlugin[C]):
+    """Runs an action (SQL statements, a command) after every destination committed."""
+
+    kind = StageKind.EXECUTOR
+
+    @abstractmethod
+    def execute(self) -> None:
+        """Run the action."""
+
+
+class ErrorSink(StagePlugin[C]):
+    """Receives error records: a table with ``stage``, ``code``, ``message``,
+    ``policy`` columns and a ``record`` struct column."""
+
+    kind = StageKind.ERROR
+
+    @abstractmethod
+    def write(self, errors: pa.Table) -> None:
+        """Store one batch of error records."""
+
+    def commit(self) -> None:
+        """Make stored error records visible (called whether the run succeeded or not)."""
+
+
+PluginClass = type[StagePlugin[Any]]
+PluginFactory = Callable[[], PluginClass]

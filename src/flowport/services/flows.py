@@ -1,0 +1,135 @@
+"""Flow services: load, validate, preview and run flows.
+
+The CLI (and later the API) call these functions; they own the order of
+operations (parse → resolve parameters → validate → run) so that every
+interface behaves the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
+from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
+from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
+from flowport.model.flow import Flow
+from flowport.model.parameters import parameter_values, resolve_flow
+from flowport.model.validation import ValidationResult, validate_flow
+from flowport.plugins.registry import PluginRegistry
+
+__all__ = [
+    "FlowInvalid",
+    "load_flow",
+    "plugin_registry",
+    "preview",
+    "save_flow",
+    "start_run",
+    "validate",
+]
+
+
+class FlowInvalid(ValidationFailed):
+    """The flow did not pass validation; ``result`` holds every issue."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        lines = [f"{i.instance_name or '(flow)'}: {i.message} [{i.code}]" for i in result.issues]
+        super().__init__("Validation Failed:\n  " + "\n  ".join(lines), details=result.to_dict())
+        self.result = result
+
+
+@lru_cache(maxsize=1)
+def plugin_registry() -> PluginRegistry:
+    """The plugins installed in this Python environment (discovered once)."""
+    return PluginRegistry.discover()
+
+
+def load_flow(path: str | Path) -> Flow:
+    """Read a flow document (JSON or YAML) from a file."""
+    file = Path(path)
+    if not file.is_file():
+        raise NotFound(f"Flow file '{file}' does not exist")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FlowDocumentError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return flow_from_text(text, source=str(file))
+
+
+def save_flow(flow: Flow, path: str | Path) -> Path:
+    """Write a flow as JSON, or YAML when the file name ends in .yaml/.yml."""
+    file = Path(path)
+    text = flow_to_yaml(flow) if file.suffix in {".yaml", ".yml"} else flow_to_json(flow)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(file)
+    return file
+
+
+def _values(
+    flow: Flow,
+    overrides: Mapping[str, str] | None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None,
+) -> dict[str, str]:
+    return parameter_values(flow, parameter_sets=parameter_sets, overrides=overrides)
+
+
+def validate(
+    flow: Flow,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
+    registry: PluginRegistry | None = None,
+) -> ValidationResult:
+    """Validate a flow against the installed plugins with the given parameter values."""
+    return validate_flow(flow, registry or plugin_registry(), _values(flow, overrides, parameter_sets))
+
+
+def _checked(
+    flow: Flow,
+    overrides: Mapping[str, str] | None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None,
+    registry: PluginRegistry,
+) -> Flow:
+    values = _values(flow, overrides, parameter_sets)
+    result = validate_flow(flow, registry, values)
+    if not result.success:
+        raise FlowInvalid(result)
+    return resolve_flow(flow, values)
+
+
+def preview(
+    flow: Flow,
+    *,
+    rows: int = 10,
+    overrides: Mapping[str, str] | None = None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
+    base_dir: Path | None = None,
+    registry: PluginRegistry | None = None,
+) -> list[PreviewStage]:
+    """Preview a valid flow on its first ``rows`` records; nothing is written."""
+    if rows < 1:
+        raise ValidationFailed(f"Preview needs at least one row, got {rows}")
+    reg = registry or plugin_registry()
+    resolved = _checked(flow, overrides, parameter_sets, reg)
+    return preview_flow(resolved, reg, RunContext(base_dir=base_dir or Path.cwd()), rows=rows)
+
+
+def start_run(
+    flow: Flow,
+    *,
+    overrides: Mapping[str, str] | None = None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
+    base_dir: Path | None = None,
+    registry: PluginRegistry | None = None,
+    run_id: str | None = None,
+) -> FlowRun:
+    """Validate a flow and start running it; raises FlowInvalid when it is not valid."""
+    reg = registry or plugin_registry()
+    resolved = _checked(flow, overrides, parameter_sets, reg)
+    context = RunContext(base_dir=base_dir or Path.cwd())
+    if run_id:
+        context.run_id = run_id
+    return FlowRun(resolved, reg, context).start()
