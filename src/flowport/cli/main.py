@@ -18,6 +18,8 @@ import typer
 from rich.live import Live
 
 from flowport import __version__
+from flowport.cli.connections import connections_app
+from flowport.cli.connections import init as init_command
 from flowport.cli.output import (
     console,
     err_console,
@@ -49,6 +51,8 @@ example_app = typer.Typer(help="The example flows shipped with Flowport.", no_ar
 app.add_typer(stages_app, name="stages")
 app.add_typer(schema_app, name="schema")
 app.add_typer(example_app, name="example")
+app.add_typer(connections_app, name="connections")
+app.command("init")(init_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
 ParamOpt = Annotated[

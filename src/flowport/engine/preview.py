@@ -115,8 +115,7 @@ def preview_flow(
                         stage.errors.extend(_error_rows(out.errors))
                         if (table := _as_table(out.records)) is not None:
                             outputs.append(table)
-                final = p.plugin.finish()
-                if final is not None:
+                for final in p.plugin.finish_batches():
                     stage.errors.extend(_error_rows(final.errors))
                     if (table := _as_table(final.records)) is not None:
                         outputs.append(table)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from flowport.engine.error_records import error_table
+from flowport.engine.fusion import FusedChain, plan_fusion
 from flowport.engine.lineage import OriginalRecords, with_row_ids
 from flowport.engine.metrics import StageMetrics
 from flowport.engine.plan import PlannedStage, RunContext, build_plan
@@ -150,6 +151,7 @@ class FlowRun:
         self._thread: threading.Thread | None = None
         self._result: RunResult | None = None
         self._error_count = 0
+        self.fused: dict[str, FusedChain] = {}
 
     # -- public API -------------------------------------------------------
     def start(self) -> FlowRun:
@@ -187,7 +189,10 @@ class FlowRun:
         try:
             self._result = self._run(started)
         except BaseException as exc:  # never leave wait() hanging
-            log.exception("run %s crashed", self.context.run_id)
+            if isinstance(exc, FlowportError):
+                log.error("run %s failed: %s", self.context.run_id, exc.message)
+            else:
+                log.exception("run %s crashed", self.context.run_id)
             message = exc.message if isinstance(exc, FlowportError) else f"{type(exc).__name__}: {exc}"
             self._result = RunResult(
                 self.context.run_id, "Failed", self.metrics, message, None, time.perf_counter() - started
@@ -198,8 +203,22 @@ class FlowRun:
         planned, error_sink = build_plan(self.flow, self.registry, self.context)
         queue_size = self.flow.configuration.queue_size
         policy = self.flow.configuration.error_record_policy
-        data_stages = [p for p in planned if p.kind != StageKind.EXECUTOR]
         executors = [p for p in planned if p.kind == StageKind.EXECUTOR]
+        opened: list[PlannedStage] = []
+        sink_opened = False
+        try:
+            error_sink.open()
+            sink_opened = True
+            for p in planned:
+                p.plugin.open()
+                opened.append(p)
+            chains = plan_fusion(planned, policy) if self.flow.configuration.fuse_stages else []
+        except BaseException:
+            self._close(opened, error_sink if sink_opened else None)
+            raise
+        self.fused = {chain.origin.name: chain for chain in chains}
+        fused_names = {step.stage.name for chain in chains for step in chain.steps}
+        data_stages = [p for p in planned if p.kind != StageKind.EXECUTOR and p.name not in fused_names]
         shared = _Shared(
             cancel=self.context.cancel_event,
             queues={
@@ -211,14 +230,14 @@ class FlowRun:
         capacity = queue_size * (len(shared.queues) + 1) + 2 * len(planned) + 4
         originals = OriginalRecords(capacity) if policy == "ORIGINAL_RECORD" else None
         data_names = {p.name for p in data_stages}
-        opened: list[PlannedStage] = []
-        sink_opened = False
+        # How many upstream stages feed each stage (a fused chain feeds from its origin's thread).
+        self._producers: dict[str, int] = dict.fromkeys(data_names, 0)
+        for p in data_stages:
+            chain = self.fused.get(p.name)
+            for target in chain.outputs if chain is not None else p.outputs:
+                if target in self._producers:
+                    self._producers[target] += 1
         try:
-            error_sink.open()
-            sink_opened = True
-            for p in planned:
-                p.plugin.open()
-                opened.append(p)
             sink_thread = threading.Thread(
                 target=self._error_sink_loop, args=(error_sink, shared), name="flowport-errors", daemon=True
             )
@@ -244,19 +263,13 @@ class FlowRun:
         finally:
             if shared.failure or self.context.cancel_event.is_set():
                 self._abort(data_stages)
-            if sink_opened:
-                try:
-                    if isinstance(error_sink, ErrorSink):
-                        error_sink.commit()
-                except Exception as exc:
-                    log.error("error stage could not store error records: %s", exc)
-                    shared.fail(self.flow.error_stage.name, exc)
-                error_sink.close()
-            for p in opened:
-                try:
-                    p.plugin.close()
-                except Exception as exc:  # close problems must not hide the real outcome
-                    log.warning("stage %s failed to close: %s", p.name, exc)
+            try:
+                if isinstance(error_sink, ErrorSink):
+                    error_sink.commit()
+            except Exception as exc:
+                log.error("error stage could not store error records: %s", exc)
+                shared.fail(self.flow.error_stage.name, exc)
+            self._close(opened, error_sink)
         seconds = time.perf_counter() - started
         if shared.failure:
             f = shared.failure[0]
@@ -277,6 +290,19 @@ class FlowRun:
             self.context.run_id, "Complete", self.metrics, None, None, seconds, self._error_count
         )
 
+    @staticmethod
+    def _close(opened: list[PlannedStage], error_sink: Any | None) -> None:
+        if error_sink is not None:
+            try:
+                error_sink.close()
+            except Exception as exc:
+                log.warning("error stage failed to close: %s", exc)
+        for p in opened:
+            try:
+                p.plugin.close()
+            except Exception as exc:  # close problems must not hide the real outcome
+                log.warning("stage %s failed to close: %s", p.name, exc)
+
     def _stage_loop(
         self,
         p: PlannedStage,
@@ -285,9 +311,13 @@ class FlowRun:
         data_names: set[str],
     ) -> None:
         metrics = self.metrics[p.name]
-        outputs = [shared.queues[name] for name in p.outputs if name in data_names]
+        chain = self.fused.get(p.name)
+        targets = chain.outputs if chain is not None else p.outputs
+        outputs = [shared.queues[name] for name in targets if name in data_names]
         try:
-            if isinstance(p.plugin, Origin):
+            if isinstance(p.plugin, Origin) and chain is not None:
+                self._fused_loop(p, p.plugin, chain, shared, outputs, metrics)
+            elif isinstance(p.plugin, Origin):
                 self._origin_loop(p, p.plugin, shared, originals, outputs, metrics)
             else:
                 self._consumer_loop(p, shared, originals, outputs, metrics, data_names)
@@ -333,6 +363,46 @@ class FlowRun:
                 for q in outputs:
                     shared.put(q, batch)
 
+    def _fused_loop(
+        self,
+        p: PlannedStage,
+        origin: Origin[Any],
+        chain: FusedChain,
+        shared: _Shared,
+        outputs: list[queue.Queue[Any]],
+        metrics: StageMetrics,
+    ) -> None:
+        iterator = iter(origin.batches())
+        while True:
+            if shared.cancel.is_set():
+                raise _Stop
+            t0 = time.perf_counter()
+            item = next(iterator, None)
+            metrics.seconds += time.perf_counter() - t0
+            if item is None:
+                return
+            out = item if isinstance(item, StageOutput) else StageOutput(records=item)
+            if out.errors is not None and out.errors.num_rows:
+                self._route_errors(p, out.errors, shared, None, from_origin=True)
+            for batch in _batches_of(out.records):
+                metrics.output_records += batch.num_rows
+                metrics.output_batches += 1
+                t0 = time.perf_counter()
+                split = chain.split(batch)
+                metrics.seconds += time.perf_counter() - t0
+                for stage, count_in, count_out in split.counts:
+                    m = self.metrics[stage.name]
+                    m.input_records += count_in
+                    m.input_batches += 1
+                    m.output_records += count_out
+                    m.output_batches += 1 if count_out else 0
+                for stage, errors in split.errors:
+                    first_mapper = stage is chain.steps[0].stage
+                    self._route_errors(stage, errors, shared, None, from_origin=first_mapper)
+                if split.records is not None:
+                    for q in outputs:
+                        shared.put(q, split.records)
+
     def _consumer_loop(
         self,
         p: PlannedStage,
@@ -343,7 +413,7 @@ class FlowRun:
         data_names: set[str],
     ) -> None:
         q = shared.queues[p.name]
-        remaining = len([i for i in p.inputs if i in data_names])
+        remaining = self._producers[p.name]
         plugin = p.plugin
         while remaining:
             item = shared.get(q)
@@ -363,10 +433,14 @@ class FlowRun:
             metrics.seconds += time.perf_counter() - t0
             self._emit(p, out, shared, originals, outputs, metrics)
         if isinstance(plugin, Processor):
-            t0 = time.perf_counter()
-            out = plugin.finish() or StageOutput()
-            metrics.seconds += time.perf_counter() - t0
-            self._emit(p, out, shared, originals, outputs, metrics)
+            finishing = iter(plugin.finish_batches())
+            while True:
+                t0 = time.perf_counter()
+                final = next(finishing, None)
+                metrics.seconds += time.perf_counter() - t0
+                if final is None:
+                    break
+                self._emit(p, final, shared, originals, outputs, metrics)
 
     def _emit(
         self,

@@ -120,6 +120,11 @@ class FlowConfiguration(BaseModel):
     batch_size: int = Field(default=65536, ge=1, le=10_000_000)
     retry_pipeline_on_error: bool = False
     queue_size: int = Field(default=4, ge=1, le=1024, description="Batches buffered between two stages.")
+    fuse_stages: bool = Field(
+        default=True,
+        description="Fuse an origin that reads through DuckDB with the field mappers and filters after it "
+        "into one query (same results, fewer copies).",
+    )
 
     def __getitem__(self, key: str) -> Any:
         try:

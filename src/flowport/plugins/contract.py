@@ -35,6 +35,7 @@ __all__ = [
     "ErrorBatch",
     "ErrorSink",
     "Executor",
+    "FusedSql",
     "Origin",
     "Processor",
     "StageConfig",
@@ -121,6 +122,32 @@ class StageOutput:
     errors: ErrorBatch | None = None
 
 
+@dataclass(frozen=True)
+class FusedSql:
+    """A processor written as one DuckDB SELECT over its input, for fusion.
+
+    The engine may fuse an origin that reads through DuckDB with the
+    processors after it into a single query (see ``flowport.engine.fusion``).
+    ``query`` selects the stage's visible output ``columns``, every column
+    named in ``carry`` unchanged, and the stage's control columns:
+
+    * ``error_column``: per row an error message, or NULL when the row is fine;
+    * ``input_column``: where ``error_column`` is not NULL, the record as the
+      stage received it (a STRUCT), else NULL;
+    * ``keep_column``: a filter's verdict, TRUE/FALSE, or NULL when it could
+      not be decided in SQL (NULL condition or an error); the engine then asks
+      :meth:`Processor.process` about those rows, so results and error
+      records are exactly those of an unfused run.
+    """
+
+    query: str
+    columns: list[str]
+    error_column: str | None = None
+    error_code: str = "STAGE_RECORD_ERROR"
+    input_column: str | None = None
+    keep_column: str | None = None
+
+
 def visible_columns(data: pa.RecordBatch | pa.Table) -> pa.Table:
     """``data`` without the engine's hidden ``__fp_`` columns, as a table."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
@@ -153,6 +180,17 @@ class Origin(StagePlugin[C]):
 
     kind = StageKind.ORIGIN
 
+    def fusable_columns(self) -> list[str] | None:
+        """Columns of the DuckDB SELECT this origin reads through, or None when it cannot fuse.
+
+        Called after :meth:`open`.
+        """
+        return None
+
+    def fuse(self, wrap: Callable[[str], str]) -> None:
+        """Read ``wrap(select)`` instead of ``select`` (only called when fusable_columns() is not None)."""
+        raise NotImplementedError
+
     @abstractmethod
     def batches(self) -> Iterator[pa.RecordBatch | StageOutput]:
         """Yield record batches of at most ``context.batch_size`` rows.
@@ -175,6 +213,25 @@ class Processor(StagePlugin[C]):
         """Flush state after the last batch (most processors have none)."""
         return None
 
+    def fused_sql(self, source: str, columns: list[str], carry: list[str], tag: str) -> FusedSql | None:
+        """This stage as a DuckDB SELECT over ``(source)``, or None when it cannot be fused.
+
+        ``columns`` are the visible input columns, ``carry`` columns must be
+        passed through unchanged, and control columns must be named with the
+        prefix ``tag``. Only stateless, row-wise stages can fuse.
+        """
+        return None
+
+    def finish_batches(self) -> Iterator[StageOutput]:
+        """Flush state after the last batch as a stream of outputs.
+
+        The engine calls this; override it (instead of :meth:`finish`) when
+        the final output can be large, e.g. a query over the whole input.
+        """
+        out = self.finish()
+        if out is not None:
+            yield out
+
 
 class Destination(StagePlugin[C]):
     """Writes records outside, atomically: nothing is visible before ``commit``."""
@@ -183,7 +240,11 @@ class Destination(StagePlugin[C]):
 
     @abstractmethod
     def write(self, batch: pa.RecordBatch) -> StageOutput | None:
-        """Stage one batch for writing (hidden columns already removed)."""
+        """Stage one batch for writing.
+
+        The batch may still carry the engine's hidden ``__fp_`` columns:
+        drop them with :func:`visible_columns` before writing.
+        """
 
     @abstractmethod
     def commit(self) -> None:

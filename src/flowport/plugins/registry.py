@@ -16,8 +16,9 @@ import importlib
 import importlib.metadata as md
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,11 @@ class PluginRegistry:
     """Installed plugins, looked up by name or label and resolved by version."""
 
     def __init__(self) -> None:
-        self._plugins: list[RegisteredPlugin] = []
+        self._plugins_loaded: list[RegisteredPlugin] = []
+        # Entry points not imported yet, by entry point name (= plugin name by
+        # convention): a run imports only the plugins its flow uses, so start-up
+        # does not pay for every installed stage and its libraries.
+        self._pending: list[tuple[str, Callable[[], None]]] = []
         self.load_errors: list[str] = []
 
     # -- building ---------------------------------------------------------
@@ -87,8 +92,24 @@ class PluginRegistry:
                     # from the first extra path holding a module of that name:
                     # with two versions installed, that would be the wrong one.
                     root = None if path is None else Path(str(dist.locate_file("")))
-                    registry._load_entry_point(ep, name, dist.version, root)
+                    registry._pending.append(
+                        (ep.name, partial(registry._load_entry_point, ep, name, dist.version, root))
+                    )
         return registry
+
+    def _load(self, name: str | None = None) -> None:
+        """Import pending entry points: those called ``name``, or all of them."""
+        if not self._pending:
+            return
+        todo = [item for item in self._pending if name is None or item[0] == name]
+        self._pending = [item for item in self._pending if not (name is None or item[0] == name)]
+        for _, load in todo:
+            load()
+
+    @property
+    def _plugins(self) -> list[RegisteredPlugin]:
+        self._load()
+        return self._plugins_loaded
 
     def _load_entry_point(
         self, ep: md.EntryPoint, dist_name: str, dist_version: str, root: Path | None
@@ -121,10 +142,12 @@ class PluginRegistry:
             artifact=ArtifactInfo(artifact, ArtifactVersion.parse(version), scope),
             config_model=plugin_cls.config_model,
         )
-        self._plugins = [
-            p for p in self._plugins if not (p.info.name == info.name and p.info.artifact == info.artifact)
+        self._plugins_loaded = [
+            p
+            for p in self._plugins_loaded
+            if not (p.info.name == info.name and p.info.artifact == info.artifact)
         ]
-        self._plugins.append(RegisteredPlugin(info, plugin_cls))
+        self._plugins_loaded.append(RegisteredPlugin(info, plugin_cls))
 
     # -- looking up -------------------------------------------------------
     @property
@@ -172,7 +195,11 @@ class PluginRegistry:
         return found.cls
 
     def _find(self, ref: PluginRef) -> RegisteredPlugin | Resolution:
-        candidates = [p for p in self._plugins if p.info.name == ref.name]
+        self._load(ref.name)
+        candidates = [p for p in self._plugins_loaded if p.info.name == ref.name]
+        if not candidates and self._pending:
+            # An entry point named differently from its plugin: look everywhere.
+            candidates = [p for p in self._plugins if p.info.name == ref.name]
         if not candidates:
             return Resolution(
                 None, "PLUGIN_NOT_FOUND", f"No installed artifact provides the stage plugin '{ref.name}'"

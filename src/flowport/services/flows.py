@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from flowport.connections.spec import ConnectionLookup
 from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
 from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
@@ -100,6 +102,17 @@ def _checked(
     return resolve_flow(flow, values)
 
 
+def _resources(connections: ConnectionLookup | None) -> dict[str, Any]:
+    # The lookup opens the metadata store only when a stage asks for a
+    # connection, so file-only flows run without an initialized instance.
+    if connections is None:
+        # Imported here: SQLAlchemy costs start-up time that flows without connections need not pay.
+        from flowport.services.connections import StoreConnectionLookup
+
+        connections = StoreConnectionLookup()
+    return {"connections": connections}
+
+
 def preview(
     flow: Flow,
     *,
@@ -108,13 +121,18 @@ def preview(
     parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
     base_dir: Path | None = None,
     registry: PluginRegistry | None = None,
+    connections: ConnectionLookup | None = None,
 ) -> list[PreviewStage]:
-    """Preview a valid flow on its first ``rows`` records; nothing is written."""
+    """Preview a valid flow on its first ``rows`` records; nothing is written.
+
+    Stages find connections through ``connections`` (default: the instance's store).
+    """
     if rows < 1:
         raise ValidationFailed(f"Preview needs at least one row, got {rows}")
     reg = registry or plugin_registry()
     resolved = _checked(flow, overrides, parameter_sets, reg)
-    return preview_flow(resolved, reg, RunContext(base_dir=base_dir or Path.cwd()), rows=rows)
+    context = RunContext(base_dir=base_dir or Path.cwd(), resources=_resources(connections))
+    return preview_flow(resolved, reg, context, rows=rows)
 
 
 def start_run(
@@ -125,11 +143,15 @@ def start_run(
     base_dir: Path | None = None,
     registry: PluginRegistry | None = None,
     run_id: str | None = None,
+    connections: ConnectionLookup | None = None,
 ) -> FlowRun:
-    """Validate a flow and start running it; raises FlowInvalid when it is not valid."""
+    """Validate a flow and start running it; raises FlowInvalid when it is not valid.
+
+    Stages find connections through ``connections`` (default: the instance's store).
+    """
     reg = registry or plugin_registry()
     resolved = _checked(flow, overrides, parameter_sets, reg)
-    context = RunContext(base_dir=base_dir or Path.cwd())
+    context = RunContext(base_dir=base_dir or Path.cwd(), resources=_resources(connections))
     if run_id:
         context.run_id = run_id
     return FlowRun(resolved, reg, context).start()

@@ -1,0 +1,1 @@
+"""Connections: access to external systems, their drivers and their secrets."""

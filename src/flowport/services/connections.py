@@ -1,0 +1,514 @@
+"""Connection services: the instance's metadata store, connections and their encrypted secrets.
+
+Each function owns its transaction (one per call) and is what the CLI, and
+later the API, call. Bodies follow the seed's connection object
+(``POST /v4/connections``): camelCase keys, ``credentials`` as a list of
+objects whose ``user``/``username`` is public and every other key a secret.
+Secrets are encrypted before they reach the store and leave it only inside
+a :class:`~flowport.connections.spec.ConnectionSpec` for a driver; no
+message, log record or public dict ever contains one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid as _uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from flowport.connections import drivers as _drivers
+from flowport.connections.secrets import (
+    SecretKey,
+    SecretKeyError,
+    decrypt_secrets,
+    encrypt_secrets,
+    ensure_key,
+)
+from flowport.connections.spec import PUBLIC_CREDENTIAL_KEYS, VENDORS, ConnectionSpec
+from flowport.errors import ValidationFailed
+from flowport.services.settings import settings
+from flowport.store import connections as _repo
+from flowport.store import instance as _instance
+from flowport.store.database import database_url, display_url, transaction
+from flowport.store.schema import require_head, upgrade
+from flowport.store.tables import Connection
+
+__all__ = [
+    "ConnectionCreate",
+    "ConnectionUpdate",
+    "InstanceInfo",
+    "StoreConnectionLookup",
+    "add_connection",
+    "connection_public_dict",
+    "connection_spec",
+    "count_connections",
+    "get_connection",
+    "init_instance",
+    "list_connections",
+    "remove_connection",
+    "test_connection",
+    "update_connection",
+]
+
+_log = logging.getLogger(__name__)
+
+# Other spellings people (and other tools' exports) use for our vendors.
+_VENDOR_ALIASES = {"postgres": "postgresql", "pg": "postgresql", "mariadb": "mysql", "file": "filesystem"}
+# Parameter names that hold secrets: those belong in ``credentials``, where
+# they are encrypted, not in ``params``, which is shown and exported.
+_SECRET_PARAM_NAMES = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "accesstoken",
+        "secretkey",
+        "privatekey",
+        "clientsecret",
+        "secretaccesskey",
+    }
+)
+# The seed calls a database reached through a driver "jdbc"; kept for clients of that API.
+_SQL_TYPE = "jdbc"
+
+# Database URLs already checked to be at the newest schema in this process.
+_ready: set[str] = set()
+_ready_lock = threading.Lock()
+
+
+# -- schemas -----------------------------------------------------------------
+
+
+def _vendor(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    vendor = value.strip().lower()
+    vendor = _VENDOR_ALIASES.get(vendor, vendor)
+    if vendor not in VENDORS:
+        raise ValueError(f"unknown vendor '{value}'; expected one of {', '.join(VENDORS)}")
+    return vendor
+
+
+def _params(value: dict[str, Any]) -> dict[str, Any]:
+    for key in value:
+        if key.replace("_", "").replace("-", "").lower() in _SECRET_PARAM_NAMES:
+            raise ValueError(f"'{key}' looks like a secret: put it in credentials, where it is encrypted")
+    return value
+
+
+def _credentials(value: Any) -> Any:
+    # Wraps every secret in SecretStr as soon as it is parsed, so that a repr,
+    # a log line or a validation error of the body never shows it.
+    if not isinstance(value, list):
+        return value
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"credentials[{index}] must be an object")
+        clean: dict[str, Any] = {}
+        for key, secret in item.items():
+            if secret is None:
+                continue
+            if isinstance(secret, dict | list):
+                raise ValueError(f"credentials[{index}].{key} must be a string")
+            if key in PUBLIC_CREDENTIAL_KEYS:
+                clean[str(key)] = str(secret)
+            else:
+                clean[str(key)] = secret if isinstance(secret, SecretStr) else SecretStr(str(secret))
+        items.append(clean)
+    return items
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        str_strip_whitespace=True,
+    )
+
+    @field_validator("vendor", mode="before", check_fields=False)
+    @classmethod
+    def _check_vendor(cls, value: Any) -> Any:
+        return _vendor(value)
+
+    @field_validator("params", mode="after", check_fields=False)
+    @classmethod
+    def _check_params(cls, value: Any) -> Any:
+        return _params(value) if isinstance(value, dict) else value
+
+    @field_validator("credentials", mode="before", check_fields=False)
+    @classmethod
+    def _check_credentials(cls, value: Any) -> Any:
+        return _credentials(value)
+
+
+class ConnectionCreate(_Body):
+    """The body of ``POST /v4/connections`` (and ``flowport connections add``).
+
+    ``vendorName`` and ``type`` are accepted as in the seed; ``vendorName``
+    must agree with ``vendor``, ``type`` is derived from the vendor on output.
+    """
+
+    name: str = Field(min_length=1, max_length=255)
+    vendor: str
+    vendor_name: str | None = None
+    type: str | None = None
+    uuid: _uuid.UUID | None = None
+    description: str = ""
+    host: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    params: dict[str, Any] = Field(default_factory=dict)
+    ssl: bool = False
+    credential_type: str = Field(default="basic", min_length=1, max_length=64)
+    credentials: list[dict[str, Any]] = Field(default_factory=list, repr=False)
+    is_global: bool = False
+
+
+class ConnectionUpdate(_Body):
+    """A partial update: only the fields given change.
+
+    ``credentials``, when given, replace the stored user name and secrets as
+    a whole (``[]`` removes them).
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    vendor: str | None = None
+    vendor_name: str | None = None
+    type: str | None = None
+    description: str | None = None
+    host: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    params: dict[str, Any] | None = None
+    ssl: bool | None = None
+    credential_type: str | None = Field(default=None, min_length=1, max_length=64)
+    credentials: list[dict[str, Any]] | None = Field(default=None, repr=False)
+    is_global: bool | None = None
+
+
+def _parse(model: type[_Body], body: Any) -> Any:
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        # include_input=False: the rejected value may be a password.
+        problems = exc.errors(include_input=False, include_url=False, include_context=False)
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(body)'}: {e['msg']}" for e in problems]
+    # Raised outside the except block so that the pydantic error, which
+    # quotes the input, is not even kept as __context__.
+    raise ValidationFailed("Invalid connection: " + "; ".join(lines), details=lines)
+
+
+def _check_vendor_name(vendor: str | None, vendor_name: str | None) -> None:
+    if vendor_name is not None and vendor is not None and _vendor(vendor_name) != vendor:
+        raise ValidationFailed(f"vendorName '{vendor_name}' does not match vendor '{vendor}'")
+
+
+# -- the store ---------------------------------------------------------------
+
+
+def _url() -> str:
+    return database_url(settings().home)
+
+
+@contextmanager
+def _transaction(url: str | None = None) -> Iterator[Session]:
+    url = url or _url()
+    with _ready_lock:
+        ready = url in _ready
+    if not ready:
+        require_head(url)
+        with _ready_lock:
+            _ready.add(url)
+    with transaction(url) as session:
+        yield session
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What ``flowport init`` set up."""
+
+    home: Path
+    database: str
+    revision: str
+    uuid: _uuid.UUID
+    created_at: datetime
+    secret_key: SecretKey
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON for ``flowport init --json``."""
+        return {
+            "home": str(self.home),
+            "database": self.database,
+            "revision": self.revision,
+            "uuid": str(self.uuid),
+            "createdAt": _timestamp(self.created_at),
+            "secretKey": {
+                "source": self.secret_key.source,
+                "path": str(self.secret_key.path) if self.secret_key.path else None,
+                "created": self.secret_key.created,
+            },
+            "warnings": list(self.warnings),
+        }
+
+
+def init_instance() -> InstanceInfo:
+    """Create or upgrade the metadata store and make sure the instance has a secret key.
+
+    Safe to run again: existing data and an existing key are kept.
+    """
+    home = settings().home
+    home.mkdir(parents=True, exist_ok=True)
+    url = _url()
+    # The key first: a malformed FLOWPORT_SECRET_KEY stops init before the store changes.
+    key = ensure_key(home)
+    revision = upgrade(url)
+    warnings: list[str] = []
+    with transaction(url) as session:
+        row = _instance.ensure(session)
+        instance_uuid, created_at = row.uuid, row.created_at
+        if key.created:
+            encrypted = session.scalar(
+                select(func.count()).select_from(Connection).where(Connection.secret.is_not(None))
+            )
+            if encrypted:
+                warnings.append(
+                    f"A new secret key was created but {encrypted} connection(s) hold credentials "
+                    "encrypted with a previous key: restore that key file or enter their credentials again"
+                )
+    with _ready_lock:
+        _ready.add(url)
+    _log.info("Instance %s initialized at revision %s", instance_uuid, revision)
+    return InstanceInfo(home, display_url(url), revision, instance_uuid, created_at, key, warnings)
+
+
+# -- connections -------------------------------------------------------------
+
+
+def _split(credentials: list[dict[str, Any]]) -> tuple[str | None, bytes | None]:
+    username, secrets = ConnectionSpec.split_credentials(credentials)
+    return username, (encrypt_secrets(secrets, home=settings().home) if secrets else None)
+
+
+def add_connection(
+    body: ConnectionCreate | Mapping[str, Any], *, creator_id: int | None = None
+) -> Connection:
+    """Store a new connection with its credentials encrypted; Conflict when the name or uuid is taken.
+
+    Args:
+        body: the seed's connection body (camelCase or snake_case keys).
+        creator_id: the user creating it, when there are users.
+    """
+    data: ConnectionCreate = _parse(ConnectionCreate, body)
+    _check_vendor_name(data.vendor, data.vendor_name)
+    username, secret = _split(data.credentials)
+    with _transaction() as session:
+        row = _repo.create(
+            session,
+            name=data.name,
+            vendor=data.vendor,
+            uuid=data.uuid,
+            description=data.description,
+            host=data.host,
+            port=data.port,
+            params=data.params,
+            ssl=data.ssl,
+            credential_type=data.credential_type,
+            username=username,
+            secret=secret,
+            is_global=data.is_global,
+            creator_id=creator_id,
+        )
+    _log.info("Connection '%s' added (id %s, uuid %s, vendor %s)", row.name, row.id, row.uuid, row.vendor)
+    return row
+
+
+def get_connection(ref: str | int) -> Connection:
+    """The connection with this id, uuid or name; NotFound otherwise."""
+    with _transaction() as session:
+        return _repo.find(session, ref)
+
+
+def list_connections(*, limit: int | None = None, offset: int = 0) -> list[Connection]:
+    """Stored connections in creation order; all of them unless ``limit`` is given."""
+    with _transaction() as session:
+        return list(_repo.list_(session, limit=limit, offset=offset))
+
+
+def count_connections() -> int:
+    """How many connections are stored."""
+    with _transaction() as session:
+        return _repo.count(session)
+
+
+def update_connection(
+    ref: str | int, changes: ConnectionUpdate | Mapping[str, Any], *, updater_id: int | None = None
+) -> Connection:
+    """Change the given fields of a connection; ``credentials`` replace the stored ones as a whole."""
+    data: ConnectionUpdate = _parse(ConnectionUpdate, changes)
+    given = data.model_fields_set
+    values: dict[str, Any] = {}
+    for name in (
+        "name",
+        "vendor",
+        "description",
+        "host",
+        "port",
+        "params",
+        "ssl",
+        "credential_type",
+        "is_global",
+    ):
+        if name in given:
+            value = getattr(data, name)
+            if value is None and name in (
+                "name",
+                "vendor",
+                "description",
+                "params",
+                "ssl",
+                "credential_type",
+            ):
+                raise ValidationFailed(f"Invalid connection: {to_camel(name)} cannot be null")
+            values[name] = value
+    if "credentials" in given:
+        values["username"], values["secret"] = _split(data.credentials or [])
+    if updater_id is not None:
+        values["updater_id"] = updater_id
+    with _transaction() as session:
+        row = _repo.find(session, ref)
+        _check_vendor_name(values.get("vendor", row.vendor), data.vendor_name)
+        row = _repo.update(session, row, values)
+    _log.info("Connection '%s' (id %s) updated: %s", row.name, row.id, ", ".join(sorted(values)) or "nothing")
+    return row
+
+
+def remove_connection(ref: str | int) -> Connection:
+    """Delete a connection; returns the deleted row (for messages)."""
+    with _transaction() as session:
+        row = _repo.find(session, ref)
+        _repo.delete(session, row)
+    _log.info("Connection '%s' (id %s, uuid %s) removed", row.name, row.id, row.uuid)
+    return row
+
+
+def _spec(row: Connection, home: Path) -> ConnectionSpec:
+    secrets = {}
+    if row.secret is not None:
+        try:
+            secrets = decrypt_secrets(row.secret, home=home)
+        except SecretKeyError as exc:
+            raise SecretKeyError(f"Connection '{row.name}': {exc.message}") from None
+    return ConnectionSpec(
+        id=row.id,
+        uuid=row.uuid,
+        name=row.name,
+        vendor=row.vendor,  # validated on the way in (pydantic checks it again)
+        host=row.host,
+        port=row.port,
+        params=dict(row.params or {}),
+        ssl=row.ssl,
+        credential_type=row.credential_type,
+        username=row.username,
+        secrets=secrets,
+        is_global=row.is_global,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def connection_spec(ref: str | int) -> ConnectionSpec:
+    """The connection with its secrets decrypted, for a driver; SecretKeyError when the key changed."""
+    with _transaction() as session:
+        row = _repo.find(session, ref)
+    return _spec(row, settings().home)
+
+
+def test_connection(ref: str | int) -> _drivers.TestResult:
+    """Open a real connection with the stored credentials: ok, or the driver's reason (scrubbed)."""
+    spec = connection_spec(ref)
+    # The store's transaction is over: a slow or hanging server holds no lock here.
+    result = _drivers.test_connection(spec)
+    return _drivers.TestResult(result.ok, spec.scrub(result.message))
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _type(vendor: str) -> str:
+    return _SQL_TYPE if vendor in _drivers.SQL_VENDORS else vendor
+
+
+def connection_public_dict(row: Connection) -> dict[str, Any]:
+    """The connection as the API shows it (the seed's shape); the user name only, never a secret."""
+    return {
+        "id": row.id,
+        "uuid": str(row.uuid),
+        "name": row.name,
+        "description": row.description,
+        "vendor": row.vendor,
+        "vendorName": row.vendor,
+        "type": _type(row.vendor),
+        "host": row.host,
+        "port": row.port,
+        "params": dict(row.params or {}),
+        "ssl": row.ssl,
+        "credentialType": row.credential_type,
+        "credentials": [{"username": row.username}] if row.username else [],
+        "isGlobal": row.is_global,
+        "createdAt": _timestamp(row.created_at),
+        "updatedAt": _timestamp(row.updated_at),
+        "creator": {"id": row.creator_id} if row.creator_id is not None else None,
+        "updater": {"id": row.updater_id} if row.updater_id is not None else None,
+    }
+
+
+class StoreConnectionLookup:
+    """:class:`~flowport.connections.spec.ConnectionLookup` over the metadata store, for runs.
+
+    Handed to every run in ``resources["connections"]``. Creating one only
+    notes where the store is: it is opened when a stage first calls
+    :meth:`get`, so flows without connections never touch it. Each
+    connection is read once per lookup (i.e. per run).
+    """
+
+    def __init__(self, url: str | None = None, *, home: Path | None = None) -> None:
+        self._home = home or settings().home
+        self._url = url or database_url(self._home)
+        self._cache: dict[str, ConnectionSpec] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ref: str) -> ConnectionSpec:
+        """The connection whose uuid, name (or id) is ``ref``; NotFound otherwise."""
+        with self._lock:
+            spec = self._cache.get(ref)
+            if spec is None:
+                with _transaction(self._url) as session:
+                    row = _repo.find(session, ref)
+                spec = self._cache[ref] = _spec(row, self._home)
+            return spec
+
+    def __repr__(self) -> str:
+        return f"StoreConnectionLookup({display_url(self._url)!r})"

@@ -1,0 +1,286 @@
+"""DuckDB helpers shared by the built-in stages (private to ``flowport.stages``).
+
+Every stage that evaluates SQL owns one DuckDB connection: connections are
+not shared between stages because stages run on different threads. Stages
+that keep state across batches (whole-input SQL, deduplication) use a private
+on-disk database in a temporary directory, so DuckDB can spill to disk and
+memory stays bounded whatever the input size.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Generic, TypeVar, cast
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "DuckSession",
+    "Isolated",
+    "arange",
+    "duckdb_message",
+    "is_statement_error",
+    "isolate_failures",
+    "nested_columns",
+    "nested_to_json",
+    "quote_ident",
+    "render_json",
+    "sql_literal",
+    "write_string_array",
+]
+
+T = TypeVar("T")
+
+# Errors that say the SQL itself is wrong (syntax, unknown column or
+# function): no subset of the rows would evaluate, so they are configuration
+# errors, never record errors.
+_STATEMENT_ERRORS: tuple[type[Exception], ...] = (
+    duckdb.ParserException,
+    duckdb.BinderException,
+    duckdb.CatalogException,
+    duckdb.SyntaxException,
+    duckdb.NotImplementedException,
+)
+# Errors about the engine rather than a value: retrying on fewer rows would
+# only hide them.
+_ENGINE_ERRORS: tuple[type[Exception], ...] = (
+    duckdb.InterruptException,
+    duckdb.OutOfMemoryException,
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+)
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB quoted identifier (any characters allowed)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def duckdb_message(exc: BaseException) -> str:
+    """DuckDB's error message without the echoed query and caret lines.
+
+    The query is Flowport's own wrapping of the user's expression, so showing
+    it would confuse more than it helps.
+    """
+    text = str(exc).strip()
+    cut = text.find("\n\nLINE ")
+    if cut >= 0:
+        text = text[:cut]
+    return text.strip()
+
+
+def is_statement_error(exc: BaseException) -> bool:
+    """True when ``exc`` is about the SQL text (or the engine), not about a value."""
+    return isinstance(exc, _STATEMENT_ERRORS + _ENGINE_ERRORS)
+
+
+class DuckSession:
+    """One DuckDB connection owned by one stage instance.
+
+    ``on_disk=True`` puts the database in a fresh temporary directory (with
+    DuckDB's spill directory beside it) that :meth:`close` removes.
+    """
+
+    def __init__(self, *, on_disk: bool = False) -> None:
+        self._directory: Path | None = None
+        if on_disk:
+            self._directory = Path(tempfile.mkdtemp(prefix="flowport-duckdb-"))
+            self.con = duckdb.connect(str(self._directory / "stage.duckdb"))
+            self.con.execute(f"SET temp_directory = {sql_literal(str(self._directory / 'spill'))}")
+        else:
+            self.con = duckdb.connect(":memory:")
+        # Timestamps with time zone are rendered (JSON, text) in UTC so output
+        # does not depend on the machine that ran the flow.
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._closed = False
+
+    @property
+    def directory(self) -> Path | None:
+        """The private temporary directory of an on-disk session."""
+        return self._directory
+
+    def relation(self, query: str) -> Any:
+        """The lazy relation of a SELECT; binding errors surface here."""
+        relation = self.con.sql(query)
+        if relation is None:  # not a query: DuckDB ran it and returned nothing
+            raise duckdb.InvalidInputException(f"not a query that returns rows: {query}")
+        return relation
+
+    def table(self, query: str) -> pa.Table:
+        """Run a SELECT and return its whole result as an Arrow table."""
+        result: pa.Table = self.relation(query).to_arrow_table()
+        return result
+
+    def reader(self, query: str, batch_size: int) -> pa.RecordBatchReader:
+        """Run a SELECT and stream its result in batches of about ``batch_size`` rows."""
+        result: pa.RecordBatchReader = self.relation(query).to_arrow_reader(batch_size)
+        return result
+
+    def execute(self, statement: str) -> None:
+        """Run a statement that returns nothing of interest (DDL, INSERT)."""
+        self.con.execute(statement)
+
+    @contextmanager
+    def registered(self, name: str, data: pa.RecordBatch | pa.Table) -> Iterator[None]:
+        """Make ``data`` queryable as the view ``name`` for the duration of the block."""
+        self.con.register(name, data)
+        try:
+            yield
+        finally:
+            self.con.unregister(name)
+
+    def close(self) -> None:
+        """Close the connection and delete an on-disk session's directory."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.con.close()
+        finally:
+            if self._directory is not None:
+                shutil.rmtree(self._directory, ignore_errors=True)
+
+
+@dataclass
+class Isolated(Generic[T]):
+    """What :func:`isolate_failures` found in one batch.
+
+    ``results`` are the evaluations of the row ranges that worked, in row
+    order; ``good`` masks the rows they cover; ``failed`` holds the indices of
+    the rows that failed on their own and ``messages`` DuckDB's reason for each.
+    """
+
+    results: list[T] = field(default_factory=list)
+    good: pa.BooleanArray | None = None
+    failed: list[int] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def isolate_failures(batch: pa.RecordBatch, evaluate: Callable[[pa.RecordBatch], T]) -> Isolated[T]:
+    """Evaluate ``batch`` by halves until every failing row stands alone.
+
+    Only called after evaluating the whole batch raised: the happy path stays
+    one query per batch, and a batch with ``k`` bad rows costs about
+    ``2·k·log2(n)`` small queries instead of ``n``. Errors about the statement
+    itself are re-raised, since no row could ever succeed.
+    """
+    found: Isolated[T] = Isolated()
+    # An explicit stack (ranges pushed right half first) keeps row order.
+    stack: list[tuple[int, int]] = [(0, batch.num_rows)]
+    while stack:
+        offset, length = stack.pop()
+        if length == 0:
+            continue
+        try:
+            found.results.append(evaluate(batch.slice(offset, length)))
+            continue
+        except duckdb.Error as exc:
+            if is_statement_error(exc):
+                raise
+            if length == 1:
+                found.failed.append(offset)
+                found.messages.append(duckdb_message(exc))
+                continue
+        half = length // 2
+        stack.append((offset + half, length - half))
+        stack.append((offset, half))
+    good = [True] * batch.num_rows  # error path only: a Python list is fine here
+    for index in found.failed:
+        good[index] = False
+    found.good = pa.array(good, pa.bool_())
+    return found
+
+
+def render_json(
+    session: DuckSession, table: pa.Table, *, prefix: str = "", suffix: str = "\n"
+) -> pa.ChunkedArray[Any]:
+    """One JSON object per row of ``table`` (nested structs become nested objects).
+
+    Each value is ``prefix + json + suffix`` so that the string column's data
+    buffer is already the bytes to write (see :func:`write_string_array`).
+    """
+    keys = ", ".join(f"{sql_literal(name)}: {quote_ident(name)}" for name in table.column_names)
+    parts = []
+    if prefix:
+        parts.append(sql_literal(prefix))
+    parts.append(f"to_json({{{keys}}})::VARCHAR" if keys else "'{}'")
+    if suffix:
+        parts.append(sql_literal(suffix))
+    with session.registered("__fp_rows", table):
+        result = session.table(f"SELECT {' || '.join(parts)} AS line FROM __fp_rows")
+    return result.column(0)
+
+
+def write_string_array(
+    out: IO[bytes], strings: pa.ChunkedArray[Any] | pa.Array[Any], *, skip: int = 0
+) -> int:
+    """Write the concatenation of every (non-null) string in ``strings`` to ``out``.
+
+    Zero-copy: the values of an Arrow string array are stored back to back, so
+    one slice of the data buffer per chunk is the whole text. ``skip`` drops
+    that many bytes from the very beginning. Returns the number of bytes written.
+    """
+    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
+    written = 0
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        if chunk.null_count:
+            chunk = pc.drop_null(chunk)
+        if pa.types.is_large_string(chunk.type):
+            offset_type: pa.DataType = pa.int64()
+        elif pa.types.is_string(chunk.type):
+            offset_type = pa.int32()
+        else:
+            chunk = chunk.cast(pa.string())
+            offset_type = pa.int32()
+        buffers = chunk.buffers()
+        offsets = pa.Array.from_buffers(offset_type, len(chunk) + 1, [None, buffers[1]], offset=chunk.offset)
+        start, end = offsets[0].as_py(), offsets[len(chunk)].as_py()
+        start += skip
+        skip = 0
+        data = buffers[2]
+        if end > start and data is not None:
+            # pyarrow's stubs do not declare the buffer protocol Buffer implements.
+            out.write(memoryview(cast(Any, data))[start:end])
+            written += end - start
+    return written
+
+
+def nested_columns(schema: pa.Schema) -> list[str]:
+    """Names of the struct, list and map columns of ``schema``."""
+    return [f.name for f in schema if pa.types.is_nested(f.type)]
+
+
+def nested_to_json(session: DuckSession, table: pa.Table) -> pa.Table:
+    """``table`` with every nested column replaced by its JSON text (for flat formats like CSV)."""
+    names = nested_columns(table.schema)
+    if not names:
+        return table
+    slim = table.select(names)
+    select = ", ".join(f"to_json({quote_ident(n)})::VARCHAR AS {quote_ident(n)}" for n in names)
+    with session.registered("__fp_nested", slim):
+        converted = session.table(f"SELECT {select} FROM __fp_nested")
+    for name in names:
+        table = table.set_column(table.column_names.index(name), name, converted.column(name))
+    return table
+
+
+def arange(n: int) -> pa.Array[Any]:
+    """0, 1, ..., n-1 as an int64 Arrow array, built without a Python loop."""
+    if n == 0:
+        return pa.array([], pa.int64())
+    return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)

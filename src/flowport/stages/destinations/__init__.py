@@ -1,0 +1,1 @@
+"""Destinations that are not files (Trash)."""

@@ -1,0 +1,1 @@
+"""Error stages: where error records go (Discard, Write to File)."""

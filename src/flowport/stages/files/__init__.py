@@ -1,0 +1,1 @@
+"""File origins and destinations: CSV, JSON and Parquet."""

@@ -1,0 +1,321 @@
+"""CSV File origin: delimited text files read by DuckDB's parallel CSV reader."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from pydantic import field_validator, model_validator
+
+from flowport.errors import StageError
+from flowport.plugins.contract import ErrorBatch, Origin, StageConfig, StageOutput, setting
+from flowport.stages._duckdb import DuckSession, duckdb_message, sql_literal
+from flowport.stages._files import expand_paths, limited
+
+__all__ = ["CsvFileOrigin", "CsvFileOriginConfig"]
+
+MALFORMED_ROW = "CSV_MALFORMED_ROW"
+
+# Rows DuckDB's type sniffer looks at when infer_types is on (its own default).
+_SAMPLE_ROWS = 20480
+# DuckDB writes its reject tables only when a scan finishes. In preview the
+# origin stops at the record limit; it reads on for at most this many rows so
+# that a small file's malformed rows still show up in the preview.
+_PREVIEW_DRAIN_ROWS = 100_000
+
+
+class CsvFileOriginConfig(StageConfig):
+    """Settings of the CSV File origin."""
+
+    path: str = setting(
+        label="Path",
+        description="CSV file or glob (e.g. data/*.csv); relative paths start at the flow's base directory.",
+        min_length=1,
+    )
+    delimiter: str = setting(",", label="Delimiter", description="Field separator (one character).")
+    quote: str = setting(
+        '"',
+        label="Quote",
+        description="Quote character (one character, or empty for none). A quote inside a quoted "
+        "field is written twice.",
+    )
+    header: bool = setting(
+        True, label="Header", description="The first line of each file holds the column names."
+    )
+    columns: list[str] | None = setting(
+        None,
+        label="Columns",
+        description="Column names for files without a header line (default: column0, column1, ...).",
+    )
+    infer_types: bool = setting(
+        False,
+        label="Infer types",
+        description="Detect numbers, dates, timestamps and booleans with DuckDB's type sniffer. "
+        "Off: every column is a string.",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError("the delimiter must be exactly one character")
+        return value
+
+    @field_validator("quote")
+    @classmethod
+    def _at_most_one_character(cls, value: str) -> str:
+        if len(value) > 1:
+            raise ValueError("the quote must be one character, or empty for none")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _distinct_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if not value or any(not name.strip() for name in value):
+            raise ValueError("columns must be a non-empty list of non-empty names")
+        lowered = [name.lower() for name in value]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("column names must be unique (DuckDB compares them ignoring case)")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_only_without_header(self) -> CsvFileOriginConfig:
+        if self.columns is not None and self.header:
+            raise ValueError(
+                "'columns' names the columns of files without a header line; set header to false"
+            )
+        if self.delimiter == self.quote:
+            raise ValueError("the delimiter and the quote must differ")
+        return self
+
+
+def _first_record(path: Path, delimiter: str, quote: str) -> list[str] | None:
+    """The first record of a CSV file (header or first data row), None for an empty file."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        reader = csv.reader(
+            handle,
+            delimiter=delimiter,
+            quotechar=quote or None,
+            quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE,
+            doublequote=True,
+            strict=False,
+        )
+        for record in reader:
+            return record
+    return None
+
+
+def _column_names(raw: list[str]) -> list[str]:
+    """Usable, distinct column names from a header line (blank ones become ``columnN``)."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for index, text in enumerate(raw):
+        base = text.strip() or f"column{index}"
+        name, suffix = base, 1
+        # DuckDB identifiers are case-insensitive, so "Id" and "id" collide.
+        while name.lower() in seen:
+            name = f"{base}_{suffix}"
+            suffix += 1
+        seen.add(name.lower())
+        names.append(name)
+    return names
+
+
+class CsvFileOrigin(Origin[CsvFileOriginConfig]):
+    """Reads delimited text files with DuckDB, streaming Arrow batches.
+
+    Columns are strings unless ``infer_types`` is on. Malformed rows (wrong
+    number of columns, bad quoting, values that do not fit an inferred type)
+    do not stop the read: they come out, after the good rows, as error records
+    with the file, the line number and the raw line.
+    """
+
+    name = "csv_file_origin"
+    label = "CSV File"
+    description = (
+        "Reads CSV (delimited text) files; malformed rows become error records with their line number."
+    )
+    config_model = CsvFileOriginConfig
+
+    def open(self) -> None:
+        """Find the files and their columns (fails early when nothing matches)."""
+        self._files, self._columns = self._plan()
+        self._session = DuckSession()
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
+
+    def _plan(self) -> tuple[list[Path], list[str]]:
+        cfg = self.config
+        files = expand_paths(self.context, cfg.path)
+        firsts: list[tuple[Path, list[str]]] = []
+        for path in files:
+            try:
+                record = _first_record(path, cfg.delimiter, cfg.quote)
+            except (OSError, csv.Error) as exc:
+                raise StageError(
+                    self.context.stage_name, f"cannot read the first line of '{path}': {exc}"
+                ) from exc
+            if record:  # empty files contribute nothing
+                firsts.append((path, record))
+        if not firsts:
+            return [], []
+        if cfg.header:
+            first_path, first_header = firsts[0]
+            for path, header in firsts[1:]:
+                if header != first_header:
+                    raise StageError(
+                        self.context.stage_name,
+                        f"'{path.name}' has columns {header} but '{first_path.name}' has {first_header}; "
+                        "files read together must have the same header",
+                    )
+            return [p for p, _ in firsts], _column_names(first_header)
+        if cfg.columns is not None:
+            return [p for p, _ in firsts], list(cfg.columns)
+        return [p for p, _ in firsts], [f"column{i}" for i in range(len(firsts[0][1]))]
+
+    def fusable_columns(self) -> list[str] | None:
+        """The (all-text) columns DuckDB reads; type inference reads in two passes, so it does not fuse."""
+        if self.config.infer_types or not getattr(self, "_files", None):
+            return None
+        return list(self._columns)
+
+    def fuse(self, wrap: Callable[[str], str]) -> None:
+        """Read through ``wrap(select)``: the engine fuses the stages after this one into the query."""
+        self._wrap = wrap
+
+    def _read_sql(self, types: list[str], *, rejects: bool) -> str:
+        cfg = self.config
+        files = "[" + ", ".join(sql_literal(str(p)) for p in self._files) + "]"
+        columns = ", ".join(
+            f"{sql_literal(n)}: {sql_literal(t)}" for n, t in zip(self._columns, types, strict=True)
+        )
+        options = [
+            # No sniffing: DuckDB's dialect sniffer gives up on files with
+            # malformed rows, and the dialect is configured anyway.
+            "auto_detect = false",
+            f"header = {'true' if cfg.header else 'false'}",
+            f"delim = {sql_literal(cfg.delimiter)}",
+            f"quote = {sql_literal(cfg.quote)}",
+            f"escape = {sql_literal(cfg.quote)}",
+            f"columns = {{{columns}}}",
+            "store_rejects = true" if rejects else "ignore_errors = true",
+        ]
+        return f"SELECT * FROM read_csv({files}, {', '.join(options)})"
+
+    def _infer_types(self) -> list[str]:
+        """Column types from DuckDB's sniffer, run on a sample of well-formed rows.
+
+        The sniffer cannot be pointed at the files themselves (it fails on the
+        first malformed row), so the first rows that parse are copied to a
+        clean temporary CSV and sniffed there.
+        """
+        varchar = ["VARCHAR"] * len(self._columns)
+        with tempfile.TemporaryDirectory(prefix="flowport-csv-") as directory:
+            sample = str(Path(directory) / "sample.csv")
+            self._session.execute(
+                f"COPY ({self._read_sql(varchar, rejects=False)} LIMIT {_SAMPLE_ROWS}) "
+                f"TO {sql_literal(sample)} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"')"
+            )
+            relation = self._session.relation(
+                f"SELECT * FROM read_csv({sql_literal(sample)}, header = true, delim = ',', "
+                "quote = '\"', escape = '\"', sample_size = -1)"
+            )
+            return [str(t) for t in relation.types]
+
+    def batches(self) -> Iterator[pa.RecordBatch | StageOutput]:
+        """Stream the rows, then report the malformed ones as error records."""
+        if not hasattr(self, "_session"):
+            self.open()
+        if not self._files:
+            return
+        try:
+            types = self._infer_types() if self.config.infer_types else ["VARCHAR"] * len(self._columns)
+            query = self._read_sql(types, rejects=True)
+            wrap = getattr(self, "_wrap", None)
+            reader = self._session.reader(wrap(query) if wrap else query, self.context.batch_size)
+        except duckdb.Error as exc:
+            raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
+        try:
+            yield from limited(self.context, self._guarded(reader))
+            if self.context.cancelled or not self._drained(reader):
+                return
+        finally:
+            reader.close()
+        yield from self._rejects()
+
+    def _guarded(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        """The reader's batches, with read failures (I/O, encoding) turned into a StageError."""
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (duckdb.Error, pa.ArrowException) as exc:
+                raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
+            yield batch
+
+    def _drained(self, reader: pa.RecordBatchReader) -> bool:
+        """True when the scan finished (the reject tables exist)."""
+        budget = _PREVIEW_DRAIN_ROWS if self.context.record_limit is not None else None
+        for batch in self._guarded(reader):
+            if budget is not None:
+                budget -= batch.num_rows
+                if budget < 0:
+                    return False
+        return True
+
+    def _rejects(self) -> Iterator[StageOutput]:
+        """Malformed rows from DuckDB's reject tables, one error record per line."""
+        where = "e.scan_id = s.scan_id AND e.file_id = s.file_id"
+        prefix = "parse_filename(s.file_path) || ' line ' || e.line || ': '"
+        query = f"""
+            SELECT s.file_path AS file,
+                   CAST(e.line AS BIGINT) AS line,
+                   trim(e.csv_line, chr(13) || chr(10)) AS raw,
+                   {prefix} || CASE
+                     WHEN e.error_type IN ('MISSING COLUMNS', 'TOO MANY COLUMNS') THEN
+                       'expected ' || regexp_extract(e.error_message, 'Expected Number of Columns: (\\d+)', 1)
+                       || ' columns, found ' || regexp_extract(e.error_message, 'Found: (\\d+)', 1)
+                     WHEN e.error_type = 'UNQUOTED VALUE' THEN 'unterminated or badly quoted value'
+                     WHEN e.error_type = 'CAST' THEN
+                       'column ' || {sql_literal("'")} || e.column_name || {sql_literal("'")} || ': '
+                       || regexp_replace(e.error_message, '^Error when converting column "[^"]*"\\. ', '')
+                     ELSE e.error_message
+                   END AS message
+            FROM reject_errors e JOIN reject_scans s ON {where}
+            -- A short row is reported once per missing column; the first report is the row's.
+            QUALIFY row_number() OVER (PARTITION BY e.scan_id, e.file_id, e.line ORDER BY e.column_idx) = 1
+            ORDER BY e.file_id, e.line
+        """
+        limit = self.context.record_limit
+        try:
+            reader = self._session.reader(query, self.context.batch_size)
+        except duckdb.CatalogException:
+            return  # the scan did not finish, so DuckDB wrote no reject tables
+        except duckdb.Error as exc:
+            raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
+        try:
+            for batch in reader:
+                if self.context.cancelled:
+                    return
+                if limit is not None:
+                    if limit <= 0:
+                        return
+                    batch = batch.slice(0, limit)
+                    limit -= batch.num_rows
+                records = pa.Table.from_batches([batch.select(["file", "line", "raw"])])
+                codes = pa.repeat(pa.scalar(MALFORMED_ROW, pa.string()), batch.num_rows)
+                messages = batch.column(batch.schema.get_field_index("message"))
+                yield StageOutput(errors=ErrorBatch(records, codes, messages))
+        finally:
+            reader.close()

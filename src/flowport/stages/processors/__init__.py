@@ -1,0 +1,1 @@
+"""Processors: field mapping, filtering, derived fields, SQL and deduplication."""

@@ -1,0 +1,235 @@
+"""Repository functions for stored connections.
+
+Every function takes the caller's :class:`~sqlalchemy.orm.Session` and only
+flushes: the service owns the transaction. Values are stored as given; the
+service validates them (vendor, port, params) and encrypts the secrets first.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from flowport.errors import Conflict, NotFound, ValidationFailed
+from flowport.store.tables import Connection, utcnow
+
+__all__ = [
+    "UPDATABLE_FIELDS",
+    "count",
+    "create",
+    "delete",
+    "find",
+    "get_by_id",
+    "get_by_name",
+    "get_by_uuid",
+    "list_",
+    "update",
+]
+
+# What update() may change; id, uuid and created_at are fixed for life (the
+# uuid is what packages and import rules refer to).
+UPDATABLE_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "vendor",
+        "host",
+        "port",
+        "params",
+        "ssl",
+        "credential_type",
+        "username",
+        "secret",
+        "is_global",
+        "updater_id",
+    }
+)
+
+
+def _as_uuid(value: str | _uuid.UUID) -> _uuid.UUID | None:
+    if isinstance(value, _uuid.UUID):
+        return value
+    try:
+        return _uuid.UUID(value.strip())
+    except ValueError:
+        return None
+
+
+def _check_unique(
+    session: Session, *, name: str | None, uuid: _uuid.UUID | None, exclude_id: int | None
+) -> None:
+    # Checked before the INSERT/UPDATE for a message that names the clash;
+    # the unique constraints still catch a concurrent writer (see _flush).
+    if name is not None:
+        query = select(Connection.id).where(Connection.name == name)
+        if exclude_id is not None:
+            query = query.where(Connection.id != exclude_id)
+        clash = session.scalar(query)
+        if clash is not None:
+            raise Conflict(f"A connection named '{name}' already exists (id {clash})")
+    if uuid is not None:
+        query = select(Connection.id).where(Connection.uuid == uuid)
+        if exclude_id is not None:
+            query = query.where(Connection.id != exclude_id)
+        clash = session.scalar(query)
+        if clash is not None:
+            raise Conflict(f"A connection with uuid {uuid} already exists (id {clash})")
+
+
+def _flush(session: Session, what: str) -> None:
+    try:
+        session.flush()
+        return
+    except IntegrityError:
+        pass
+    # The driver's message quotes the row's values (the encrypted secret
+    # included): our own message only, raised outside the except block so
+    # that the IntegrityError is not kept as __context__ either.
+    raise Conflict(f"{what} conflicts with an existing connection (same name or uuid)")
+
+
+def create(
+    session: Session,
+    *,
+    name: str,
+    vendor: str,
+    uuid: _uuid.UUID | str | None = None,
+    description: str = "",
+    host: str | None = None,
+    port: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    ssl: bool = False,
+    credential_type: str = "basic",
+    username: str | None = None,
+    secret: bytes | None = None,
+    is_global: bool = False,
+    creator_id: int | None = None,
+) -> Connection:
+    """Insert a connection; Conflict when its name or uuid is taken.
+
+    Args:
+        secret: the already encrypted secrets (a Fernet token), or None.
+        uuid: keeps a given uuid (e.g. when recreating a connection); a new one otherwise.
+    """
+    parsed_uuid = _uuid.uuid4() if uuid is None else _as_uuid(uuid)
+    if parsed_uuid is None:
+        raise ValidationFailed(f"'{uuid}' is not a UUID")
+    _check_unique(session, name=name, uuid=parsed_uuid, exclude_id=None)
+    now = utcnow()
+    row = Connection(
+        uuid=parsed_uuid,
+        name=name,
+        description=description,
+        vendor=vendor,
+        host=host,
+        port=port,
+        params=dict(params or {}),
+        ssl=ssl,
+        credential_type=credential_type,
+        username=username,
+        secret=secret,
+        is_global=is_global,
+        created_at=now,
+        updated_at=now,
+        creator_id=creator_id,
+        updater_id=creator_id,
+    )
+    session.add(row)
+    _flush(session, f"Connection '{name}'")
+    return row
+
+
+def get_by_id(session: Session, connection_id: int) -> Connection:
+    """The connection with this id; NotFound otherwise."""
+    row = session.get(Connection, connection_id)
+    if row is None:
+        raise NotFound(f"No connection with id {connection_id}")
+    return row
+
+
+def get_by_uuid(session: Session, connection_uuid: _uuid.UUID | str) -> Connection:
+    """The connection with this uuid; NotFound otherwise."""
+    parsed = _as_uuid(connection_uuid)
+    row = session.scalar(select(Connection).where(Connection.uuid == parsed)) if parsed else None
+    if row is None:
+        raise NotFound(f"No connection with uuid {connection_uuid}")
+    return row
+
+
+def get_by_name(session: Session, name: str) -> Connection:
+    """The connection with this exact name; NotFound otherwise."""
+    row = session.scalar(select(Connection).where(Connection.name == name))
+    if row is None:
+        raise NotFound(f"No connection named '{name}'")
+    return row
+
+
+def find(session: Session, ref: str | int) -> Connection:
+    """The connection ``ref`` designates: an id, a uuid or a name.
+
+    A name that looks like an id or a uuid still works: when no connection
+    has that id or uuid, the name is tried.
+    """
+    if isinstance(ref, int):
+        return get_by_id(session, ref)
+    text = ref.strip()
+    row: Connection | None = None
+    if text.isdigit():
+        row = session.get(Connection, int(text))
+    elif (parsed := _as_uuid(text)) is not None:
+        row = session.scalar(select(Connection).where(Connection.uuid == parsed))
+    if row is None:
+        row = session.scalar(select(Connection).where(Connection.name == ref))
+    if row is None:
+        raise NotFound(f"No connection with id, uuid or name '{ref}'")
+    return row
+
+
+def list_(session: Session, *, limit: int | None = None, offset: int = 0) -> Sequence[Connection]:
+    """Connections in id order (creation order), ``limit`` of them from ``offset``."""
+    if limit is not None and limit < 1:
+        raise ValidationFailed(f"limit must be at least 1, got {limit}")
+    if offset < 0:
+        raise ValidationFailed(f"offset must not be negative, got {offset}")
+    query = select(Connection).order_by(Connection.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return session.scalars(query).all()
+
+
+def count(session: Session) -> int:
+    """How many connections are stored."""
+    return int(session.scalar(select(func.count()).select_from(Connection)) or 0)
+
+
+def update(session: Session, row: Connection | int, changes: Mapping[str, Any]) -> Connection:
+    """Apply ``changes`` (column name → value) to a connection (row or id); Conflict on a taken name.
+
+    ``updated_at`` is set to now. Unknown or fixed fields (id, uuid,
+    created_at) are a ValidationFailed.
+    """
+    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"Cannot update connection field(s): {', '.join(unknown)}")
+    if isinstance(row, int):
+        row = get_by_id(session, row)
+    if "name" in changes and changes["name"] != row.name:
+        _check_unique(session, name=changes["name"], uuid=None, exclude_id=row.id)
+    for key, value in changes.items():
+        setattr(row, key, dict(value) if key == "params" else value)
+    row.updated_at = utcnow()
+    _flush(session, f"Connection '{row.name}'")
+    return row
+
+
+def delete(session: Session, row: Connection | int) -> None:
+    """Delete a connection (row or id); NotFound when the id does not exist."""
+    if isinstance(row, int):
+        row = get_by_id(session, row)
+    session.delete(row)
+    session.flush()

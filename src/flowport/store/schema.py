@@ -1,0 +1,155 @@
+"""Creating and upgrading the metadata database with the migrations shipped in the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from flowport.errors import FlowportError
+from flowport.store.database import database_url, display_url, get_engine, parse_url
+
+# Alembic is imported inside the functions: it costs ~0.2 s, which every
+# ``flowport`` command would otherwise pay at start-up.
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "StoreNotReady",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "require_head",
+    "upgrade",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+class StoreNotReady(FlowportError):
+    """The metadata database does not exist yet or is not at this Flowport's schema."""
+
+    status_code = 503
+
+
+def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this Flowport knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "the package ships at least one migration"
+    return head
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return False
+    return not Path(parsed.database).expanduser().exists()
+
+
+def current_revision(url: str | None = None) -> str | None:
+    """The schema revision of the database at ``url``; None when it was never initialized.
+
+    Does not create anything: an absent SQLite file stays absent.
+    """
+    url = url or database_url()
+    if _sqlite_file_missing(url):
+        return None
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with get_engine(url).connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        reason = _reason(url, exc)
+    raise StoreNotReady(f"Cannot open the metadata database {display_url(url)}: {reason}")
+
+
+def _reason(url: str, exc: DBAPIError) -> str:
+    # The driver's first line, without the URL's password should a driver echo it.
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    text = lines[0] if lines else type(exc.orig or exc).__name__
+    password = parse_url(url).password
+    return text.replace(str(password), "***") if password else text
+
+
+def _migrate(url: str, action: str, target: str) -> None:
+    from alembic import command
+    from alembic.util.exc import CommandError
+
+    try:
+        with get_engine(url).begin() as connection:
+            if action == "upgrade":
+                command.upgrade(_config(connection), target)
+            else:
+                command.downgrade(_config(connection), target)
+    except OperationalError as exc:
+        reason = _reason(url, exc)
+        raise StoreNotReady(f"Cannot {action} the metadata database {display_url(url)}: {reason}") from None
+    except CommandError as exc:
+        # Typically a database written by a newer Flowport (unknown revision).
+        raise StoreNotReady(
+            f"Cannot {action} the metadata database {display_url(url)}: {exc}. "
+            "Was it created by a newer version of Flowport?"
+        ) from None
+
+
+def upgrade(url: str | None = None) -> str:
+    """Create the metadata database or upgrade it to the newest revision, keeping its data.
+
+    Upgrading a database that is already current does nothing.
+
+    Returns:
+        The revision the database is at afterwards.
+    """
+    url = url or database_url()
+    _migrate(url, "upgrade", "head")
+    revision = current_revision(url)
+    assert revision is not None
+    return revision
+
+
+def downgrade(url: str | None = None, revision: str = "base") -> str | None:
+    """Revert the schema to ``revision`` (``base`` drops every table and its data)."""
+    url = url or database_url()
+    _migrate(url, "downgrade", revision)
+    return current_revision(url)
+
+
+def require_head(url: str | None = None) -> str:
+    """The current revision; StoreNotReady (saying to run ``flowport init``) unless it is the newest."""
+    url = url or database_url()
+    revision = current_revision(url)
+    head = head_revision()
+    if revision == head:
+        return revision
+    if revision is None:
+        problem = "is not initialized"
+    else:
+        from alembic.script import ScriptDirectory
+
+        try:
+            known = ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+        except Exception:  # alembic raises several kinds for an unknown id
+            known = False
+        if not known:
+            raise StoreNotReady(
+                f"The metadata database {display_url(url)} is at revision {revision}, "
+                "unknown to this version of Flowport: was it upgraded by a newer version?"
+            )
+        problem = f"is at revision {revision}, this Flowport needs {head}"
+    raise StoreNotReady(f"The metadata database {display_url(url)} {problem}: run `flowport init`")
