@@ -385,3 +385,19 @@ def test_every_issue_is_reported_and_ordered(make_flow: Any, catalog: Any) -> No
 def test_every_stage_and_the_error_stage_are_resolved(make_flow: Any, catalog: Any) -> None:
     validate_flow(make_flow(GOOD_STAGES, GOOD_EDGES), catalog)
     assert [ref.name for ref in catalog.resolved] == ["dev_raw", "filter", "trash", "discard"]
+
+
+def test_a_flow_of_executors_only_is_an_action_flow(make_flow: Any, catalog: Any) -> None:
+    flow = make_flow(
+        [
+            ("Sql_01", "sql_executor", {"statement": "SELECT 1"}),
+            ("Sql_02", "sql_executor", {"statement": "x"}),
+        ],
+        [("Sql_01", "Sql_02")],
+    )
+    assert validate_flow(flow, catalog).issues == []
+    # ...but an executor beside an origin still needs its inputs.
+    mixed = make_flow([("Raw_01", "dev_raw"), ("Sql_01", "sql_executor", {"statement": "SELECT 1"})])
+    assert [(i.instance_name, i.code) for i in validate_flow(mixed, catalog).issues] == [
+        ("Sql_01", "NO_INPUT_STREAMS")
+    ]

@@ -29,6 +29,7 @@ from flowport.cli.output import (
     run_summary,
     validation_table,
 )
+from flowport.cli.pipelines import pipelines_app
 from flowport.engine import FlowRun, RunResult
 from flowport.errors import FlowDocumentError, FlowportError, NotFound
 from flowport.model.document import flow_json_schema
@@ -52,6 +53,7 @@ app.add_typer(stages_app, name="stages")
 app.add_typer(schema_app, name="schema")
 app.add_typer(example_app, name="example")
 app.add_typer(connections_app, name="connections")
+app.add_typer(pipelines_app, name="pipelines")
 app.command("init")(init_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
@@ -164,7 +166,7 @@ def _watch(run: FlowRun, show: bool) -> RunResult:
     return result[0]
 
 
-def _run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
+def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
     try:
         run = flows.start_run(flow, overrides=overrides, base_dir=base_dir)
     except flows.FlowInvalid as exc:
@@ -189,7 +191,7 @@ def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) ->
     """Run a flow to the end, showing live per-stage progress."""
     overrides = _parse_params(param)
     flow = _load(flow_file, as_json, json_shape="run")
-    _run_and_report(flow, overrides, Path.cwd(), as_json)
+    run_and_report(flow, overrides, Path.cwd(), as_json)
 
 
 @stages_app.command("list")
@@ -243,7 +245,7 @@ def example_run(
         console.print(f"Running example [bold]{flow.name}[/bold] in {folder}")
     started = time.perf_counter()
     try:
-        _run_and_report(flow, {}, folder, as_json)
+        run_and_report(flow, {}, folder, as_json)
     finally:
         if not as_json:
             outputs = sorted(

@@ -138,16 +138,20 @@ def validate_flow(
         # What will run decides; the declared type only stands in for a missing plugin.
         kinds.setdefault(stage.name, info.kind if info is not None else stage.plugin.type)
 
+    # A flow made only of executors (a SQL script, say) is an action flow: it
+    # reads nothing, so it needs no origin and its executors no inputs.
+    action_flow = bool(flow.stages) and all(k is StageKind.EXECUTOR for k in kinds.values())
     if not flow.stages:
         out.flow("FLOW_NO_STAGES", "The flow has no stages: add an origin, then the stages it feeds.")
-    else:
+    elif not action_flow:
         first = flow.stages[0]
         if kinds[first.name] not in (None, StageKind.ORIGIN):
             out.stage(first.name, "FIRST_STAGE_NOT_ORIGIN", "The first stage must be an origin")
 
     _check_names(flow, out)
     valid_edges = _check_edges(flow, out)
-    _check_streams(flow, kinds, valid_edges, out)
+    if not action_flow:
+        _check_streams(flow, kinds, valid_edges, out)
 
     for i, stage in enumerate(flow.stages):
         info = plugins[i]
