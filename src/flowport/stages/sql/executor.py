@@ -1,0 +1,129 @@
+"""SQL Executor: statements run after the run's destinations committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator
+
+from flowport.connections.drivers import connect_dbapi
+from flowport.connections.spec import ConnectionSpec
+from flowport.errors import StageError
+from flowport.plugins.contract import Executor, setting
+from flowport.stages.sql._common import SqlConnectionConfig, connection_spec, driver_errors
+
+__all__ = ["SqlExecutor", "SqlExecutorConfig"]
+
+# How much of a failing statement the error message quotes.
+_STATEMENT_CHARS = 200
+
+
+class SqlExecutorConfig(SqlConnectionConfig):
+    """Settings of the SQL Executor."""
+
+    statements: list[str] = setting(
+        label="Statements",
+        description="SQL statements, one per item, run in order after the data was committed "
+        "(flow parameters are already substituted).",
+        min_length=1,
+    )
+    transaction: bool = setting(
+        True,
+        label="One transaction",
+        description="Run every statement in one transaction: all or nothing. Off: each statement "
+        "commits on its own (needed for e.g. VACUUM). MariaDB commits DDL implicitly whatever this says.",
+    )
+
+    @field_validator("statements")
+    @classmethod
+    def _not_blank(cls, value: list[str]) -> list[str]:
+        for index, statement in enumerate(value, start=1):
+            if not statement.strip():
+                raise ValueError(f"statement {index} is empty")
+        return value
+
+
+class SqlExecutor(Executor[SqlExecutorConfig]):
+    """Runs SQL statements once the run's data is committed (refresh a view, grant, analyze, ...).
+
+    Statements are sent as written, one per driver call, through the
+    vendor's standard DB-API driver. With ``transaction`` a failing
+    statement rolls back the ones before it.
+    """
+
+    name = "sql_executor"
+    label = "SQL Executor"
+    description = "Runs SQL statements on a database after the run's data was written."
+    config_model = SqlExecutorConfig
+
+    def open(self) -> None:
+        """Connect (in autocommit unless the statements run in one transaction)."""
+        self._spec: ConnectionSpec = connection_spec(self.context, self.config.connection)
+        stage = self.context.stage_name
+        with driver_errors(stage, self._spec, f"cannot connect to '{self._spec.name}'"):
+            autocommit = self._spec.vendor in ("sqlite", "duckdb") or not self.config.transaction
+            self._raw: Any = connect_dbapi(self._spec, autocommit=autocommit, any_thread=True)
+
+    def close(self) -> None:
+        """Close the connection."""
+        raw = getattr(self, "_raw", None)
+        if raw is not None:
+            self._raw = None
+            raw.close()
+
+    def _begin(self) -> None:
+        if self._spec.vendor == "sqlite":
+            self._raw.execute("BEGIN")
+        elif self._spec.vendor == "duckdb":
+            self._raw.begin()
+
+    def _commit(self) -> None:
+        if self._spec.vendor == "sqlite":
+            self._raw.execute("COMMIT")
+        else:
+            self._raw.commit()
+
+    def _rollback(self) -> None:
+        try:
+            if self._spec.vendor == "sqlite":
+                if self._raw.in_transaction:
+                    self._raw.execute("ROLLBACK")
+            else:
+                self._raw.rollback()
+        except Exception as exc:  # the statement's own error is the one to report
+            self.context.logger.warning("rollback failed: %s", self._spec.scrub(str(exc)))
+
+    def _run(self, statement: str) -> None:
+        if self._spec.vendor == "duckdb":
+            # A DuckDB cursor is a separate connection, outside this one's transaction.
+            self._raw.execute(statement)
+            return
+        cursor = self._raw.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    def execute(self) -> None:
+        """Run the statements in order."""
+        if getattr(self, "_raw", None) is None:
+            self.open()
+        stage = self.context.stage_name
+        transaction = self.config.transaction
+        if transaction:
+            with driver_errors(stage, self._spec, "cannot start a transaction"):
+                self._begin()
+        for index, statement in enumerate(self.config.statements, start=1):
+            shown = " ".join(statement.split())
+            if len(shown) > _STATEMENT_CHARS:
+                shown = shown[:_STATEMENT_CHARS] + "…"
+            try:
+                with driver_errors(stage, self._spec, f"statement {index} ({shown}) failed"):
+                    self._run(statement)
+            except StageError:
+                if transaction:
+                    self._rollback()
+                raise
+        if transaction:
+            with driver_errors(stage, self._spec, "commit failed"):
+                self._commit()
