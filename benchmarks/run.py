@@ -3,6 +3,14 @@
     make bench                      # 1M and 10M rows
     make bench BENCH_ARGS="--rows 1000000"
 
+Case ``csv_to_postgres``: the orders CSV -> field_mapper -> PostgreSQL
+(``replace``: staging table, one-transaction swap) through Flowport, against
+``psql \\copy`` of the same file into the same table shape, and against dlt
+(installed in its own virtual environment ``benchmarks/.venv-dlt``; Arrow
+tables from pyarrow's CSV reader with ``loader_file_format="csv"``, i.e.
+COPY, its fastest documented path). The ratio column is throughput relative
+to ``psql \\copy``.
+
 Case ``csv_to_parquet``: an orders CSV -> field_mapper (casts) -> filter ->
 Parquet, run by Flowport's engine, against the same work written by hand
 as one DuckDB query. Each measurement runs in a fresh child process:
@@ -102,7 +110,66 @@ def duckdb_query(csv: Path, out: Path) -> str:
     """
 
 
+PG_DATABASE = "flowport_bench"
+PG_TABLE_SQL = (
+    "(order_id integer, customer varchar, country varchar, total numeric(10,2), ordered_at timestamp)"
+)
+
+
+class _BenchConnections:
+    """The benchmark's PostgreSQL connection (no metadata store needed)."""
+
+    def get(self, ref: str) -> object:
+        from flowport.connections.spec import ConnectionSpec
+
+        return ConnectionSpec(
+            name=ref,
+            vendor="postgresql",
+            host="127.0.0.1",
+            port=5432,
+            username="postgres",
+            params={"defaultDatabase": PG_DATABASE},
+        )
+
+
+def postgres_flow(csv: Path, table: str) -> dict:
+    """CSV -> field_mapper -> PostgreSQL (replace) as a flow document."""
+    return {
+        "format": "flowport.flow/1",
+        "name": "bench csv to postgres",
+        "configuration": {"batch_size": 262144, "error_record_policy": "STAGE_RECORD"},
+        "stages": [
+            {"name": "Orders", "plugin": {"name": "csv_file_origin"}, "configuration": {"path": str(csv)}},
+            {
+                "name": "Types",
+                "plugin": {"name": "field_mapper"},
+                "configuration": {"fields": [{"source": n, "target": n, "type": t} for n, t in FIELDS]},
+            },
+            {
+                "name": "Load",
+                "plugin": {"name": "sql_table_destination"},
+                "configuration": {"connection": "bench", "table": table, "mode": "replace"},
+            },
+        ],
+        "edges": [{"from": "Orders", "to": "Types"}, {"from": "Types", "to": "Load"}],
+    }
+
+
 def _child(kind: str, csv: Path, out: Path) -> None:
+    if kind == "flowport_pg":
+        from flowport.engine import FlowRun, RunContext
+        from flowport.model.document import flow_from_dict
+        from flowport.services.flows import plugin_registry
+
+        flow = flow_from_dict(postgres_flow(csv, str(out)))
+        started = time.perf_counter()
+        context = RunContext(base_dir=OUT, resources={"connections": _BenchConnections()})
+        result = FlowRun(flow, plugin_registry(), context).start().wait()
+        seconds = time.perf_counter() - started
+        if result.status != "Complete":
+            raise SystemExit(f"flowport run failed: {result.error}")
+        print(json.dumps({"rows_out": result.stages["Load"].input_records, "seconds": seconds}))
+        return
     if kind == "flowport":
         from flowport.engine import FlowRun, RunContext
         from flowport.model.document import flow_from_dict
@@ -126,10 +193,60 @@ def _child(kind: str, csv: Path, out: Path) -> None:
     print(json.dumps({"rows_out": rows, "seconds": seconds}))
 
 
-def measure(kind: str, csv: Path) -> dict:
+def _psql(*args: str, database: str = PG_DATABASE) -> list[str]:
+    return ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-q", *args]
+
+
+def _pg_rows(table: str) -> int:
+    out = subprocess.run(
+        _psql("-tAc", f'SELECT count(*) FROM "{table}"'), capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip())
+
+
+def prepare_postgres() -> None:
+    """A fresh benchmark database."""
+    subprocess.run(
+        _psql("-c", f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)", database="postgres"), check=True
+    )
+    subprocess.run(_psql("-c", f"CREATE DATABASE {PG_DATABASE}", database="postgres"), check=True)
+
+
+def dlt_python() -> Path | None:
+    """dlt in its own virtual environment (benchmarks/.venv-dlt), installed on first use; None if it fails."""
+    venv = HERE / ".venv-dlt"
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "dlt[postgres]==1.31.0", "pyarrow==26.0.1"],
+            check=True,
+            timeout=600,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"dlt could not be installed ({exc}); it is left out", file=sys.stderr)
+        shutil.rmtree(venv, ignore_errors=True)
+        return None
+    return python
+
+
+def measure_command(command: list[str], rows_of: str | None = None, env: dict | None = None) -> dict:
+    """Run a peer's command; wall time, peak RSS and, for a table, its row count."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"{command[0]} failed: {proc.stderr.read() if proc.stderr else ''}")
+    return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "rows_out": _pg_rows(rows_of) if rows_of else 0}
+
+
+def measure(kind: str, csv: Path, target: str | None = None) -> dict:
     """Run one case in a child process; wall time, rows out and peak RSS."""
-    out = OUT / f"{kind}_{csv.stem}.parquet"
-    if out.exists():
+    out = Path(target) if target else OUT / f"{kind}_{csv.stem}.parquet"
+    if target is None and out.exists():
         out.unlink()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -149,11 +266,80 @@ def measure(kind: str, csv: Path) -> dict:
     }
 
 
+def _row(case: str, rows: int, kind: str, r: dict, base: float, base_run: float | None) -> str:
+    run = r.get("run")
+    run_text = f"{run:>8.2f}{base_run / run:>9.2f}x" if run and base_run else f"{'-':>8}{'-':>10}"
+    return (
+        f"{case:<16}{rows:>12,}{kind:>10}{r['wall']:>9.2f}{rows / r['wall']:>12,.0f}"
+        f"{base / r['wall']:>7.2f}x{run_text}{r['rss_mb']:>9.0f}"
+    )
+
+
+def bench_parquet(sizes: list[int], repeat: int) -> None:
+    """CSV -> field_mapper -> filter -> Parquet: Flowport against one DuckDB query."""
+    for rows in sizes:
+        csv = generate_orders(rows)
+        results = {}
+        for kind in ("duckdb", "flowport"):
+            runs = [measure(kind, csv) for _ in range(repeat)]
+            results[kind] = min(runs, key=lambda r: r["wall"])
+        if results["duckdb"]["rows_out"] != results["flowport"]["rows_out"]:
+            raise SystemExit(f"row counts differ: {results}")
+        base, base_run = results["duckdb"]["wall"], results["duckdb"]["run"]
+        for kind in ("duckdb", "flowport"):
+            print(_row("csv_to_parquet", rows, kind, results[kind], base, base_run))
+
+
+def bench_postgres(sizes: list[int], repeat: int) -> None:
+    """CSV -> field_mapper -> PostgreSQL (replace): Flowport against psql \\copy and dlt."""
+    prepare_postgres()
+    dlt = dlt_python()
+    for rows in sizes:
+        csv = generate_orders(rows)
+        results: dict[str, dict] = {}
+
+        def psql_copy(csv: Path = csv) -> dict:
+            subprocess.run(_psql("-c", "DROP TABLE IF EXISTS psql_orders"), check=True)
+            subprocess.run(_psql("-c", f"CREATE TABLE psql_orders {PG_TABLE_SQL}"), check=True)
+            return measure_command(
+                _psql("-c", f"\\copy psql_orders FROM '{csv}' WITH (FORMAT csv, HEADER true)"), "psql_orders"
+            )
+
+        def flowport(csv: Path = csv) -> dict:
+            r = measure("flowport_pg", csv, "flowport_orders")
+            r["rows_out"] = _pg_rows("flowport_orders")
+            return r
+
+        def dlt_load(csv: Path = csv) -> dict:
+            assert dlt is not None
+            env = {**os.environ, "DLT_DATA_DIR": str(OUT / "dlt"), "RUNTIME__LOG_LEVEL": "WARNING"}
+            return measure_command(
+                [str(dlt), str(HERE / "peers" / "dlt_load.py"), str(csv), PG_DATABASE, "dlt_orders"],
+                "dlt_orders",
+                env,
+            )
+
+        peers = {"psql": psql_copy, "flowport": flowport}
+        if dlt is not None:
+            peers["dlt"] = dlt_load
+        for kind, fn in peers.items():
+            results[kind] = min((fn() for _ in range(repeat)), key=lambda r: r["wall"])
+            if results[kind]["rows_out"] != rows:
+                raise SystemExit(f"{kind} loaded {results[kind]['rows_out']} rows, expected {rows}")
+        base = results["psql"]["wall"]
+        for kind, r in results.items():
+            print(_row("csv_to_postgres", rows, kind, r, base, None))
+        if "dlt" in results:
+            speedup = results["dlt"]["wall"] / results["flowport"]["wall"]
+            print(f"{'':<38}flowport vs dlt: {speedup:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, action="append", help="Input sizes (default 1M and 10M).")
+    parser.add_argument("--case", choices=["parquet", "postgres", "all"], default="all")
+    parser.add_argument("--rows", type=int, action="append", help="Input sizes (default: 1M and 10M / 5M).")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per case; the best is reported.")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -162,26 +348,14 @@ def main() -> None:
         _child(kind, Path(csv), Path(out))
         return
     OUT.mkdir(parents=True, exist_ok=True)
-    sizes = args.rows or [1_000_000, 10_000_000]
     print(
         f"{'case':<16}{'rows':>12}{'engine':>10}{'wall s':>9}{'rows/s':>12}{'ratio':>8}"
         f"{'run s':>8}{'run ratio':>10}{'peak MB':>9}"
     )
-    for rows in sizes:
-        csv = generate_orders(rows)
-        results = {}
-        for kind in ("duckdb", "flowport"):
-            runs = [measure(kind, csv) for _ in range(args.repeat)]
-            results[kind] = min(runs, key=lambda r: r["wall"])
-        if results["duckdb"]["rows_out"] != results["flowport"]["rows_out"]:
-            raise SystemExit(f"row counts differ: {results}")
-        base, base_run = results["duckdb"]["wall"], results["duckdb"]["run"]
-        for kind in ("duckdb", "flowport"):
-            r = results[kind]
-            print(
-                f"{'csv_to_parquet':<16}{rows:>12,}{kind:>10}{r['wall']:>9.2f}{rows / r['wall']:>12,.0f}"
-                f"{base / r['wall']:>7.2f}x{r['run']:>8.2f}{base_run / r['run']:>9.2f}x{r['rss_mb']:>9.0f}"
-            )
+    if args.case in ("parquet", "all"):
+        bench_parquet(args.rows or [1_000_000, 10_000_000], args.repeat)
+    if args.case in ("postgres", "all"):
+        bench_postgres(args.rows or [1_000_000, 5_000_000], args.repeat)
     shutil.rmtree(OUT, ignore_errors=True)
 
 

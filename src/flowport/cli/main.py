@@ -30,6 +30,7 @@ from flowport.cli.output import (
     validation_table,
 )
 from flowport.cli.pipelines import pipelines_app
+from flowport.cli.users import tokens_app, users_app
 from flowport.engine import FlowRun, RunResult
 from flowport.errors import FlowDocumentError, FlowportError, NotFound
 from flowport.model.document import flow_json_schema
@@ -54,6 +55,8 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(example_app, name="example")
 app.add_typer(connections_app, name="connections")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 app.command("init")(init_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]

@@ -17,24 +17,44 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Connection", "Instance", "UTCDateTime", "utcnow"]
+__all__ = [
+    "FLOW_TYPES",
+    "JOB_STATUSES",
+    "ROLES",
+    "ApiToken",
+    "Base",
+    "Connection",
+    "FlowRecord",
+    "Instance",
+    "Job",
+    "JobGroup",
+    "ParameterSet",
+    "Project",
+    "UTCDateTime",
+    "User",
+    "utcnow",
+]
 
 # Deterministic constraint names, so that later migrations can address them
 # on every database (SQLite included, through batch mode).
+# column_0_N_name joins every column's name, so a two-column unique constraint
+# gets its own name; for one column it is the same as column_0_name (0001).
 NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -49,6 +69,16 @@ def utcnow() -> datetime:
 # MySQL's DATETIME drops fractions of a second unless asked for them.
 _TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 _JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# MySQL's TEXT holds 64 KiB only: job logs and errors can be longer.
+_LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+ROLES = ("admin", "editor", "viewer")
+FLOW_TYPES = ("batch", "streaming")
+JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -126,3 +156,156 @@ class Connection(Base):
     def __repr__(self) -> str:
         # Never the secret blob: a repr ends up in logs and tracebacks.
         return f"Connection(id={self.id!r}, uuid={self.uuid!r}, name={self.name!r}, vendor={self.vendor!r})"
+
+
+class User(Base):
+    """A person or program that signs in. ``password_hash`` is an argon2 hash, never the password."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        # Never the hash: a repr ends up in logs and tracebacks.
+        return f"User(id={self.id!r}, name={self.name!r}, role={self.role!r})"
+
+
+class ApiToken(Base):
+    """An API token of a user. Only the SHA-256 of the token is kept; ``prefix`` is for display."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiToken(id={self.id!r}, user_id={self.user_id!r}, name={self.name!r}, prefix={self.prefix!r})"
+        )
+
+
+class Project(Base):
+    """A namespace owning flows and parameter sets; ``default`` always exists."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class FlowRecord(Base):
+    """A stored flow: its full ``flowport.flow/1`` document plus the columns lists filter on.
+
+    ``name``, ``description``, ``type`` and ``uuid`` repeat the document's
+    values (kept equal by the services) so that lists need not parse documents.
+    """
+
+    __tablename__ = "flows"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        UniqueConstraint("project_id", "uuid"),
+        CheckConstraint(_one_of("type", FLOW_TYPES), name="type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[_uuid.UUID] = mapped_column(Uuid())
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(16), default="batch")
+    document: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+    def __repr__(self) -> str:
+        return f"FlowRecord(id={self.id!r}, project_id={self.project_id!r}, name={self.name!r})"
+
+
+class ParameterSet(Base):
+    """Named parameter values of a project; flows use them as ``${set__parameter}``."""
+
+    __tablename__ = "parameter_sets"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    parameters: Mapped[dict[str, str]] = mapped_column(_JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class JobGroup(Base):
+    """One request to run something (a flow now, a deployment later) and its overall outcome.
+
+    ``cancel_requested_at`` is the flag a worker polls to stop a running job.
+    The flow may be deleted afterwards: the history stays, ``flow_id`` becomes NULL.
+    """
+
+    __tablename__ = "job_groups"
+    __table_args__ = (CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"), index=True)
+    deployment_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="Created")
+    parameters: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+    error: Mapped[str | None] = mapped_column(_LONG_TEXT)
+    session_id: Mapped[_uuid.UUID] = mapped_column(Uuid(), unique=True, default=_uuid.uuid4)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+
+    def __repr__(self) -> str:
+        return f"JobGroup(id={self.id!r}, flow_id={self.flow_id!r}, status={self.status!r})"
+
+
+class Job(Base):
+    """One execution of a flow inside a job group: status, per-stage metrics, log lines."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_group_id: Mapped[int] = mapped_column(ForeignKey("job_groups.id", ondelete="CASCADE"), index=True)
+    flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="Created")
+    # One {"stage": name, "inputRecords": ...} per stage, in the flow's order
+    # (a list: PostgreSQL's JSONB would not keep the order of an object's keys).
+    metrics: Mapped[list[dict[str, Any]]] = mapped_column(_JSON, default=list)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(_LONG_TEXT)
+    log: Mapped[str] = mapped_column(_LONG_TEXT, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, job_group_id={self.job_group_id!r}, status={self.status!r})"

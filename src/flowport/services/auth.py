@@ -1,0 +1,420 @@
+"""Users, roles and API tokens: who may call the instance, and as whom.
+
+Passwords are kept as argon2 hashes; API tokens as the SHA-256 of the
+token, which is shown once, when it is created. Neither a password nor a
+token is ever logged, returned after creation, or put in an error message.
+Every comparison of a secret is constant-time, and an unknown user name
+costs the same argon2 verification as a wrong password, so timing does not
+tell which names exist.
+
+Roles, from least to most: ``viewer`` (read), ``editor`` (also create,
+change, run), ``admin`` (also manage users and other users' tokens).
+Functions that take ``actor`` check its role when one is given; ``None``
+means a trusted local caller (the CLI on the instance's machine).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any, Literal
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.orm import Session
+
+from flowport.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.store import tokens as _tokens
+from flowport.store import users as _users
+from flowport.store.tables import ROLES, ApiToken, utcnow
+from flowport.store.tables import User as UserRow
+
+__all__ = [
+    "ROLES",
+    "TOKEN_PREFIX",
+    "Role",
+    "User",
+    "authenticate",
+    "authenticate_basic",
+    "authenticate_token",
+    "create_token",
+    "create_user",
+    "delete_user",
+    "get_user",
+    "has_role",
+    "list_tokens",
+    "list_users",
+    "require_role",
+    "revoke_token",
+    "token_public_dict",
+    "update_user",
+]
+
+_log = logging.getLogger(__name__)
+
+Role = Literal["admin", "editor", "viewer"]
+_RANK = {"viewer": 0, "editor": 1, "admin": 2}
+
+# Every token starts with this, so secret scanners (and people) can recognise one.
+TOKEN_PREFIX = "fpt_"
+# Characters of the token kept for display: the marker and 8 random characters.
+_DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
+# A user name: no ':' (HTTP Basic splits on the first one), no spaces or control characters.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}")
+_MIN_PASSWORD, _MAX_PASSWORD = 8, 1024
+# Writing last_used_at on every request would make each read a write.
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+@lru_cache(maxsize=1)
+def _hasher() -> PasswordHasher:
+    return PasswordHasher()
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # Verified against when the user name is unknown, so that answering
+    # "no such user" takes as long as "wrong password".
+    return _hasher().hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in user as the services see it: never the password hash."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The user as the API shows it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "createdAt": timestamp(self.created_at),
+            "updatedAt": timestamp(self.updated_at),
+        }
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.name, row.role, row.created_at, row.updated_at)  # type: ignore[arg-type]
+
+
+# -- roles -------------------------------------------------------------------
+
+
+def _check_role(role: str) -> Role:
+    if role not in _RANK:
+        raise ValidationFailed(f"Unknown role '{role}'; expected one of {', '.join(ROLES)}")
+    return role  # type: ignore[return-value]
+
+
+def has_role(user: User, role: str) -> bool:
+    """Whether ``user``'s role is ``role`` or a stronger one (admin > editor > viewer)."""
+    return _RANK.get(user.role, -1) >= _RANK[_check_role(role)]
+
+
+def require_role(user: User | None, role: str) -> None:
+    """Forbidden unless ``user`` has ``role`` or a stronger one; ``None`` (a trusted local caller) passes."""
+    if user is None or has_role(user, role):
+        return
+    raise Forbidden(
+        f"User '{user.name}' has the role '{user.role}'; this needs '{role}'"
+        + (" or 'admin'" if role == "editor" else "")
+    )
+
+
+# -- users -------------------------------------------------------------------
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValidationFailed(
+            "A user name is 1 to 255 letters, digits or . _ @ + -, starting with a letter or digit"
+        )
+    return name
+
+
+def _check_password(password: str) -> str:
+    # The value itself never appears in a message.
+    if not isinstance(password, str):
+        raise ValidationFailed("The password must be text")
+    if not _MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
+        raise ValidationFailed(f"The password must have {_MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+    return password
+
+
+def _hash(password: str) -> str:
+    return _hasher().hash(_check_password(password))
+
+
+def _find_user(session: Session, user: User | int | str) -> UserRow:
+    if isinstance(user, User):
+        return _users.get_by_id(session, user.id)
+    if isinstance(user, int):
+        return _users.get_by_id(session, user)
+    return _users.get_by_name(session, user)
+
+
+def create_user(name: str, password: str, role: str = "viewer", *, actor: User | None = None) -> User:
+    """Create a user with an argon2-hashed password.
+
+    Raises:
+        ValidationFailed: bad name, password (8 to 1024 characters) or role.
+        Conflict: the name is taken.
+        Forbidden: ``actor`` is not an admin.
+    """
+    require_role(actor, "admin")
+    _check_name(name)
+    checked_role = _check_role(role)
+    password_hash = _hash(password)
+    with transaction() as session:
+        row = _users.create(session, name=name, password_hash=password_hash, role=checked_role)
+        user = _user(row)
+    _log.info("User '%s' created with role %s (id %s)", user.name, user.role, user.id)
+    return user
+
+
+def get_user(user: int | str, *, actor: User | None = None) -> User:
+    """The user with this id or name; NotFound otherwise. A non-admin ``actor`` may only see itself."""
+    with transaction() as session:
+        found = _user(_find_user(session, user))
+    if actor is not None and actor.id != found.id:
+        require_role(actor, "admin")
+    return found
+
+
+def list_users(
+    *, limit: int | None = None, offset: int = 0, no_limit: bool = False, actor: User | None = None
+) -> dict[str, Any]:
+    """Users in creation order as ``{"data": [user dicts], "count": total}``; admins only."""
+    require_role(actor, "admin")
+    row_limit, row_offset = page_bounds(limit, offset, no_limit)
+    with transaction() as session:
+        rows = _users.list_(session, limit=row_limit, offset=row_offset)
+        total = _users.count(session)
+        return {"data": [_user(r).to_dict() for r in rows], "count": total}
+
+
+def _admins(session: Session) -> int:
+    return sum(1 for row in _users.list_(session) if row.role == "admin")
+
+
+def update_user(
+    user: int | str,
+    *,
+    password: str | None = None,
+    role: str | None = None,
+    actor: User | None = None,
+) -> User:
+    """Change a user's password and/or role.
+
+    A user may change their own password; changing a role, or another
+    user's password, takes an admin. The last admin cannot be demoted (Conflict).
+    """
+    changes: dict[str, Any] = {}
+    if role is not None:
+        require_role(actor, "admin")
+        changes["role"] = _check_role(role)
+    if password is not None:
+        changes["password_hash"] = _hash(password)
+    with transaction() as session:
+        row = _find_user(session, user)
+        if actor is not None and actor.id != row.id:
+            require_role(actor, "admin")
+        if row.role == "admin" and changes.get("role", "admin") != "admin" and _admins(session) <= 1:
+            raise Conflict(f"'{row.name}' is the last admin: make another user admin first")
+        updated = _user(_users.update(session, row, changes)) if changes else _user(row)
+    _log.info(
+        "User '%s' (id %s) updated: %s", updated.name, updated.id, ", ".join(sorted(changes)) or "nothing"
+    )
+    return updated
+
+
+def delete_user(user: int | str, *, actor: User | None = None) -> User:
+    """Delete a user and their API tokens (admins only); the last admin cannot be deleted (Conflict)."""
+    require_role(actor, "admin")
+    with transaction() as session:
+        row = _find_user(session, user)
+        if row.role == "admin" and _admins(session) <= 1:
+            raise Conflict(f"'{row.name}' is the last admin: make another user admin first")
+        deleted = _user(row)
+        _users.delete(session, row)
+    _log.info("User '%s' (id %s) deleted", deleted.name, deleted.id)
+    return deleted
+
+
+# -- authentication -------------------------------------------------------------
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def authenticate_basic(name: str, password: str) -> User:
+    """The user whose name and password these are; Unauthorized otherwise (same message either way).
+
+    A hash made with older argon2 parameters is upgraded on a successful login.
+    """
+    failure = Unauthorized("Invalid user name or password")
+    if not isinstance(name, str) or not isinstance(password, str) or len(password) > _MAX_PASSWORD:
+        raise failure
+    with transaction() as session:
+        try:
+            row: UserRow | None = _users.get_by_name(session, name) if _NAME.fullmatch(name) else None
+        except NotFound:
+            row = None
+        if row is None:
+            _verify(_dummy_hash(), password)  # same work as a real check: no timing oracle
+            raise failure
+        if not _verify(row.password_hash, password):
+            raise failure
+        if _hasher().check_needs_rehash(row.password_hash):
+            _users.update(session, row, {"password_hash": _hasher().hash(password)})
+        return _user(row)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def authenticate_token(token: str) -> User:
+    """The user an API token belongs to; Unauthorized for an unknown or revoked token."""
+    failure = Unauthorized("Invalid or revoked API token")
+    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
+        raise failure
+    digest = _token_hash(token)
+    with transaction() as session:
+        row = _tokens.get_by_hash(session, digest)
+        # The lookup is by hash (an index); compare again in constant time anyway.
+        if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+            raise failure
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at >= _TOUCH_EVERY:
+            _tokens.touch(session, row, now)
+        return _user(_users.get_by_id(session, row.user_id))
+
+
+def authenticate(authorization: str | None) -> User:
+    """The user of an HTTP ``Authorization`` header: ``Basic`` (name and password) or ``Bearer`` (token).
+
+    Raises:
+        Unauthorized: no header, an unknown scheme, or bad credentials.
+    """
+    if not authorization or not authorization.strip():
+        raise Unauthorized("Authentication required: HTTP Basic or an API token (Authorization: Bearer)")
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return authenticate_token(value)
+    if scheme.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("Malformed HTTP Basic credentials") from None
+        name, sep, password = decoded.partition(":")
+        if not sep:
+            raise Unauthorized("Malformed HTTP Basic credentials")
+        return authenticate_basic(name, password)
+    raise Unauthorized("Unsupported authorization scheme: use Basic or Bearer")
+
+
+# -- tokens ------------------------------------------------------------------
+
+
+def token_public_dict(row: ApiToken) -> dict[str, Any]:
+    """A token record as the API shows it: its display prefix, never the token or its hash."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "prefix": row.prefix,
+        "user": ref(row.user_id),
+        "createdAt": timestamp(row.created_at),
+        "lastUsedAt": timestamp(row.last_used_at),
+        "revokedAt": timestamp(row.revoked_at),
+        "revoked": row.revoked_at is not None,
+    }
+
+
+def create_token(
+    user: User | int | str, name: str, *, actor: User | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Create an API token for ``user``; an admin ``actor`` may create one for someone else.
+
+    Returns:
+        ``(token, record)``: the clear token, to show once (only its SHA-256
+        is stored), and the record as :func:`token_public_dict` shows it.
+    """
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 255:
+        raise ValidationFailed("A token name is 1 to 255 characters")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction() as session:
+        owner = _find_user(session, user)
+        if actor is not None and actor.id != owner.id:
+            require_role(actor, "admin")
+        row = _tokens.create(
+            session,
+            user_id=owner.id,
+            name=name.strip(),
+            token_hash=_token_hash(token),
+            prefix=token[:_DISPLAY_CHARS],
+        )
+        record = token_public_dict(row)
+    _log.info("API token '%s' (id %s) created for user '%s'", record["name"], record["id"], owner.name)
+    return token, record
+
+
+def list_tokens(
+    user: User | int | str | None = None,
+    *,
+    include_revoked: bool = True,
+    limit: int | None = None,
+    offset: int = 0,
+    no_limit: bool = False,
+    actor: User | None = None,
+) -> dict[str, Any]:
+    """Token records as ``{"data": [...], "count": total}``: of ``user``, or of everyone when None.
+
+    A non-admin ``actor`` sees its own tokens only (``user`` defaults to it).
+    """
+    if actor is not None and user is None and not has_role(actor, "admin"):
+        user = actor
+    row_limit, row_offset = page_bounds(limit, offset, no_limit)
+    with transaction() as session:
+        owner_id = _find_user(session, user).id if user is not None else None
+        if actor is not None and owner_id != actor.id:
+            require_role(actor, "admin")
+        rows = _tokens.list_(
+            session, user_id=owner_id, include_revoked=include_revoked, limit=row_limit, offset=row_offset
+        )
+        total = _tokens.count(session, user_id=owner_id, include_revoked=include_revoked)
+        return {"data": [token_public_dict(r) for r in rows], "count": total}
+
+
+def revoke_token(token_id: int, *, actor: User | None = None) -> dict[str, Any]:
+    """Revoke a token (idempotent) and return its record.
+
+    Other users' tokens are NotFound to a non-admin ``actor``.
+    """
+    with transaction() as session:
+        row = _tokens.get_by_id(session, token_id)
+        if actor is not None and row.user_id != actor.id and not has_role(actor, "admin"):
+            raise NotFound(f"No API token with id {token_id}")
+        record = token_public_dict(_tokens.revoke(session, row))
+    _log.info("API token '%s' (id %s) revoked", record["name"], record["id"])
+    return record

@@ -1,0 +1,559 @@
+"""Flows stored in the instance: create, read, list, change, duplicate, delete, validate, preview.
+
+A stored flow is its full ``flowport.flow/1`` document (see
+:mod:`flowport.model.flow`) plus an id, a project and who changed it when.
+The document's ``uuid`` is stable (packages and imports refer to it) and
+unique within the project, like its ``name``. Relative paths in a stored
+flow's stages resolve against the instance's data folder,
+:func:`data_dir`. The parameter sets a flow names resolve to its
+project's sets (:mod:`flowport.services.parameter_sets`).
+
+Functions return plain dicts in the v4 API's JSON shape (camelCase,
+``creator``/``updater`` as ``{"id"}``, lists as ``{"data", "count"}``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import uuid as _uuid
+from collections.abc import Mapping
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
+from flowport.model.document import flow_from_dict, flow_to_dict
+from flowport.model.flow import Flow
+from flowport.model.validation import ValidationIssue, ValidationResult
+from flowport.services import flows as _flows
+from flowport.services.auth import User, require_role
+from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services.parameter_sets import resolve_parameter_sets
+from flowport.services.settings import settings
+from flowport.store import flows as _repo
+from flowport.store import projects as _projects
+from flowport.store.tables import FLOW_TYPES, FlowRecord
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "StoredFlow",
+    "check_overrides",
+    "create_flow",
+    "data_dir",
+    "delete_flow",
+    "duplicate_flow",
+    "flow_dict",
+    "get_flow",
+    "get_flow_by_name",
+    "get_flow_by_uuid",
+    "get_flow_document",
+    "insert_flow",
+    "list_flows",
+    "load_stored_flow",
+    "preview_flow",
+    "replace_flow_document",
+    "update_flow",
+    "validate_flow",
+    "validation_dict",
+]
+
+_log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "FLOWPORT_DATA_DIR"
+_MAX_NAME = 255
+_PATCHABLE = frozenset({"name", "description"})
+_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def data_dir() -> Path:
+    """Where relative paths of stored flows resolve: ``FLOWPORT_DATA_DIR`` or ``FLOWPORT_HOME/data``."""
+    configured = os.environ.get(DATA_DIR_ENV, "").strip()
+    folder = Path(configured).expanduser() if configured else settings().home / "data"
+    return folder.resolve()
+
+
+# -- documents -------------------------------------------------------------------
+
+
+def _parse_document(body: Flow | Mapping[str, Any], *, source: str = "flow") -> Flow:
+    if isinstance(body, Flow):
+        flow = body
+    else:
+        # flow_from_dict reports anything that is not an object as a document error.
+        flow = flow_from_dict(dict(body) if isinstance(body, Mapping) else body, source=source)
+    name = flow.name.strip()
+    if not name:
+        raise ValidationFailed("Invalid flow: name cannot be blank")
+    if len(name) > _MAX_NAME:
+        raise ValidationFailed(f"Invalid flow: name is longer than {_MAX_NAME} characters")
+    if name != flow.name:
+        flow = flow.model_copy(update={"name": name})
+    return flow
+
+
+def _document(row: FlowRecord) -> Flow:
+    # Stored documents were valid when written; one that no longer parses
+    # (written by a newer Flowport, edited in the database) says so clearly.
+    return flow_from_dict(dict(row.document), source=f"stored flow {row.id}")
+
+
+def flow_dict(row: FlowRecord, *, include_document: bool = True) -> dict[str, Any]:
+    """A stored flow as the API shows it; ``document`` is the full flow document."""
+    data: dict[str, Any] = {
+        "id": row.id,
+        "uuid": str(row.uuid),
+        "name": row.name,
+        "description": row.description,
+        "type": row.type,
+        "project": ref(row.project_id),
+        "createdAt": timestamp(row.created_at),
+        "updatedAt": timestamp(row.updated_at),
+        "creator": ref(row.creator_id),
+        "updater": ref(row.updater_id),
+    }
+    if include_document:
+        data["document"] = _document_dict(row)
+    return data
+
+
+def _document_dict(row: FlowRecord) -> dict[str, Any]:
+    # Re-serialized through the model for the document's usual key order
+    # (PostgreSQL's JSONB reorders object keys); as stored if it no longer parses.
+    try:
+        return flow_to_dict(_document(row))
+    except FlowDocumentError:
+        return dict(row.document)
+
+
+class StoredFlow:
+    """A stored flow ready to validate or run: the document, its project and its parameter set values."""
+
+    def __init__(
+        self,
+        flow_id: int,
+        project_id: int,
+        flow: Flow,
+        parameter_sets: dict[str, dict[str, str]],
+        missing_sets: list[str],
+    ) -> None:
+        self.flow_id = flow_id
+        self.project_id = project_id
+        self.flow = flow
+        self.parameter_sets = parameter_sets
+        self.missing_sets = missing_sets
+
+    def validate(self, overrides: Mapping[str, str] | None = None) -> ValidationResult:
+        """Validate the flow with its parameter sets and ``overrides``; unknown sets are issues too."""
+        result = _flows.validate(self.flow, overrides=overrides, parameter_sets=self.parameter_sets)
+        if not self.missing_sets:
+            return result
+        issues = [
+            ValidationIssue(
+                "flowIssues",
+                None,
+                "PARAMETER_SET_NOT_FOUND",
+                f"The flow uses the parameter set '{name}', which its project does not have: "
+                "create it or remove it from the flow's parameter sets",
+            )
+            for name in self.missing_sets
+        ]
+        return ValidationResult(success=False, issues=issues + result.issues)
+
+    def check(self, overrides: Mapping[str, str] | None = None) -> None:
+        """Raise :class:`~flowport.services.flows.FlowInvalid` unless the flow is valid."""
+        result = self.validate(overrides)
+        if not result.success:
+            raise _flows.FlowInvalid(result)
+
+
+def load_stored_flow(session: Session, flow_id: int) -> StoredFlow:
+    """A stored flow with its project's parameter sets resolved, inside the caller's transaction."""
+    row = _repo.get_by_id(session, flow_id)
+    flow = _document(row)
+    values, missing = resolve_parameter_sets(session, row.project_id, flow.parameter_sets)
+    return StoredFlow(row.id, row.project_id, flow, values, missing)
+
+
+def check_overrides(overrides: Mapping[str, Any] | None) -> dict[str, str]:
+    """Parameter overrides for one run or preview as ``{name: text}``; ValidationFailed when malformed.
+
+    Names are parameter names (``min_total``) or set parameters (``orders__min_total``);
+    numbers and booleans become text, as parameters always are.
+    """
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise ValidationFailed("Parameter overrides must be an object of name → value")
+    checked: dict[str, str] = {}
+    for name, value in overrides.items():
+        if not isinstance(name, str) or not _PARAMETER_NAME.fullmatch(name):
+            raise ValidationFailed(f"'{name}' is not a parameter name (letters, digits and _)")
+        if isinstance(value, bool):
+            checked[name] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            checked[name] = str(value)
+        else:
+            raise ValidationFailed(f"The value of parameter '{name}' must be text, a number or a boolean")
+    return checked
+
+
+# -- inside a caller's transaction ----------------------------------------------------
+
+
+def insert_flow(
+    session: Session, flow: Flow | Mapping[str, Any], *, project_id: int, creator_id: int | None = None
+) -> FlowRecord:
+    """Store a new flow inside the caller's transaction (imports writing several flows at once).
+
+    Raises:
+        ValidationFailed: not a valid document. Conflict: name or uuid taken in the project.
+    """
+    checked = _parse_document(flow)
+    return _repo.create(
+        session,
+        project_id=project_id,
+        uuid=checked.uuid,
+        name=checked.name,
+        description=checked.description,
+        type=checked.type,
+        document=flow_to_dict(checked),
+        creator_id=creator_id,
+    )
+
+
+def replace_flow_document(
+    session: Session, row: FlowRecord, flow: Flow | Mapping[str, Any], *, updater_id: int | None = None
+) -> FlowRecord:
+    """Replace a stored flow's whole document, its uuid included, inside the caller's transaction.
+
+    For imports resolving a conflict with ``replace``; :func:`update_flow`
+    is the interface's way and keeps the uuid fixed.
+    """
+    checked = _parse_document(flow)
+    changes: dict[str, Any] = {
+        "uuid": checked.uuid,
+        "name": checked.name,
+        "description": checked.description,
+        "type": checked.type,
+        "document": flow_to_dict(checked),
+    }
+    if updater_id is not None:
+        changes["updater_id"] = updater_id
+    return _repo.update(session, row, changes)
+
+
+# -- create, read, list ------------------------------------------------------------
+
+
+def create_flow(
+    body: Flow | Mapping[str, Any],
+    *,
+    project: int | str | None = None,
+    user: User | None = None,
+) -> dict[str, Any]:
+    """Store a new flow in ``project`` (id or name; the default project when None).
+
+    Args:
+        body: a flow document (a :class:`~flowport.model.flow.Flow` or its
+            JSON), or just ``{"name", "description", "type"}`` for an empty flow.
+            Unknown keys are refused.
+
+    Raises:
+        ValidationFailed: not a valid document. Conflict: the name or uuid
+        is taken in the project. NotFound: no such project. Forbidden: a viewer.
+    """
+    require_role(user, "editor")
+    flow = _parse_document(body)
+    with transaction() as session:
+        project_row = _projects.find(session, project)
+        row = insert_flow(session, flow, project_id=project_row.id, creator_id=user.id if user else None)
+        result = flow_dict(row)
+    _log.info("Flow '%s' created (id %s, uuid %s)", result["name"], result["id"], result["uuid"])
+    return result
+
+
+def get_flow(flow_id: int, *, include_document: bool = True) -> dict[str, Any]:
+    """The stored flow with this id (with its document unless told not to); NotFound otherwise."""
+    with transaction() as session:
+        return flow_dict(_repo.get_by_id(session, flow_id), include_document=include_document)
+
+
+def get_flow_by_name(name: str, *, project: int | str | None = None) -> dict[str, Any]:
+    """The flow called ``name`` in ``project`` (default project when None); NotFound otherwise."""
+    with transaction() as session:
+        project_row = _projects.find(session, project)
+        return flow_dict(_repo.get_by_name(session, project_row.id, name))
+
+
+def get_flow_by_uuid(flow_uuid: _uuid.UUID | str, *, project: int | str | None = None) -> dict[str, Any]:
+    """The flow with this document uuid in ``project`` (default project when None); NotFound otherwise."""
+    try:
+        parsed = flow_uuid if isinstance(flow_uuid, _uuid.UUID) else _uuid.UUID(str(flow_uuid))
+    except ValueError:
+        raise NotFound(f"No flow with uuid '{flow_uuid}'") from None
+    with transaction() as session:
+        project_row = _projects.find(session, project)
+        return flow_dict(_repo.get_by_uuid(session, project_row.id, parsed))
+
+
+def get_flow_document(flow_id: int) -> Flow:
+    """The document of a stored flow as a :class:`~flowport.model.flow.Flow`."""
+    with transaction() as session:
+        return _document(_repo.get_by_id(session, flow_id))
+
+
+def list_flows(
+    *,
+    project: int | str | None = None,
+    name: str | None = None,
+    name_contains: str | None = None,
+    flow_type: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    no_limit: bool = False,
+    include_document: bool = False,
+) -> dict[str, Any]:
+    """Stored flows in creation order as ``{"data": [...], "count": total}``.
+
+    Args:
+        project: id or name; every project when None.
+        name: exact name. name_contains: part of the name, any case.
+        flow_type: ``batch`` or ``streaming``.
+        limit, offset, no_limit: paging; ``count`` is the total before paging
+            (limit defaults to 25, ``no_limit`` returns everything).
+        include_document: also return each flow's document.
+    """
+    if flow_type is not None and flow_type not in FLOW_TYPES:
+        raise ValidationFailed(f"Unknown flow type '{flow_type}'; expected one of {', '.join(FLOW_TYPES)}")
+    row_limit, row_offset = page_bounds(limit, offset, no_limit)
+    with transaction() as session:
+        project_id = _projects.find(session, project).id if project is not None else None
+        filters: dict[str, Any] = {
+            "project_id": project_id,
+            "name": name,
+            "name_contains": name_contains,
+            "flow_type": flow_type,
+        }
+        rows = _repo.list_(session, **filters, limit=row_limit, offset=row_offset)
+        total = _repo.count(session, **filters)
+        return {"data": [flow_dict(r, include_document=include_document) for r in rows], "count": total}
+
+
+# -- change, duplicate, delete -----------------------------------------------------
+
+
+def _patch_fields(body: Mapping[str, Any]) -> dict[str, str]:
+    changes: dict[str, str] = {}
+    for key, value in body.items():
+        if not isinstance(value, str):
+            raise ValidationFailed(f"Invalid flow: {key} must be text")
+        changes[key] = value.strip() if key == "name" else value
+    if "name" in changes and not changes["name"]:
+        raise ValidationFailed("Invalid flow: name cannot be blank")
+    if len(changes.get("name", "")) > _MAX_NAME:
+        raise ValidationFailed(f"Invalid flow: name is longer than {_MAX_NAME} characters")
+    return changes
+
+
+def update_flow(flow_id: int, body: Flow | Mapping[str, Any], *, user: User | None = None) -> dict[str, Any]:
+    """Replace a stored flow's document, or change only its name and/or description.
+
+    Args:
+        body: a full flow document (Flow or JSON), or an object with only
+            ``name`` and/or ``description``. A document without ``uuid``
+            keeps the stored one; a different uuid is refused (it is what
+            packages refer to).
+
+    Raises:
+        NotFound, ValidationFailed, Conflict (name taken), Forbidden (a viewer).
+    """
+    require_role(user, "editor")
+    partial = isinstance(body, Mapping) and bool(body) and set(body) <= _PATCHABLE
+    if isinstance(body, Mapping) and not body:
+        raise ValidationFailed(
+            "Invalid flow: the body is empty; send a flow document, a name or a description"
+        )
+    with transaction() as session:
+        row = _repo.get_by_id(session, flow_id)
+        if partial:
+            assert isinstance(body, Mapping)
+            changes: dict[str, Any] = dict(_patch_fields(body))
+            document = dict(row.document)
+            document.update(changes)
+            changes["document"] = document
+        else:
+            if isinstance(body, Flow):
+                given_uuid = "uuid" in body.model_fields_set
+            else:
+                given_uuid = isinstance(body, Mapping) and "uuid" in body
+            flow = _parse_document(body)
+            if not given_uuid:
+                flow = flow.model_copy(update={"uuid": row.uuid})
+            elif flow.uuid != row.uuid:
+                raise ValidationFailed(
+                    f"Invalid flow: its uuid is {row.uuid} and cannot change (packages refer to it); "
+                    "create a new flow or duplicate this one instead"
+                )
+            changes = {
+                "name": flow.name,
+                "description": flow.description,
+                "type": flow.type,
+                "document": flow_to_dict(flow),
+            }
+        if user is not None:
+            changes["updater_id"] = user.id
+        result = flow_dict(_repo.update(session, row, changes))
+    _log.info("Flow '%s' (id %s) updated", result["name"], result["id"])
+    return result
+
+
+def _free_name(session: Session, project_id: int, base: str) -> str:
+    candidate = base[:_MAX_NAME]
+    number = 1
+    while _repo.count(session, project_id=project_id, name=candidate):
+        number += 1
+        suffix = f" ({number})"
+        candidate = base[: _MAX_NAME - len(suffix)] + suffix
+    return candidate
+
+
+def duplicate_flow(
+    flow_id: int,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    user: User | None = None,
+) -> dict[str, Any]:
+    """Copy a stored flow into the same project with a new uuid.
+
+    Args:
+        name: the copy's name; "<name> (copy)" (numbered if taken) when None.
+            A given name that is taken is a Conflict.
+        description: the copy's description; the original's when None.
+    """
+    require_role(user, "editor")
+    with transaction() as session:
+        row = _repo.get_by_id(session, flow_id)
+        flow = _document(row)
+        if name is not None:
+            new_name = _patch_fields({"name": name})["name"]
+        else:
+            new_name = _free_name(session, row.project_id, f"{row.name} (copy)")
+        copy = flow.model_copy(
+            update={
+                "uuid": _uuid.uuid4(),
+                "name": new_name,
+                "description": flow.description if description is None else description,
+            }
+        )
+        new_row = insert_flow(session, copy, project_id=row.project_id, creator_id=user.id if user else None)
+        result = flow_dict(new_row)
+    _log.info("Flow %s duplicated as '%s' (id %s)", flow_id, result["name"], result["id"])
+    return result
+
+
+def delete_flow(flow_id: int, *, user: User | None = None) -> None:
+    """Delete a stored flow; its job history stays (with no flow)."""
+    require_role(user, "editor")
+    with transaction() as session:
+        row = _repo.get_by_id(session, flow_id)
+        name = row.name
+        _repo.delete(session, row)
+    _log.info("Flow '%s' (id %s) deleted", name, flow_id)
+
+
+# -- validate and preview ------------------------------------------------------------
+
+
+def validate_flow(flow_id: int, *, overrides: Mapping[str, Any] | None = None) -> ValidationResult:
+    """Validate a stored flow against the installed plugins, with its project's parameter sets.
+
+    A parameter set the project lacks is a ``PARAMETER_SET_NOT_FOUND`` issue;
+    a stored document that no longer parses is ``FLOW_DOCUMENT_INVALID``.
+    See :func:`validation_dict` for the API's shape.
+    """
+    values = check_overrides(overrides)
+    with transaction() as session:
+        try:
+            stored = load_stored_flow(session, flow_id)
+        except FlowDocumentError as exc:
+            issue = ValidationIssue("flowIssues", None, "FLOW_DOCUMENT_INVALID", exc.message)
+            return ValidationResult(False, [issue])
+    return stored.validate(values)
+
+
+def validation_dict(result: ValidationResult) -> dict[str, Any]:
+    """A validation result in the SDK's shape: ``success``, ``message`` and camelCase ``issues``."""
+    return {
+        "success": result.success,
+        "message": "Validation Succeeded" if result.success else "Validation Failed",
+        "issues": [
+            {
+                "type": issue.type,
+                "instanceName": issue.instance_name,
+                "code": issue.code,
+                "humanReadableMessage": issue.message,
+            }
+            for issue in result.issues
+        ],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    # Preview records come from Arrow: dates, decimals and bytes are not JSON.
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        as_float = float(value)
+        return as_float if math.isfinite(as_float) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def preview_flow(
+    flow_id: int, *, rows: int = 10, overrides: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Preview a stored flow on its first ``rows`` records; nothing is written.
+
+    Returns:
+        One ``{"instanceName", "input", "output", "errors"}`` per stage, JSON-safe.
+
+    Raises:
+        FlowInvalid (a ValidationFailed whose ``details`` is the validation
+        result): the flow is not valid. ValidationFailed: ``rows`` out of 1..100000.
+    """
+    if not 1 <= rows <= 100_000:
+        raise ValidationFailed(f"Preview takes 1 to 100000 rows, got {rows}")
+    values = check_overrides(overrides)
+    with transaction() as session:
+        stored = load_stored_flow(session, flow_id)
+    stored.check(values)
+    stages = _flows.preview(
+        stored.flow,
+        rows=rows,
+        overrides=values,
+        parameter_sets=stored.parameter_sets,
+        base_dir=data_dir(),
+    )
+    return [
+        {
+            "instanceName": stage.instance_name,
+            "input": _jsonable(stage.input),
+            "output": _jsonable(stage.output),
+            "errors": _jsonable(stage.errors),
+        }
+        for stage in stages
+    ]

@@ -1,0 +1,100 @@
+"""The instance's metadata store as the domain services use it, and the API's JSON conventions.
+
+:func:`transaction` opens one transaction on the instance's store after
+checking (once per process and URL) that the schema is current, so every
+service reports "run `flowport init`" the same way. :func:`init_instance`
+is ``flowport init``: the store, the secret key and the default project.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from flowport.errors import ValidationFailed
+from flowport.services import connections as _connections
+from flowport.services.settings import settings
+from flowport.store import projects as _projects
+from flowport.store import schema as _schema
+from flowport.store.database import database_url
+from flowport.store.database import transaction as _store_transaction
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "InstanceInfo",
+    "init_instance",
+    "page_bounds",
+    "ref",
+    "store_url",
+    "timestamp",
+    "transaction",
+]
+
+# The page size of a list when the client gives none (as the v4 API of the seed).
+DEFAULT_LIMIT = 25
+
+InstanceInfo = _connections.InstanceInfo
+
+_ready: set[str] = set()
+_ready_lock = threading.Lock()
+
+
+def store_url() -> str:
+    """The metadata database URL of this instance (``FLOWPORT_DATABASE_URL`` or the SQLite file)."""
+    return database_url(settings().home)
+
+
+@contextmanager
+def transaction(url: str | None = None) -> Iterator[Session]:
+    """One transaction on the instance's store, committed on success; StoreNotReady before ``init``."""
+    url = url or store_url()
+    with _ready_lock:
+        ready = url in _ready
+    if not ready:
+        _schema.require_head(url)
+        with _ready_lock:
+            _ready.add(url)
+    with _store_transaction(url) as session:
+        yield session
+
+
+def init_instance() -> InstanceInfo:
+    """``flowport init``: create or upgrade the store, ensure the secret key and the default project.
+
+    Safe to run again: existing data, key and projects are kept.
+    """
+    info = _connections.init_instance()
+    with transaction() as session:
+        _projects.ensure_default(session)
+    return info
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 in UTC with milliseconds and ``Z`` (the seed's shape)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ref(object_id: int | None) -> dict[str, Any] | None:
+    """A reference to another object as the API writes it (``{"id": 2}``), or None."""
+    return {"id": object_id} if object_id is not None else None
+
+
+def page_bounds(limit: int | None, offset: int | None, no_limit: bool) -> tuple[int | None, int]:
+    """The ``limit`` and ``offset`` a list query uses: ``noLimit`` wins, no limit means DEFAULT_LIMIT."""
+    offset = offset or 0
+    if offset < 0:
+        raise ValidationFailed(f"offset must not be negative, got {offset}")
+    if no_limit:
+        return None, offset
+    if limit is None:
+        return DEFAULT_LIMIT, offset
+    if limit < 1:
+        raise ValidationFailed(f"limit must be at least 1, got {limit}")
+    return limit, offset

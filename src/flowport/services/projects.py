@@ -1,0 +1,127 @@
+"""Projects: namespaces that own flows and parameter sets. The ``default`` project always exists."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flowport.errors import ValidationFailed
+from flowport.model.document import describe_validation_error
+from flowport.services.auth import User, require_role
+from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.store import projects as _repo
+from flowport.store.tables import Project
+
+__all__ = [
+    "DEFAULT_PROJECT",
+    "ProjectCreate",
+    "ProjectUpdate",
+    "create_project",
+    "default_project",
+    "get_project",
+    "list_projects",
+    "project_dict",
+    "update_project",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_PROJECT = _repo.DEFAULT_PROJECT
+
+
+class ProjectCreate(BaseModel):
+    """The body of ``POST /v4/projects``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=255)
+    description: str = ""
+
+
+class ProjectUpdate(BaseModel):
+    """The body of ``PATCH /v4/projects/{id}``: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = None
+
+
+def _parse(model: type[BaseModel], body: Any, what: str) -> Any:
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        lines = describe_validation_error(exc)
+    raise ValidationFailed(f"Invalid {what}: " + "; ".join(lines), details=lines)
+
+
+def project_dict(row: Project) -> dict[str, Any]:
+    """A project as the API shows it."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "createdAt": timestamp(row.created_at),
+        "updatedAt": timestamp(row.updated_at),
+        "creator": ref(row.creator_id),
+        "updater": ref(row.updater_id),
+    }
+
+
+def get_project(project: int | str) -> dict[str, Any]:
+    """The project with this id or name; NotFound otherwise."""
+    with transaction() as session:
+        return project_dict(_repo.find(session, project))
+
+
+def default_project() -> dict[str, Any]:
+    """The ``default`` project (recreated should it have gone)."""
+    with transaction() as session:
+        return project_dict(_repo.ensure_default(session))
+
+
+def list_projects(
+    *, name: str | None = None, limit: int | None = None, offset: int = 0, no_limit: bool = False
+) -> dict[str, Any]:
+    """Projects in creation order as ``{"data": [...], "count": total}``; ``name`` is an exact name."""
+    row_limit, row_offset = page_bounds(limit, offset, no_limit)
+    with transaction() as session:
+        rows = _repo.list_(session, name=name, limit=row_limit, offset=row_offset)
+        return {"data": [project_dict(r) for r in rows], "count": _repo.count(session, name=name)}
+
+
+def create_project(body: ProjectCreate | Mapping[str, Any], *, user: User | None = None) -> dict[str, Any]:
+    """Create a project (editors and admins); Conflict when the name is taken."""
+    require_role(user, "editor")
+    data: ProjectCreate = _parse(ProjectCreate, body, "project")
+    with transaction() as session:
+        row = _repo.create(
+            session,
+            name=data.name,
+            description=data.description,
+            creator_id=user.id if user else None,
+        )
+        result = project_dict(row)
+    _log.info("Project '%s' created (id %s)", result["name"], result["id"])
+    return result
+
+
+def update_project(
+    project: int | str, body: ProjectUpdate | Mapping[str, Any], *, user: User | None = None
+) -> dict[str, Any]:
+    """Rename a project or change its description (editors and admins); ``default`` keeps its name."""
+    require_role(user, "editor")
+    data: ProjectUpdate = _parse(ProjectUpdate, body, "project")
+    changes: dict[str, Any] = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    if user is not None:
+        changes["updater_id"] = user.id
+    with transaction() as session:
+        row = _repo.find(session, project)
+        if row.name == DEFAULT_PROJECT and changes.get("name", DEFAULT_PROJECT) != DEFAULT_PROJECT:
+            raise ValidationFailed("The default project cannot be renamed")
+        return project_dict(_repo.update(session, row, changes))
