@@ -35,6 +35,7 @@ from flowport.errors import StageError
 from flowport.stages._duckdb import DuckSession, arange, nested_to_json, quote_ident, sql_literal
 from flowport.stages._files import conform_to
 from flowport.stages.sql._dialects import (
+    IngestStream,
     MariaDbConnection,
     PostgresConnection,
     RedshiftConnection,
@@ -421,6 +422,7 @@ class PostgresLoad(TableLoad):
         self.raw_table: TableName | None = None  # the temporary table batches land in
         self.binary_types: dict[str, pa.DataType] | None = None
         self._raw_created = False
+        self._stream: IngestStream | None = None
 
     @property
     def duck(self) -> DuckSession:
@@ -490,20 +492,39 @@ class PostgresLoad(TableLoad):
                             self.stage, f"column '{name}' does not fit {self.types[name]}: {exc}"
                         ) from exc
                 columns.append(column)
-            self.conn.ingest(self.stage_table, pa.table(columns, names=self.columns), create=False)
+            self._feed(self.stage_table, pa.table(columns, names=self.columns), temporary=False)
             return
         loose = _pg_loose(data, self.duck)
         if isinstance(self.conn, PostgresConnection):
-            self.conn.ingest(self.raw_table, loose, create=not self._raw_created, temporary=True)
+            self._feed(self.raw_table, loose, temporary=True)
             self._raw_created = True
         else:
             assert isinstance(self.conn, RedshiftConnection)
             self.conn.insert_rows(self.raw_table, loose.column_names, loose)
 
+    def _feed(self, table: TableName, data: pa.Table, *, temporary: bool) -> None:
+        """Send a batch into the load's single COPY stream (started by the first batch)."""
+        assert isinstance(self.conn, PostgresConnection)
+        if self._stream is None:
+            self._stream = self.conn.ingest_stream(
+                table, data.schema, create=temporary and not self._raw_created, temporary=temporary
+            )
+        self._stream.put(data)
+
+    def _end_stream(self, *, cancel: bool = False) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        if cancel:
+            stream.cancel()
+        else:
+            stream.finish()
+
     def _expression(self, column: str) -> str:
         return f"CAST({self._q(column)} AS {self.types[column]})"
 
     def _publish(self) -> None:
+        self._end_stream()
         conn = self.conn
         target_sql = conn.table_sql(self.target)
         raw_sql = conn.table_sql(self.raw_table) if self.raw_table is not None else ""
@@ -562,9 +583,11 @@ class PostgresLoad(TableLoad):
                 conn.execute(f"ALTER {kind} {schema}.{conn.quote(name)} RENAME TO {conn.quote(new)}")
 
     def _discard(self) -> None:
+        self._end_stream(cancel=True)
         self.conn.rollback()
 
     def _cleanup(self) -> None:
+        self._end_stream(cancel=True)
         if self._duck is not None:
             self._duck.close()
             self._duck = None
