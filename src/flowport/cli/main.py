@@ -29,6 +29,7 @@ from flowport.cli.output import (
     run_summary,
     validation_table,
 )
+from flowport.cli.packages import packages_app
 from flowport.cli.pipelines import pipelines_app
 from flowport.cli.users import tokens_app, users_app
 from flowport.engine import FlowRun, RunResult
@@ -55,6 +56,7 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(example_app, name="example")
 app.add_typer(connections_app, name="connections")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(packages_app, name="packages")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.command("init")(init_command)
