@@ -20,6 +20,7 @@ from rich.live import Live
 from flowport import __version__
 from flowport.cli.connections import connections_app
 from flowport.cli.connections import init as init_command
+from flowport.cli.flows import flows_app, login, logout
 from flowport.cli.output import (
     console,
     err_console,
@@ -31,6 +32,7 @@ from flowport.cli.output import (
 )
 from flowport.cli.packages import packages_app
 from flowport.cli.pipelines import pipelines_app
+from flowport.cli.server import server as server_command
 from flowport.cli.users import tokens_app, users_app
 from flowport.engine import FlowRun, RunResult
 from flowport.errors import FlowDocumentError, FlowportError, NotFound
@@ -59,7 +61,11 @@ app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(packages_app, name="packages")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(flows_app, name="flows")
+app.command("login")(login)
+app.command("logout")(logout)
 app.command("init")(init_command)
+app.command("server")(server_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
 ParamOpt = Annotated[

@@ -47,6 +47,7 @@ __all__ = [
     "referenced_artifacts",
     "referenced_connections",
     "replace_connections",
+    "stage_connection_references",
 ]
 
 PACKAGE_FORMAT: Final = "flowport.package/1"
@@ -264,6 +265,23 @@ def referenced_connections(flow: Flow) -> set[str]:
     for stage in flow.stages:
         _connection_values(stage.configuration, found)
     _connection_values(flow.error_stage.configuration, found)
+    return found
+
+
+def stage_connection_references(flow: Flow) -> dict[str, set[str]]:
+    """The connection references of each stage that has any, by stage name (error stage included).
+
+    The same rule as :func:`referenced_connections`, kept per stage for
+    messages that name the stages using a connection.
+    """
+    found: dict[str, set[str]] = {}
+    for name, configuration in [(s.name, s.configuration) for s in flow.stages] + [
+        (flow.error_stage.name, flow.error_stage.configuration)
+    ]:
+        references: set[str] = set()
+        _connection_values(configuration, references)
+        if references:
+            found.setdefault(name, set()).update(references)
     return found
 
 

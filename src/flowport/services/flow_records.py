@@ -30,12 +30,14 @@ from sqlalchemy.orm import Session
 from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.document import flow_from_dict, flow_to_dict
 from flowport.model.flow import Flow
+from flowport.model.package import stage_connection_references
 from flowport.model.validation import ValidationIssue, ValidationResult
 from flowport.services import flows as _flows
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.parameter_sets import resolve_parameter_sets
 from flowport.services.settings import settings
+from flowport.store import connections as _connections_repo
 from flowport.store import flows as _repo
 from flowport.store import projects as _projects
 from flowport.store.tables import FLOW_TYPES, FlowRecord
@@ -56,6 +58,7 @@ __all__ = [
     "insert_flow",
     "list_flows",
     "load_stored_flow",
+    "missing_connections",
     "preview_flow",
     "replace_flow_document",
     "update_flow",
@@ -141,17 +144,27 @@ class StoredFlow:
         flow: Flow,
         parameter_sets: dict[str, dict[str, str]],
         missing_sets: list[str],
+        missing_connections: list[tuple[str, str]] | None = None,
     ) -> None:
         self.flow_id = flow_id
         self.project_id = project_id
         self.flow = flow
         self.parameter_sets = parameter_sets
         self.missing_sets = missing_sets
+        # (stage name, reference) of each connection reference no connection of the instance answers.
+        self.missing_connections = missing_connections or []
 
     def validate(self, overrides: Mapping[str, str] | None = None) -> ValidationResult:
-        """Validate the flow with its parameter sets and ``overrides``; unknown sets are issues too."""
+        """Validate the flow with its parameter sets and ``overrides``.
+
+        Unknown parameter sets are ``PARAMETER_SET_NOT_FOUND`` issues of the
+        flow; a stage whose ``connection`` names no connection of this
+        instance (a package imported without the object import rule it
+        needed, a deleted connection) is a ``CONNECTION_NOT_FOUND`` issue of
+        that stage.
+        """
         result = _flows.validate(self.flow, overrides=overrides, parameter_sets=self.parameter_sets)
-        if not self.missing_sets:
+        if not self.missing_sets and not self.missing_connections:
             return result
         issues = [
             ValidationIssue(
@@ -162,6 +175,17 @@ class StoredFlow:
                 "create it or remove it from the flow's parameter sets",
             )
             for name in self.missing_sets
+        ]
+        issues += [
+            ValidationIssue(
+                "stageIssues",
+                stage,
+                "CONNECTION_NOT_FOUND",
+                f"The stage uses the connection '{reference}', which this instance does not have: "
+                "create the connection, or point the stage at one that exists (for a deployment, "
+                "add an object import rule and import the package again)",
+            )
+            for stage, reference in self.missing_connections
         ]
         return ValidationResult(success=False, issues=issues + result.issues)
 
@@ -177,7 +201,26 @@ def load_stored_flow(session: Session, flow_id: int) -> StoredFlow:
     row = _repo.get_by_id(session, flow_id)
     flow = _document(row)
     values, missing = resolve_parameter_sets(session, row.project_id, flow.parameter_sets)
-    return StoredFlow(row.id, row.project_id, flow, values, missing)
+    return StoredFlow(row.id, row.project_id, flow, values, missing, missing_connections(session, flow))
+
+
+def missing_connections(session: Session, flow: Flow) -> list[tuple[str, str]]:
+    """``(stage name, reference)`` for each connection reference of ``flow`` this instance cannot resolve.
+
+    A reference resolves as a run resolves it (an id, a uuid or a name; see
+    :func:`flowport.store.connections.find`). ``${parameter}`` references
+    resolve only when the flow runs and are left out.
+    """
+    missing: list[tuple[str, str]] = []
+    for stage, references in stage_connection_references(flow).items():
+        for reference in sorted(references):
+            if "${" in reference:
+                continue
+            try:
+                _connections_repo.find(session, reference)
+            except NotFound:
+                missing.append((stage, reference))
+    return missing
 
 
 def check_overrides(overrides: Mapping[str, Any] | None) -> dict[str, str]:

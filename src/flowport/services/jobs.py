@@ -283,6 +283,7 @@ def run_flow(
     user: User | None = None,
     executor: ExecutorKind | None = None,
     base_dir: Path | None = None,
+    deployment_id: int | None = None,
 ) -> dict[str, Any]:
     """Start a job running a stored flow and return its job group (with its jobs embedded).
 
@@ -290,6 +291,8 @@ def run_flow(
     ``overrides``; the run itself happens outside this call (unless
     ``executor="inline"``). Relative paths resolve against ``base_dir``
     (default :func:`~flowport.services.flow_records.data_dir`).
+    ``deployment_id`` records the deployment the run is for (its active
+    release's primary flow).
 
     Raises:
         NotFound: no such flow. FlowInvalid (ValidationFailed, ``details`` =
@@ -306,7 +309,11 @@ def run_flow(
         stored = load_stored_flow(session, flow_id)
         stored.check(values)
         group = _repo.create_group(
-            session, flow_id=flow_id, parameters=values, creator_id=user.id if user else None
+            session,
+            flow_id=flow_id,
+            deployment_id=deployment_id,
+            parameters=values,
+            creator_id=user.id if user else None,
         )
         _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
         group_id = group.id

@@ -179,7 +179,9 @@ def find(session: Session, ref: str | int) -> Connection:
         return get_by_id(session, ref)
     text = ref.strip()
     row: Connection | None = None
-    if text.isdigit():
+    # ASCII digits within the id column's range only: "²" is a digit to
+    # isdigit() but not to int(), and a huge number overflows the database's integer.
+    if text.isascii() and text.isdigit() and int(text) < 2**31:
         row = session.get(Connection, int(text))
     elif (parsed := _as_uuid(text)) is not None:
         row = session.scalar(select(Connection).where(Connection.uuid == parsed))

@@ -32,17 +32,21 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "FLOW_TYPES",
+    "IMPORT_RULE_KINDS",
     "JOB_STATUSES",
     "ROLES",
     "ApiToken",
     "Base",
     "Connection",
+    "Deployment",
     "FlowRecord",
+    "ImportRuleRecord",
     "Instance",
     "Job",
     "JobGroup",
     "ParameterSet",
     "Project",
+    "Release",
     "UTCDateTime",
     "User",
     "utcnow",
@@ -71,10 +75,13 @@ _TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql"
 _JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
 # MySQL's TEXT holds 64 KiB only: job logs and errors can be longer.
 _LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# MySQL's BLOB holds 64 KiB only: a release keeps its whole package ZIP.
+_LONG_BLOB = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 ROLES = ("admin", "editor", "viewer")
 FLOW_TYPES = ("batch", "streaming")
 JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
+IMPORT_RULE_KINDS = ("object", "value")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -309,3 +316,75 @@ class Job(Base):
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, job_group_id={self.job_group_id!r}, status={self.status!r})"
+
+
+class Deployment(Base):
+    """A named container of releases and import rules that runs its active release.
+
+    ``project_id`` is the deployment's own project (named ``deployment:<id>``),
+    created with it: every release's flows are stored there, and parameter
+    sets created there apply to every release.
+    """
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+    def __repr__(self) -> str:
+        return f"Deployment(id={self.id!r}, name={self.name!r}, project_id={self.project_id!r})"
+
+
+class Release(Base):
+    """One package imported into a deployment; immutable except ``active``.
+
+    ``flows`` lists the stored flows the import created, in the package's
+    order, as ``{"id", "uuid", "name"}`` with the package's uuid and name;
+    the first is the primary flow (``primary_flow_id``, NULL once that flow
+    is deleted). ``package`` is the uploaded ZIP, byte for byte, for audit
+    and re-import; ``report`` is what the import answered.
+    """
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    package_uuid: Mapped[_uuid.UUID] = mapped_column(Uuid())
+    package_sha256: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    primary_flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"))
+    flows: Mapped[list[dict[str, Any]]] = mapped_column(_JSON, default=list)
+    report: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+    package: Mapped[bytes] = mapped_column(_LONG_BLOB)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+    def __repr__(self) -> str:
+        # Never the package bytes: a repr ends up in logs and tracebacks.
+        return f"Release(id={self.id!r}, deployment_id={self.deployment_id!r}, active={self.active!r})"
+
+
+class ImportRuleRecord(Base):
+    """One import rule of a deployment: its kind, its place in the order, and the rule as JSON."""
+
+    __tablename__ = "import_rules"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "kind", "position"),
+        CheckConstraint(_one_of("kind", IMPORT_RULE_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)

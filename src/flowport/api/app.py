@@ -1,0 +1,165 @@
+"""The FastAPI application of a Flowport instance: REST API v4, its OpenAPI document and docs.
+
+The routes are thin (parse, call one service function, answer); the
+services own the transactions and the rules. See ``docs/api-v4.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowport import __version__
+from flowport.api.errors import install_error_handlers
+from flowport.api.routes import (
+    connections,
+    deployments,
+    flows,
+    jobs,
+    packages,
+    parameter_sets,
+    projects,
+    stages,
+    users,
+)
+from flowport.services.jobs import ExecutorKind
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+# Packages are the largest bodies; the archive reader allows 256 MiB once
+# decompressed, a compressed upload of 64 MiB is plenty.
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+
+_DESCRIPTION = """\
+The REST API of a Flowport instance: flows, packages, connections, parameter
+sets, projects, jobs, users and API tokens.
+
+Every `/v4` endpoint requires authentication: HTTP Basic (user name and
+password) or `Authorization: Bearer <API token>`. Lists answer
+`{"data": [...], "count": N}` and take `limit` (default 25), `offset` and
+`noLimit=true`. Errors answer `{"exception": {"name", "message", "details"}}`.
+"""
+
+
+def _too_large_body(limit: int) -> bytes:
+    return json.dumps(
+        {
+            "exception": {
+                "name": "RequestTooLarge",
+                "message": f"The request body is larger than {limit} bytes, the most this instance accepts",
+                "details": {"maxBytes": limit},
+            }
+        }
+    ).encode()
+
+
+class _BodySizeLimit:
+    """Refuses request bodies larger than ``limit`` bytes with a 413 in the API's error shape.
+
+    A declared ``Content-Length`` over the limit is refused before anything
+    else runs; a streamed (chunked) body is counted as it is read, and the
+    read fails once it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _refuse(self, send: Send) -> None:
+        body = _too_large_body(self.limit)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    await self._refuse(send)
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge(self.limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """A streamed request body passed the limit while it was read.
+
+    An HTTPException, so that FastAPI's body parsing lets it through to the
+    error handlers (it turns other exceptions into a generic 400).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"The request body is larger than {limit} bytes, the most this instance accepts"
+        )
+
+
+def create_app(
+    *, executor: ExecutorKind | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
+    """The API of the instance that ``FLOWPORT_HOME`` / ``FLOWPORT_DATABASE_URL`` designate.
+
+    Args:
+        executor: how ``POST /v4/flows/{id}/run`` runs jobs (``process``,
+            ``thread``, ``inline``); None means ``FLOWPORT_EXECUTOR`` or ``process``.
+        max_body_bytes: the largest request body accepted (413 beyond).
+
+    The instance must be initialized (``flowport init`` or
+    :func:`flowport.services.instance.init_instance`); ``flowport server``
+    does that before serving.
+    """
+    app = FastAPI(
+        title="Flowport",
+        version=__version__,
+        description=_DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.executor = executor
+    install_error_handlers(app)
+    for module in (projects, flows, packages, stages, connections, parameter_sets, jobs, users, deployments):
+        app.include_router(module.router)
+    app.add_middleware(_BodySizeLimit, limit=max_body_bytes)
+    return app

@@ -1,0 +1,194 @@
+"""``/v4/flows``: stored flows; create, read, change, duplicate, delete, validate, preview, run.
+
+Flow documents (``flowport.flow/1``) are validated by the services; the
+routes only check the shape of the small bodies they define themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from flowport.api.deps import (
+    AuthenticatedRoute,
+    CurrentUser,
+    Editor,
+    Executor,
+    Id,
+    OptionalId,
+    PageQuery,
+)
+from flowport.api.errors import ERROR_RESPONSES
+from flowport.services import flow_records, jobs
+
+__all__ = ["DuplicateBody", "PreviewBody", "RunBody", "flow_view", "router"]
+
+router = APIRouter(
+    prefix="/v4/flows", tags=["flows"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES
+)
+
+# A parameter value as a client may send it; the services turn it into text.
+ParameterValue = StrictStr | StrictInt | StrictFloat | StrictBool
+Parameters = dict[Annotated[str, Field(max_length=255)], ParameterValue]
+
+_DOCUMENT = (
+    "A flow document (`flowport.flow/1`, see `flowport schema flow`), or just "
+    '`{"name", "description", "type"}` for an empty flow. Unknown keys are refused.'
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DuplicateBody(_Body):
+    """The body of ``POST /v4/flows/{id}/duplicate``: the copy's name and description."""
+
+    name: str | None = Field(default=None, max_length=255)
+    description: str | None = None
+
+
+class PreviewBody(_Body):
+    """The body of ``POST /v4/flows/{id}/preview``."""
+
+    rows: int = Field(default=10, ge=1, le=100_000, description="Records to read from each origin.")
+    parameters: Parameters = Field(default_factory=dict, description="Parameter overrides.")
+
+
+class _Override(_Body):
+    key: str = Field(max_length=255)
+    value: ParameterValue
+
+
+class _Overrides(_Body):
+    data: list[_Override] = Field(default_factory=list)
+
+
+class _RunParameters(_Body):
+    overrides: _Overrides = Field(default_factory=_Overrides)
+
+
+class RunBody(_Body):
+    """The body of ``POST /v4/flows/{id}/run``: parameter overrides, in either of two spellings.
+
+    ``{"parameters": {"k": "v"}}`` or, as the seed's run endpoints take them,
+    ``{"runParameters": {"overrides": {"data": [{"key": "k", "value": "v"}]}}}``.
+    Given both, ``parameters`` wins for a name in both.
+    """
+
+    parameters: Parameters | None = None
+    run_parameters: _RunParameters | None = Field(default=None, alias="runParameters")
+
+    def overrides(self) -> dict[str, Any]:
+        """The overrides as one ``{name: value}``."""
+        values: dict[str, Any] = {}
+        if self.run_parameters is not None:
+            values.update({item.key: item.value for item in self.run_parameters.overrides.data})
+        values.update(self.parameters or {})
+        return values
+
+
+def flow_view(flow: dict[str, Any]) -> dict[str, Any]:
+    """A flow dict of the services as the API shows it: also ``projectId`` beside ``project``."""
+    project = flow.get("project")
+    return {**flow, "projectId": project.get("id") if isinstance(project, dict) else None}
+
+
+@router.get("")
+def list_flows(
+    _user: CurrentUser,
+    page: PageQuery,
+    name: Annotated[str | None, Query(max_length=255, description="Exact name.")] = None,
+    flow_type: Annotated[Literal["batch", "streaming"] | None, Query(alias="type")] = None,
+    project_id: Annotated[OptionalId, Query(alias="projectId")] = None,
+    embed: Annotated[
+        Literal["document"] | None, Query(description="`document`: each flow's document.")
+    ] = None,
+) -> dict[str, Any]:
+    """Stored flows in creation order, of every project unless ``projectId`` is given."""
+    result = flow_records.list_flows(
+        project=project_id,
+        name=name,
+        flow_type=flow_type,
+        limit=page.limit,
+        offset=page.offset,
+        no_limit=page.no_limit,
+        include_document=embed == "document",
+    )
+    return {**result, "data": [flow_view(flow) for flow in result["data"]]}
+
+
+@router.post("", status_code=201)
+def create_flow(
+    user: Editor,
+    body: Annotated[dict[str, Any], Body(description=_DOCUMENT)],
+    project_id: Annotated[OptionalId, Query(alias="projectId")] = None,
+) -> dict[str, Any]:
+    """Store a new flow in the project (the default project without ``projectId``)."""
+    return flow_view(flow_records.create_flow(body, project=project_id, user=user))
+
+
+@router.get("/{flow_id}")
+def get_flow(_user: CurrentUser, flow_id: Id) -> dict[str, Any]:
+    """The stored flow with its document."""
+    return flow_view(flow_records.get_flow(flow_id))
+
+
+@router.patch("/{flow_id}")
+def update_flow(
+    user: Editor,
+    flow_id: Id,
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            description="A full flow document (its uuid cannot change), or only `name` and/or `description`."
+        ),
+    ],
+) -> dict[str, Any]:
+    """Replace the flow's document, or change only its name or description."""
+    return flow_view(flow_records.update_flow(flow_id, body, user=user))
+
+
+@router.delete("/{flow_id}", status_code=204, response_class=Response)
+def delete_flow(user: Editor, flow_id: Id) -> Response:
+    """Delete the flow; its jobs stay in the history."""
+    flow_records.delete_flow(flow_id, user=user)
+    return Response(status_code=204)
+
+
+@router.post("/{flow_id}/duplicate", status_code=201)
+def duplicate_flow(
+    user: Editor, flow_id: Id, body: Annotated[DuplicateBody | None, Body()] = None
+) -> dict[str, Any]:
+    """Copy the flow (new uuid) into its project; the name defaults to "<name> (copy)"."""
+    given = body or DuplicateBody()
+    return flow_view(
+        flow_records.duplicate_flow(flow_id, name=given.name, description=given.description, user=user)
+    )
+
+
+@router.get("/{flow_id}/validate")
+def validate_flow(_user: CurrentUser, flow_id: Id) -> dict[str, Any]:
+    """Validate the flow: ``{success, message, issues}``, each issue ``{type, instanceName, code, ...}``."""
+    return flow_records.validation_dict(flow_records.validate_flow(flow_id))
+
+
+@router.post("/{flow_id}/preview")
+def preview_flow(
+    _user: CurrentUser, flow_id: Id, body: Annotated[PreviewBody | None, Body()] = None
+) -> dict[str, Any]:
+    """Run the first records through every stage and show them; nothing is written anywhere."""
+    given = body or PreviewBody()
+    stages = flow_records.preview_flow(flow_id, rows=given.rows, overrides=given.parameters)
+    return {"data": stages, "count": len(stages)}
+
+
+@router.post("/{flow_id}/run", status_code=201)
+def run_flow(
+    user: Editor, flow_id: Id, executor: Executor, body: Annotated[RunBody | None, Body()] = None
+) -> dict[str, Any]:
+    """Validate the flow and start a job running it; answers the job group (poll ``/v4/jobGroups/{id}``)."""
+    overrides = (body or RunBody()).overrides()
+    return jobs.run_flow(flow_id, overrides=overrides, user=user, executor=executor)

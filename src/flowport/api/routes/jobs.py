@@ -1,0 +1,67 @@
+"""``/v4/jobGroups``: what became of each run, its jobs, per-stage metrics and logs; cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
+from flowport.api.errors import ERROR_RESPONSES
+from flowport.services import jobs
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v4/jobGroups", tags=["jobs"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES
+)
+
+Status = Literal["Created", "Pending", "InProgress", "Complete", "Failed", "Canceled"]
+
+
+@router.get("")
+def list_job_groups(
+    _user: CurrentUser,
+    page: PageQuery,
+    flow_id: Annotated[OptionalId, Query(alias="flowId")] = None,
+    status: Status | None = None,
+) -> dict[str, Any]:
+    """Job groups, newest first, of one flow and/or in one status."""
+    return jobs.list_job_groups(
+        flow_id=flow_id, status=status, limit=page.limit, offset=page.offset, no_limit=page.no_limit
+    )
+
+
+@router.get("/{job_group_id}")
+def get_job_group(
+    _user: CurrentUser,
+    job_group_id: Id,
+    embed: Annotated[Literal["jobs"] | None, Query(description="`jobs`: embed the jobs.")] = None,
+) -> dict[str, Any]:
+    """The job group: status, parameters, result (per-stage metrics), error."""
+    return jobs.get_job_group(job_group_id, embed_jobs=embed == "jobs")
+
+
+@router.get("/{job_group_id}/jobs")
+def list_jobs(_user: CurrentUser, job_group_id: Id, page: PageQuery) -> dict[str, Any]:
+    """The jobs of the job group."""
+    return jobs.list_jobs(job_group_id, limit=page.limit, offset=page.offset, no_limit=page.no_limit)
+
+
+@router.get("/{job_group_id}/metrics")
+def get_metrics(_user: CurrentUser, job_group_id: Id) -> dict[str, Any]:
+    """Per-stage metrics (``inputRecords``, ``outputRecords``, ``errorRecords``, ...) as they grow."""
+    return jobs.get_job_group_metrics(job_group_id)
+
+
+@router.get("/{job_group_id}/logs", response_class=PlainTextResponse)
+def get_logs(_user: CurrentUser, job_group_id: Id) -> PlainTextResponse:
+    """The log lines of the job group's jobs, as text (connection secrets scrubbed)."""
+    return PlainTextResponse(jobs.get_job_group_logs(job_group_id))
+
+
+@router.post("/{job_group_id}/cancel")
+def cancel_job_group(user: Editor, job_group_id: Id) -> dict[str, Any]:
+    """Cancel the job group: at once when not started, within a second when running."""
+    return jobs.cancel_job_group(job_group_id, user=user)

@@ -1,0 +1,705 @@
+"""``flowport login|logout`` and ``flowport flows list|export|import|run``: flows on a server, or in files.
+
+The ``flows`` commands talk to a Flowport server through the SDK when one
+is configured: ``--url`` (or ``FLOWPORT_URL``) and a token from
+``--token`` (or ``FLOWPORT_TOKEN``), or what ``flowport login`` stored in
+``$FLOWPORT_HOME/cli-credentials.json`` (mode 0600). Without a server
+(or with ``--local``), ``flows export`` packages flow files and ``flows
+import`` unpacks a package into flow files.
+
+A password enters through ``--password-stdin`` or a prompt; neither the
+password nor a token is ever printed. Exit status: 0 success, 1 failure
+(the server refused, a package was refused, a run failed), 2 usage error.
+With ``--json`` each command prints exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+import socket
+import sys
+import uuid as _uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from flowport.cli.output import console, err_console, print_json
+from flowport.connections.spec import ConnectionSpec
+from flowport.errors import FlowportError, NotFound, Unauthorized
+from flowport.model.flow import Flow as FlowDocument
+from flowport.model.package import referenced_connections
+from flowport.sdk import Client, Flow, Job, Project
+from flowport.sdk.projects import ImportReport
+from flowport.services import connections as _connections
+from flowport.services import flows as _flow_files
+from flowport.services.package_archive import build_package, read_package
+from flowport.services.settings import settings
+
+__all__ = ["CREDENTIALS_FILE", "flows_app", "login", "logout"]
+
+CREDENTIALS_FILE = "cli-credentials.json"
+
+flows_app = typer.Typer(
+    help="Flows on a Flowport server (list, export, import, run); without a server, flow files and packages.",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="FLOWPORT_URL",
+        help="Server URL (default: the one `flowport login` stored).",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="FLOWPORT_TOKEN",
+        help="API token (default: the one `flowport login` stored). Prefer the environment variable.",
+        show_default=False,
+    ),
+]
+ProjectOpt = Annotated[
+    str, typer.Option("--project", envvar="FLOWPORT_PROJECT", help="Project on the server.")
+]
+LocalOpt = Annotated[
+    bool, typer.Option("--local", help="Work on local files even when a server is configured.")
+]
+Resolution = Annotated[
+    str,
+    typer.Option(
+        "--conflict-resolution",
+        help="A flow the target already has: skip it, replace the existing one, or rename the imported one.",
+    ),
+]
+_RESOLUTIONS = ("skip", "replace", "rename")
+
+
+# -- errors and credentials ----------------------------------------------------------------
+
+
+def _fail(message: str, *, as_json: bool, code: int = 1) -> NoReturn:
+    if as_json:
+        print_json({"error": message})
+    else:
+        err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _failed(exc: FlowportError, *, as_json: bool) -> NoReturn:
+    message = exc.message
+    if isinstance(exc, Unauthorized):
+        message += " (run `flowport login` again, or check --token / FLOWPORT_TOKEN)"
+    _fail(message, as_json=as_json, code=1)
+
+
+def credentials_path() -> Path:
+    """Where ``flowport login`` keeps the server URL and API token."""
+    return settings().home / CREDENTIALS_FILE
+
+
+def _read_credentials() -> dict[str, Any] | None:
+    path = credentials_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"{path} cannot be read ({exc}): run `flowport login` again", param_hint="credentials"
+        ) from None
+    if not isinstance(data, dict) or not data.get("url") or not data.get("token"):
+        raise typer.BadParameter(
+            f"{path} is incomplete: run `flowport login` again", param_hint="credentials"
+        )
+    return data
+
+
+def _write_credentials(data: dict[str, Any]) -> Path:
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    # Created 0600 from the start: the token is never readable by others, not even for a moment.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)
+    return path
+
+
+@dataclass(frozen=True)
+class _Server:
+    url: str
+    token: str
+
+
+def _server(url: str | None, token: str | None, local: bool) -> _Server | None:
+    """The server the command talks to, or None for local files."""
+    if local:
+        return None
+    stored = _read_credentials() if url is None or token is None else None
+    if url is None and token is None:
+        return _Server(stored["url"], stored["token"]) if stored else None
+    if url is None:
+        if stored is None:
+            raise typer.BadParameter(
+                "give the server's --url (or FLOWPORT_URL) with the token", param_hint="--url"
+            )
+        url = str(stored["url"])
+    if token is None:
+        if stored is None or str(stored["url"]).rstrip("/") != url.rstrip("/"):
+            raise typer.BadParameter(
+                f"no token for {url}: run `flowport login --url {url} --user NAME` or set FLOWPORT_TOKEN",
+                param_hint="--token",
+            )
+        token = str(stored["token"])
+    return _Server(url, token)
+
+
+def _connect(server: _Server) -> Client:
+    try:
+        return Client(server.url, token=server.token)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--url") from None
+
+
+def _project(client: Client, name: str) -> Project:
+    return client.projects.get(name=name)
+
+
+# -- login ---------------------------------------------------------------------------------
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin or not sys.stdin.isatty():
+        if not password_stdin:
+            raise typer.BadParameter("give --password-stdin to read the password from standard input")
+        text = sys.stdin.read()
+        # Only the line end `echo` or a file adds: spaces may be part of a password.
+        return text[:-1] if text.endswith("\n") else text
+    return getpass.getpass("Password: ")
+
+
+def login(
+    url: Annotated[
+        str, typer.Option("--url", envvar="FLOWPORT_URL", help="Server URL, e.g. http://localhost:8000.")
+    ],
+    user: Annotated[str, typer.Option("--user", help="User name on the server.", show_default=False)],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign in to a server: create an API token and store it for the `flows` commands."""
+    password = _read_password(password_stdin)
+    if not password:
+        raise typer.BadParameter("the password is empty", param_hint="password")
+    try:
+        client = Client(url, username=user, password=password)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--url") from None
+    name = f"flowport-cli {user}@{socket.gethostname()} {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    try:
+        with client:
+            who = client.current_user()
+            created = client.create_api_token(name[:255])
+    except FlowportError as exc:
+        _fail(exc.message.replace(password, "***"), as_json=as_json)
+    previous = None
+    with contextlib.suppress(typer.BadParameter):
+        previous = _read_credentials()
+    path = _write_credentials(
+        {"url": client.url, "user": user, "tokenId": created.get("id"), "token": created["token"]}
+    )
+    if previous and previous.get("tokenId") is not None and str(previous["url"]) == client.url:
+        _revoke_quietly(_Server(str(previous["url"]), str(previous["token"])), previous["tokenId"])
+    if as_json:
+        print_json(
+            {
+                "url": client.url,
+                "user": user,
+                "role": who.get("role"),
+                "tokenId": created.get("id"),
+                "stored": str(path),
+            }
+        )
+        return
+    console.print(
+        f"Logged in to {escape(client.url)} as [bold]{escape(user)}[/bold] ({escape(str(who.get('role')))}). "
+        f"API token '{escape(str(created.get('name')))}' stored in {escape(str(path))} (mode 0600).",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _revoke_quietly(server: _Server, token_id: Any) -> bool:
+    try:
+        with Client(server.url, token=server.token) as client:
+            client.revoke_api_token(int(token_id))
+        return True
+    except (FlowportError, ValueError, TypeError):
+        return False
+
+
+def logout(as_json: JsonOpt = False) -> None:
+    """Revoke the stored API token (when the server can be reached) and forget it."""
+    stored = _read_credentials()
+    path = credentials_path()
+    if stored is None:
+        if as_json:
+            print_json({"loggedOut": False})
+        else:
+            console.print("Not logged in.")
+        return
+    revoked = stored.get("tokenId") is not None and _revoke_quietly(
+        _Server(str(stored["url"]), str(stored["token"])), stored["tokenId"]
+    )
+    path.unlink(missing_ok=True)
+    if as_json:
+        print_json({"loggedOut": True, "url": stored["url"], "tokenRevoked": revoked})
+        return
+    note = "token revoked" if revoked else "the token could not be revoked on the server: revoke it there"
+    console.print(f"Logged out of {escape(str(stored['url']))} ({note}).", highlight=False)
+
+
+# -- list -----------------------------------------------------------------------------------
+
+
+def _flow_row(flow: Flow) -> dict[str, Any]:
+    return {
+        "id": flow.flow_id,
+        "uuid": flow.uuid,
+        "name": flow.name,
+        "description": flow.description,
+        "type": flow.flow_type,
+        "stages": len(flow.document.stages),
+        "updatedAt": flow.updated_at,
+    }
+
+
+@flows_app.command("list")
+def flows_list(
+    url: UrlOpt = None, token: TokenOpt = None, project: ProjectOpt = "default", as_json: JsonOpt = False
+) -> None:
+    """List the flows of a project on the server."""
+    server = _server(url, token, local=False)
+    if server is None:
+        _fail(
+            "no server configured: run `flowport login --url URL --user NAME` or give --url",
+            as_json=as_json,
+            code=2,
+        )
+    try:
+        with _connect(server) as client:
+            flows = _project(client, project).flows
+    except FlowportError as exc:
+        _failed(exc, as_json=as_json)
+    rows = [_flow_row(flow) for flow in flows]
+    if as_json:
+        print_json({"data": rows, "count": len(rows)})
+        return
+    table = Table(title=f"Flows of project {escape(project)} ({len(rows)})", title_justify="left")
+    for column in ("Id", "Name", "Type", "Stages", "Updated"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]), escape(row["name"]), row["type"], str(row["stages"]), row["updatedAt"] or "-"
+        )
+    console.print(table)
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+def _pick(flows: list[Flow], wanted: str) -> Flow:
+    for flow in flows:
+        if str(flow.flow_id) == wanted or flow.uuid == wanted:
+            return flow
+    named = [flow for flow in flows if flow.name == wanted]
+    if named:
+        return named[0]
+    hint = " (for a flow file, add --local)" if Path(wanted).is_file() else ""
+    raise NotFound(f"No flow with id, uuid or name '{wanted}' in the project{hint}")
+
+
+def _local_connections(flows: list[FlowDocument], plain_text: bool) -> tuple[list[ConnectionSpec], list[str]]:
+    """The local instance's connections the flows refer to (identity only unless plain_text)."""
+    references = set().union(*(referenced_connections(flow) for flow in flows)) if flows else set()
+    specs: list[ConnectionSpec] = []
+    notes: list[str] = []
+    for reference in sorted(references):
+        try:
+            if plain_text:
+                specs.append(_connections.connection_spec(reference))
+            else:
+                row = _connections.get_connection(reference)
+                specs.append(ConnectionSpec(id=row.id, uuid=row.uuid, name=row.name, vendor=row.vendor))
+        except NotFound:
+            notes.append(f"connection '{reference}' is not defined locally: the manifest does not list it")
+        except FlowportError as exc:  # no local instance (flowport init), key problems, ...
+            notes.append(f"connection '{reference}' not listed in the manifest: {exc.message}")
+    return specs, notes
+
+
+def _export_local(files: list[str], output: Path, plain_text: bool, as_json: bool) -> None:
+    documents: list[FlowDocument] = []
+    for name in files:
+        try:
+            documents.append(_flow_files.load_flow(name))
+        except NotFound as exc:
+            _fail(exc.message, as_json=as_json, code=2)
+        except FlowportError as exc:
+            _fail(exc.message, as_json=as_json)
+    specs, notes = _local_connections(documents, plain_text)
+    home = settings().home
+    try:
+        data = build_package(
+            documents,
+            specs,
+            _uuid.uuid5(_uuid.NAMESPACE_URL, f"flowport-local-files:{home}"),
+            plain_text_credentials=plain_text,
+            instance_name="local files",
+            catalog=_flow_files.plugin_registry(),
+        )
+    except FlowportError as exc:
+        _fail(exc.message, as_json=as_json)
+    _write_bytes(output, data)
+    for note in notes:
+        err_console.print(f"[yellow]Warning:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+    _exported(output, [(None, d.name, d.type) for d in documents], plain_text, as_json)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _exported(
+    output: Path, flows: list[tuple[int | None, str, str]], plain_text: bool, as_json: bool
+) -> None:
+    if as_json:
+        print_json(
+            {
+                "output": str(output),
+                "flows": [{"id": i, "name": n, "type": t} for i, n, t in flows],
+                "withPlainTextCredentials": plain_text,
+            }
+        )
+        return
+    console.print(
+        f"Exported {len(flows)} flow(s) to {escape(str(output))}: "
+        + ", ".join(escape(n) for _, n, _ in flows),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if plain_text:
+        err_console.print(
+            "[yellow]Warning:[/yellow] the package holds connection credentials in plain text: keep it safe",
+            highlight=False,
+        )
+
+
+@flows_app.command("export")
+def flows_export(
+    flows: Annotated[
+        list[str],
+        typer.Argument(
+            help="Flow ids, uuids or names on the server; flow files without a server.", show_default=False
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The package ZIP to write.")] = Path(
+        "flows.zip"
+    ),
+    with_plain_text_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--with-plain-text-credentials",
+            help="Also write the connections' credentials in clear (server: admins only).",
+        ),
+    ] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    project: ProjectOpt = "default",
+    local: LocalOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export flows as a package ZIP (one flow file per flow, a manifest, no credentials)."""
+    server = _server(url, token, local)
+    if server is None:
+        _export_local(flows, output, with_plain_text_credentials, as_json)
+        return
+    try:
+        with _connect(server) as client:
+            sdk_project = _project(client, project)
+            available = list(sdk_project.flows)
+            try:
+                chosen = [_pick(available, wanted) for wanted in flows]
+            except NotFound as exc:
+                _fail(exc.message, as_json=as_json, code=2)
+            chosen = list({flow.flow_id: flow for flow in chosen}.values())
+            sdk_project.export_flows(
+                chosen, destination=output, with_plain_text_credentials=with_plain_text_credentials
+            )
+    except ValueError as exc:  # batch and streaming flows mixed
+        _fail(str(exc), as_json=as_json, code=2)
+    except FlowportError as exc:
+        _failed(exc, as_json=as_json)
+    _exported(
+        output, [(f.flow_id, f.name, f.flow_type) for f in chosen], with_plain_text_credentials, as_json
+    )
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("._") or "flow"
+
+
+def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool, as_json: bool) -> None:
+    try:
+        data = package.read_bytes()
+    except OSError as exc:
+        _fail(f"Cannot read {package}: {exc.strerror or exc}", as_json=as_json, code=2)
+    try:
+        checked = read_package(data)
+    except FlowportError as exc:
+        _fail(exc.message, as_json=as_json)
+    written: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    replaced: list[str] = []
+    renamed: list[dict[str, str]] = []
+    planned: set[Path] = set()
+    for _entry, flow in checked.flows:
+        stem = _file_stem(flow.name)
+        target = directory / f"{stem}.json"
+        if target.exists() or target in planned:
+            if resolution == "skip":
+                skipped.append(flow.name)
+                continue
+            if resolution == "replace":
+                replaced.append(flow.name)
+            else:
+                number = 1
+                while target.exists() or target in planned:
+                    target = directory / f"{stem} ({number}).json"
+                    number += 1
+                renamed.append({"from": flow.name, "to": target.name})
+        planned.add(target)
+        if not dry_run:
+            _flow_files.save_flow(flow, target)
+        written.append({"name": flow.name, "type": flow.type, "uuid": str(flow.uuid), "file": str(target)})
+    report = {
+        "data": written,
+        "count": len(written),
+        "skipped": skipped,
+        "renamed": renamed,
+        "replaced": replaced,
+        "dryRun": dry_run,
+        "manifest": {
+            "instance": str(checked.manifest.instance.uuid),
+            "exportedAt": checked.manifest.exported_at,
+        },
+    }
+    if as_json:
+        print_json(report)
+        return
+    verb = "Would write" if dry_run else "Wrote"
+    for item in written:
+        console.print(
+            f"{verb} {escape(item['file'])} ({escape(item['name'])})", highlight=False, soft_wrap=True
+        )
+    _print_outcome(skipped, replaced, renamed, dry_run)
+
+
+def _print_outcome(
+    skipped: list[str], replaced: list[str], renamed: list[dict[str, Any]], dry_run: bool
+) -> None:
+    would = " (would be)" if dry_run else ""
+    if skipped:
+        names = ", ".join(escape(n) for n in skipped)
+        console.print(f"Skipped{would}, already there: {names}", highlight=False, soft_wrap=True)
+    if replaced:
+        names = ", ".join(escape(n) for n in replaced)
+        console.print(f"Replaced{would}: {names}", highlight=False, soft_wrap=True)
+    for item in renamed:
+        console.print(
+            f"Renamed{would}: {escape(str(item.get('from')))} → {escape(str(item.get('to')))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _print_report(report: ImportReport, project: str) -> None:
+    verb = "Would import" if report.dry_run else "Imported"
+    if not report.flows:
+        console.print(f"{verb} no flow into project {escape(project)}.", highlight=False)
+    table = Table(title=f"{verb} into project {escape(project)} ({len(report.flows)})", title_justify="left")
+    for column in ("Id", "Name", "Type"):
+        table.add_column(column)
+    for flow in report.flows:
+        table.add_row(
+            str(flow.get("id") if flow.get("id") is not None else "(new)"),
+            escape(str(flow.get("name"))),
+            str(flow.get("type")),
+        )
+    if report.flows:
+        console.print(table)
+    _print_outcome(report.skipped, report.replaced, report.renamed, report.dry_run)
+    for connection in report.unresolved_connections:
+        stages = ", ".join(
+            f"{s.get('flow')}/{s.get('stage')}" if isinstance(s, dict) else str(s)
+            for s in connection.get("stages") or []
+        )
+        label = escape(str(connection.get("name") or connection.get("uuid")))
+        vendor = escape(str(connection.get("vendor") or "?"))
+        err_console.print(
+            f"[yellow]Warning:[/yellow] connection {label} ({vendor}) does not exist on the server; "
+            f"used by {escape(stages)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@flows_app.command("import")
+def flows_import(
+    package: Annotated[Path, typer.Argument(help="The package ZIP.", show_default=False)],
+    conflict_resolution: Resolution = "skip",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what the import would do.")] = False,
+    directory: Annotated[
+        Path, typer.Option("--directory", "-d", help="Without a server: where to write the flow files.")
+    ] = Path("."),
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    project: ProjectOpt = "default",
+    local: LocalOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a package ZIP into a project on the server, or into flow files in a directory."""
+    if conflict_resolution not in _RESOLUTIONS:
+        raise typer.BadParameter(f"one of {', '.join(_RESOLUTIONS)}", param_hint="--conflict-resolution")
+    if not package.is_file():
+        _fail(f"Package file '{package}' does not exist", as_json=as_json, code=2)
+    server = _server(url, token, local)
+    if server is None:
+        _import_local(package, directory, conflict_resolution, dry_run, as_json)
+        return
+    try:
+        with _connect(server) as client:
+            report = _project(client, project).import_package(package, conflict_resolution, dry_run=dry_run)  # type: ignore[arg-type]
+    except FlowportError as exc:
+        _failed(exc, as_json=as_json)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    _print_report(report, project)
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def _parse_params(items: list[str] | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"'{item}' is not NAME=VALUE", param_hint="--param")
+        values[name.strip()] = value
+    return values
+
+
+def _metrics_table(metrics: dict[str, dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Stage")
+    for column in ("Input", "Output", "Errors"):
+        table.add_column(column, justify="right")
+    for name, values in metrics.items():
+        table.add_row(
+            escape(name),
+            f"{values.get('inputRecords', 0):,}",
+            f"{values.get('outputRecords', 0):,}",
+            f"{values.get('errorRecords', 0):,}",
+        )
+    return table
+
+
+@flows_app.command("run")
+def flows_run(
+    flow: Annotated[str, typer.Argument(help="Flow id, uuid or name on the server.", show_default=False)],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Parameter value NAME=VALUE for this run (repeatable)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the job to end; exit 1 unless Complete.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait with --wait.")
+    ] = 3600.0,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    project: ProjectOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a flow on the server (a flow file runs locally with `flowport run FILE`)."""
+    parameters = _parse_params(param)
+    server = _server(url, token, local=False)
+    if server is None:
+        _fail(
+            "no server configured: run `flowport login --url URL --user NAME` or give --url; "
+            "to run a flow file on this machine use `flowport run FILE`",
+            as_json=as_json,
+            code=2,
+        )
+    try:
+        with _connect(server) as client:
+            try:
+                chosen = _pick(list(_project(client, project).flows), flow)
+            except NotFound as exc:
+                _fail(exc.message, as_json=as_json, code=2)
+            job: Job = chosen.run(parameters=parameters or None)
+            if not as_json and not wait:
+                console.print(
+                    f"Started job {job.job_id} of flow '{escape(chosen.name)}' ({job.status})",
+                    highlight=False,
+                )
+                return
+            if not wait:
+                print_json(job.record)
+                return
+            try:
+                job.wait(timeout=timeout)
+            except TimeoutError as exc:
+                _fail(str(exc), as_json=as_json)
+            metrics = job.metrics
+            record = job.record
+    except FlowportError as exc:
+        _failed(exc, as_json=as_json)
+    status = str(record.get("status"))
+    if as_json:
+        print_json({**record, "metrics": metrics})
+    else:
+        console.print(_metrics_table(metrics, title=f"{chosen.name} (job {record.get('id')})"))
+        colour = {"Complete": "green", "Failed": "red", "Canceled": "yellow"}.get(status, "white")
+        line = f"[{colour}]{status}[/{colour}] job {record.get('id')}"
+        if record.get("error"):
+            line += f"\n[red]{escape(str(record['error']))}[/red]"
+        console.print(line, highlight=False, soft_wrap=True)
+    raise typer.Exit(0 if status == "Complete" else 1)

@@ -1,0 +1,80 @@
+"""The Flowport Python SDK: drive a Flowport server's flows from Python.
+
+>>> from flowport.sdk import Client
+>>> client = Client('http://localhost:8000', username='admin', password='...')
+>>> project = client.projects.get(name='default')
+>>> flow = project.create_flow(name='My flow', description='optional description')
+>>> origin = flow.add_stage('CSV File')
+>>> origin.path = 'orders.csv'
+>>> origin >> flow.add_stage('Trash')
+>>> project.update_flow(flow)
+<Response [200]>
+>>> flow.run().wait().status
+'Complete'
+
+HTTP errors are raised as the server's domain exceptions
+(:class:`~flowport.errors.NotFound`, :class:`~flowport.errors.Conflict`,
+:class:`~flowport.errors.ValidationFailed`, ...), re-exported here.
+"""
+
+from flowport.errors import (
+    Conflict,
+    FlowportError,
+    Forbidden,
+    NotFound,
+    PluginNotFound,
+    RunFailed,
+    Unauthorized,
+    ValidationFailed,
+)
+from flowport.sdk.client import Client
+from flowport.sdk.flows import (
+    BatchFlow,
+    Configuration,
+    ErrorStage,
+    Flow,
+    FlowList,
+    FlowValidationError,
+    PreviewStage,
+    Stage,
+    StageConfiguration,
+    StageList,
+    StreamingFlow,
+    UnsavedChangesWarning,
+    ValidationResult,
+)
+from flowport.sdk.jobs import Job
+from flowport.sdk.parameter_sets import ParameterSet, ParameterSetList
+from flowport.sdk.projects import ImportReport, Project, ProjectList, Projects
+
+__all__ = [
+    "BatchFlow",
+    "Client",
+    "Configuration",
+    "Conflict",
+    "ErrorStage",
+    "Flow",
+    "FlowList",
+    "FlowValidationError",
+    "FlowportError",
+    "Forbidden",
+    "ImportReport",
+    "Job",
+    "NotFound",
+    "ParameterSet",
+    "ParameterSetList",
+    "PluginNotFound",
+    "PreviewStage",
+    "Project",
+    "ProjectList",
+    "Projects",
+    "RunFailed",
+    "Stage",
+    "StageConfiguration",
+    "StageList",
+    "StreamingFlow",
+    "Unauthorized",
+    "UnsavedChangesWarning",
+    "ValidationFailed",
+    "ValidationResult",
+]
