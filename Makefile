@@ -3,13 +3,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FLOWPORT_HOME ?= $(CURDIR)/.flowport
 
-.PHONY: run test lint bench setup lock clean
+.PHONY: run example test lint bench setup lock clean
 
 setup:
 	@scripts/bootstrap.sh
 
-## run: set up and run Flowport's main job (the shipped example flow) on the embedded default
+## run: set up, start the instance (API, jobs) on the embedded default with the example flow
+## loaded, run it once as a job, print the URL and the login; Ctrl-C stops it
 run: setup
+	$(VENV)/bin/flowport server --run-example $(SERVER_ARGS)
+
+## example: set up and run the example flow once in this process (no server)
+example: setup
 	$(VENV)/bin/flowport example run
 
 ## test: set up, lint (ruff, mypy, import-linter) and run the whole test suite
