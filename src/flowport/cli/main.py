@@ -20,6 +20,7 @@ from rich.live import Live
 from flowport import __version__
 from flowport.cli.connections import connections_app
 from flowport.cli.connections import init as init_command
+from flowport.cli.deployments import deployments_app
 from flowport.cli.flows import flows_app, login, logout
 from flowport.cli.output import (
     console,
@@ -62,6 +63,7 @@ app.add_typer(packages_app, name="packages")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(flows_app, name="flows")
+app.add_typer(deployments_app, name="deployments")
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("init")(init_command)

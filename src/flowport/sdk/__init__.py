@@ -12,6 +12,15 @@
 >>> flow.run().wait().status
 'Complete'
 
+Deployments promote an exported flow into a (Prod) server and run it:
+
+>>> deployment = client.deployments.create('Production Orders')
+>>> deployment.set_object_import_rules([{'tableName': 'connections', ...}])
+[]
+>>> release = deployment.import_package('flow-WrangleOrders.zip').release
+>>> deployment.run().wait().status
+'Complete'
+
 HTTP errors are raised as the server's domain exceptions
 (:class:`~flowport.errors.NotFound`, :class:`~flowport.errors.Conflict`,
 :class:`~flowport.errors.ValidationFailed`, ...), re-exported here.
@@ -28,6 +37,14 @@ from flowport.errors import (
     ValidationFailed,
 )
 from flowport.sdk.client import Client
+from flowport.sdk.deployments import (
+    Deployment,
+    DeploymentList,
+    Deployments,
+    ImportResult,
+    Release,
+    ReleaseList,
+)
 from flowport.sdk.flows import (
     BatchFlow,
     Configuration,
@@ -52,6 +69,9 @@ __all__ = [
     "Client",
     "Configuration",
     "Conflict",
+    "Deployment",
+    "DeploymentList",
+    "Deployments",
     "ErrorStage",
     "Flow",
     "FlowList",
@@ -59,6 +79,7 @@ __all__ = [
     "FlowportError",
     "Forbidden",
     "ImportReport",
+    "ImportResult",
     "Job",
     "NotFound",
     "ParameterSet",
@@ -68,6 +89,8 @@ __all__ = [
     "Project",
     "ProjectList",
     "Projects",
+    "Release",
+    "ReleaseList",
     "RunFailed",
     "Stage",
     "StageConfiguration",

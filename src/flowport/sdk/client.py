@@ -28,6 +28,7 @@ from flowport.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from flowport.sdk.deployments import Deployments
 from flowport.sdk.projects import Projects
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "error_from_response"]
@@ -150,6 +151,7 @@ class Client:
         )
         self._stages: list[dict[str, Any]] | None = None
         self.projects = Projects(self)
+        self.deployments = Deployments(self)
 
     def __repr__(self) -> str:
         who = f", username={self.username!r}" if self.username else ""

@@ -180,18 +180,26 @@ def get_job_group(job_group_id: int, *, embed_jobs: bool = False) -> dict[str, A
 def list_job_groups(
     *,
     flow_id: int | None = None,
+    deployment_id: int | None = None,
     status: str | None = None,
     limit: int | None = None,
     offset: int = 0,
     no_limit: bool = False,
 ) -> dict[str, Any]:
-    """Job groups, newest first, as ``{"data": [...], "count": total}``, by flow and status."""
+    """Job groups, newest first, as ``{"data": [...], "count": total}``, by flow, deployment and status."""
     if status is not None and status not in JOB_STATUSES:
         raise ValidationFailed(f"Unknown job status '{status}'; expected one of {', '.join(JOB_STATUSES)}")
     row_limit, row_offset = page_bounds(limit, offset, no_limit)
     with transaction() as session:
-        rows = _repo.list_groups(session, flow_id=flow_id, status=status, limit=row_limit, offset=row_offset)
-        total = _repo.count_groups(session, flow_id=flow_id, status=status)
+        rows = _repo.list_groups(
+            session,
+            flow_id=flow_id,
+            deployment_id=deployment_id,
+            status=status,
+            limit=row_limit,
+            offset=row_offset,
+        )
+        total = _repo.count_groups(session, flow_id=flow_id, deployment_id=deployment_id, status=status)
         return {"data": [job_group_dict(r) for r in rows], "count": total}
 
 

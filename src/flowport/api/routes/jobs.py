@@ -25,11 +25,17 @@ def list_job_groups(
     _user: CurrentUser,
     page: PageQuery,
     flow_id: Annotated[OptionalId, Query(alias="flowId")] = None,
+    deployment_id: Annotated[OptionalId, Query(alias="deploymentId")] = None,
     status: Status | None = None,
 ) -> dict[str, Any]:
-    """Job groups, newest first, of one flow and/or in one status."""
+    """Job groups, newest first, of one flow and/or one deployment's runs and/or in one status."""
     return jobs.list_job_groups(
-        flow_id=flow_id, status=status, limit=page.limit, offset=page.offset, no_limit=page.no_limit
+        flow_id=flow_id,
+        deployment_id=deployment_id,
+        status=status,
+        limit=page.limit,
+        offset=page.offset,
+        no_limit=page.no_limit,
     )
 
 
