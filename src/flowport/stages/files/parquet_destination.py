@@ -6,10 +6,13 @@ import contextlib
 from pathlib import Path
 from typing import Literal
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flowport.errors import StageError
 from flowport.plugins.contract import setting
+from flowport.stages._duckdb import CopyStream, duckdb_message
 from flowport.stages._files import FileDestination, FileDestinationConfig
 
 __all__ = ["ParquetFileDestination", "ParquetFileDestinationConfig"]
@@ -24,7 +27,7 @@ class ParquetFileDestinationConfig(FileDestinationConfig):
 
 
 class ParquetFileDestination(FileDestination[ParquetFileDestinationConfig]):
-    """Writes records to one Parquet file, each batch becoming a row group."""
+    """Writes records to one Parquet file through DuckDB's parallel Parquet writer."""
 
     name = "parquet_file_destination"
     label = "Write Parquet File"
@@ -32,23 +35,46 @@ class ParquetFileDestination(FileDestination[ParquetFileDestinationConfig]):
     config_model = ParquetFileDestinationConfig
 
     def open(self) -> None:
-        """Choose the temporary file."""
+        """Prepare the temporary file; the writer starts with the first batch."""
         super().open()
         self._writer: pq.ParquetWriter | None = None
+        self._stream: CopyStream | None = None
 
     def _begin(self, path: Path, schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(str(path), schema, compression=self.config.compression)
+        if len(schema) == 0:
+            # No batch at all: DuckDB cannot COPY zero columns, pyarrow writes a valid empty file.
+            self._writer = pq.ParquetWriter(str(path), schema, compression=self.config.compression)
+            return
+        codec = "uncompressed" if self.config.compression == "none" else self.config.compression
+        self._stream = CopyStream(schema, path, f"FORMAT parquet, COMPRESSION {codec}")
 
     def _append(self, table: pa.Table) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.put(table)
+            except duckdb.Error as exc:
+                raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
+            return
         assert self._writer is not None
         self._writer.write_table(table)
 
     def _end(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                stream.finish()
+            except duckdb.Error as exc:
+                raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
     def _drop(self) -> None:
-        # The file is thrown away anyway: a failure to close it does not matter.
+        # The file is thrown away anyway: a failure to finish it does not matter.
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.cancel()
         with contextlib.suppress(OSError, pa.ArrowException):
-            self._end()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
