@@ -225,40 +225,47 @@ class FieldMapper(Processor[FieldMapperConfig]):
             return None
         self._text_input = True
         available = set(columns)
+        # Casts are computed once, in an inner SELECT; the outer one names
+        # them, and only failing rows pay for building a message and a record.
+        casts: list[str] = []
         selects: list[str] = []
-        checks: list[str] = []
-        for mapping, duck_type in zip(self.config.fields, self._duck_types, strict=True):
+        failures: list[tuple[str, str]] = []  # (condition, message)
+        for position, (mapping, duck_type) in enumerate(
+            zip(self.config.fields, self._duck_types, strict=True)
+        ):
             target = quote_ident(mapping.output_name)
             if mapping.source in available:
                 expr = quote_ident(mapping.source)
             elif PATH_SEPARATOR in mapping.source:
                 return None  # nested paths need the input's struct types: not fused
             else:
-                expr = None
-            if expr is None:
                 selects.append(f"CAST(NULL AS {duck_type or 'VARCHAR'}) AS {target}")
                 continue
             if duck_type is None or (duck_type == "VARCHAR" and self._text_input):
                 selects.append(f"{expr} AS {target}")
                 continue
-            cast = f"TRY_CAST({expr} AS {duck_type})"
-            selects.append(f"{cast} AS {target}")
+            value = quote_ident(f"{tag}v{position}")
+            casts.append(f"TRY_CAST({expr} AS {duck_type}) AS {value}")
+            selects.append(f"{value} AS {target}")
             head = sql_literal(f"field '{mapping.source}': cannot convert '")
             tail = sql_literal(f"' to {duck_type}")
             message = f"{head} || left(CAST({expr} AS VARCHAR), {_MESSAGE_VALUE_CHARS}) || {tail}"
-            checks.append(f"CASE WHEN {expr} IS NOT NULL AND {cast} IS NULL THEN {message} END")
+            failures.append((f"({expr} IS NOT NULL AND {value} IS NULL)", message))
         error, record = f"{tag}err", f"{tag}in"
-        error_expr = (
-            f"NULLIF(concat_ws('; ', {', '.join(checks)}), '')" if checks else "CAST(NULL AS VARCHAR)"
-        )
         packed = ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns)
         carried = "".join(f", {quote_ident(c)}" for c in carry)
-        inner = f"SELECT *, {error_expr} AS {quote_ident(error)} FROM ({source})"
-        on_error = f"CASE WHEN {quote_ident(error)} IS NOT NULL THEN struct_pack({packed}) END"
+        if failures:
+            failed = " OR ".join(condition for condition, _ in failures)
+            parts = ", ".join(f"CASE WHEN {condition} THEN {message} END" for condition, message in failures)
+            error_expr = f"CASE WHEN {failed} THEN concat_ws('; ', {parts}) END"
+            record_expr = f"CASE WHEN {failed} THEN struct_pack({packed}) END"
+        else:
+            error_expr = "CAST(NULL AS VARCHAR)"
+            record_expr = f"CAST(NULL AS STRUCT({', '.join(f'{quote_ident(c)} VARCHAR' for c in columns)}))"
+        inner = f"SELECT *{''.join(', ' + c for c in casts)} FROM ({source})"
         query = (
-            f"SELECT {', '.join(selects)}{carried}, {quote_ident(error)}, "
-            f"{on_error} AS {quote_ident(record)} "
-            f"FROM ({inner})"
+            f"SELECT {', '.join(selects)}{carried}, {error_expr} AS {quote_ident(error)}, "
+            f"{record_expr} AS {quote_ident(record)} FROM ({inner})"
         )
         outputs = [m.output_name for m in self.config.fields]
         return FusedSql(
