@@ -19,18 +19,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from flowport.cli.flows import (
+from flowport.cli.output import console, err_console, print_json
+from flowport.cli.remote import (
     JsonOpt,
+    RunParamOpt,
+    TimeoutOpt,
     TokenOpt,
     UrlOpt,
-    _connect,
-    _fail,
-    _failed,
-    _metrics_table,
-    _parse_params,
-    _server,
+    WaitOpt,
+    fail,
+    failed,
+    open_client,
+    parse_params,
+    report_job,
+    wait_for,
 )
-from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError, NotFound
 from flowport.sdk import Client, Deployment, ImportResult, Release
 
@@ -46,17 +49,6 @@ DeploymentArg = Annotated[
 ]
 
 
-def _client(url: str | None, token: str | None, as_json: bool) -> Client:
-    server = _server(url, token, local=False)
-    if server is None:
-        _fail(
-            "no server configured: run `flowport login --url URL --user NAME` or give --url and --token",
-            as_json=as_json,
-            code=2,
-        )
-    return _connect(server)
-
-
 def _deployment(client: Client, wanted: str, as_json: bool) -> Deployment:
     """The deployment with this id (when it is a number and one has it) or name; exit 2 when none."""
     text = wanted.strip()
@@ -68,7 +60,7 @@ def _deployment(client: Client, wanted: str, as_json: bool) -> Deployment:
                 pass  # a deployment may be named "2024"
         return client.deployments.get(name=wanted)
     except NotFound:
-        _fail(f"No deployment with id or name '{wanted}' on {client.url}", as_json=as_json, code=2)
+        fail(f"No deployment with id or name '{wanted}' on {client.url}", as_json=as_json, code=2)
 
 
 def _deployment_row(deployment: Deployment) -> dict[str, Any]:
@@ -100,10 +92,10 @@ def deployments_create(
 ) -> None:
     """Create a deployment."""
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             deployment = client.deployments.create(name)
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     if as_json:
         print_json(deployment.record)
         return
@@ -118,10 +110,10 @@ def deployments_create(
 def deployments_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List the deployments and their active releases."""
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             rows = [_deployment_row(d) for d in client.deployments.get_all()]
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     if as_json:
         print_json({"data": rows, "count": len(rows)})
         return
@@ -146,13 +138,13 @@ def _read_rules(path: Path, option: str, as_json: bool) -> list[dict[str, Any]]:
     try:
         rules = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        _fail(f"Cannot read {option} {path}: {exc.strerror or exc}", as_json=as_json, code=2)
+        fail(f"Cannot read {option} {path}: {exc.strerror or exc}", as_json=as_json, code=2)
     except ValueError as exc:
-        _fail(f"{option} {path} is not JSON: {exc}", as_json=as_json, code=2)
+        fail(f"{option} {path} is not JSON: {exc}", as_json=as_json, code=2)
     if isinstance(rules, dict) and isinstance(rules.get("data"), list):
         rules = rules["data"]  # what GET .../importRules answers
     if not isinstance(rules, list) or not all(isinstance(rule, dict) for rule in rules):
-        _fail(f"{option} {path} must hold a JSON list of rules (objects)", as_json=as_json, code=2)
+        fail(f"{option} {path} must hold a JSON list of rules (objects)", as_json=as_json, code=2)
     return rules
 
 
@@ -193,7 +185,7 @@ def deployments_rules(
     current: dict[str, list[dict[str, Any]]] = {}
     deleted: dict[str, list[dict[str, Any]]] = {}
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             chosen = _deployment(client, deployment, as_json)
             if not given:
                 current = {"object": chosen.object_import_rules, "value": chosen.value_import_rules}
@@ -203,7 +195,7 @@ def deployments_rules(
                 else:
                     deleted[kind] = chosen.set_value_import_rules(rules)
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     where = {"id": chosen.deployment_id, "name": chosen.name}
     if not given:
         if as_json:
@@ -289,13 +281,13 @@ def deployments_import(
 ) -> None:
     """Import a package ZIP into a deployment as a new release, which becomes the active one."""
     if not package.is_file():
-        _fail(f"Package file '{package}' does not exist", as_json=as_json, code=2)
+        fail(f"Package file '{package}' does not exist", as_json=as_json, code=2)
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             chosen = _deployment(client, deployment, as_json)
             result = chosen.import_package(package, dry_run=dry_run, notes=notes)
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     if as_json:
         print_json(result.to_dict())
         return
@@ -311,14 +303,14 @@ def deployments_activate(
 ) -> None:
     """Make a release its deployment's active one (a rollback when it is older)."""
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             try:
                 release = client.deployments.get_release(release_id)
             except NotFound:
-                _fail(f"No release with id {release_id} on {client.url}", as_json=as_json, code=2)
+                fail(f"No release with id {release_id} on {client.url}", as_json=as_json, code=2)
             release.activate()
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     if as_json:
         print_json(release.record)
         return
@@ -333,11 +325,11 @@ def deployments_releases(
 ) -> None:
     """List a deployment's releases (oldest first) and which one is active."""
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             chosen = _deployment(client, deployment, as_json)
             releases = chosen.releases
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     if as_json:
         print_json({"data": [r.record for r in releases], "count": len(releases)})
         return
@@ -361,24 +353,17 @@ def deployments_releases(
 @deployments_app.command("run")
 def deployments_run(
     deployment: DeploymentArg,
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Parameter value NAME=VALUE for this run (repeatable)."),
-    ] = None,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the job to end; exit 1 unless Complete.")
-    ] = False,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait with --wait.")
-    ] = 3600.0,
+    param: RunParamOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 3600.0,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the primary flow of the deployment's active release."""
-    overrides = _parse_params(param)
+    overrides = parse_params(param)
     try:
-        with _client(url, token, as_json) as client:
+        with open_client(url, token, as_json) as client:
             chosen = _deployment(client, deployment, as_json)
             job = chosen.run(overrides=overrides or None)
             if not wait:
@@ -390,22 +375,7 @@ def deployments_run(
                         highlight=False,
                     )
                 return
-            try:
-                job.wait(timeout=timeout)
-            except TimeoutError as exc:
-                _fail(str(exc), as_json=as_json)
-            metrics = job.metrics
-            record = job.record
+            record, metrics = wait_for(job, timeout, as_json)
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
-    status = str(record.get("status"))
-    if as_json:
-        print_json({**record, "metrics": metrics})
-    else:
-        console.print(_metrics_table(metrics, title=f"{chosen.name} (job {record.get('id')})"))
-        colour = {"Complete": "green", "Failed": "red", "Canceled": "yellow"}.get(status, "white")
-        line = f"[{colour}]{status}[/{colour}] job {record.get('id')}"
-        if record.get("error"):
-            line += f"\n[red]{escape(str(record['error']))}[/red]"
-        console.print(line, highlight=False, soft_wrap=True)
-    raise typer.Exit(0 if status == "Complete" else 1)
+        failed(exc, as_json=as_json)
+    report_job(record, metrics, chosen.name, as_json)

@@ -17,24 +17,41 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
-import os
 import re
 import socket
 import sys
 import uuid as _uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
+from flowport.cli.remote import (
+    CREDENTIALS_FILE,
+    JsonOpt,
+    RunParamOpt,
+    Server,
+    TimeoutOpt,
+    TokenOpt,
+    UrlOpt,
+    WaitOpt,
+    connect,
+    credentials_path,
+    fail,
+    failed,
+    find_server,
+    parse_params,
+    read_credentials,
+    report_job,
+    wait_for,
+    write_credentials,
+)
 from flowport.connections.spec import ConnectionSpec
-from flowport.errors import FlowportError, NotFound, Unauthorized
+from flowport.errors import FlowportError, NotFound
 from flowport.model.flow import Flow as FlowDocument
 from flowport.model.package import referenced_connections
 from flowport.sdk import Client, Flow, Job, Project
@@ -46,32 +63,11 @@ from flowport.services.settings import settings
 
 __all__ = ["CREDENTIALS_FILE", "flows_app", "login", "logout"]
 
-CREDENTIALS_FILE = "cli-credentials.json"
-
 flows_app = typer.Typer(
     help="Flows on a Flowport server (list, export, import, run); without a server, flow files and packages.",
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="FLOWPORT_URL",
-        help="Server URL (default: the one `flowport login` stored).",
-        show_default=False,
-    ),
-]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="FLOWPORT_TOKEN",
-        help="API token (default: the one `flowport login` stored). Prefer the environment variable.",
-        show_default=False,
-    ),
-]
 ProjectOpt = Annotated[
     str, typer.Option("--project", envvar="FLOWPORT_PROJECT", help="Project on the server.")
 ]
@@ -86,96 +82,6 @@ Resolution = Annotated[
     ),
 ]
 _RESOLUTIONS = ("skip", "replace", "rename")
-
-
-# -- errors and credentials ----------------------------------------------------------------
-
-
-def _fail(message: str, *, as_json: bool, code: int = 1) -> NoReturn:
-    if as_json:
-        print_json({"error": message})
-    else:
-        err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _failed(exc: FlowportError, *, as_json: bool) -> NoReturn:
-    message = exc.message
-    if isinstance(exc, Unauthorized):
-        message += " (run `flowport login` again, or check --token / FLOWPORT_TOKEN)"
-    _fail(message, as_json=as_json, code=1)
-
-
-def credentials_path() -> Path:
-    """Where ``flowport login`` keeps the server URL and API token."""
-    return settings().home / CREDENTIALS_FILE
-
-
-def _read_credentials() -> dict[str, Any] | None:
-    path = credentials_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise typer.BadParameter(
-            f"{path} cannot be read ({exc}): run `flowport login` again", param_hint="credentials"
-        ) from None
-    if not isinstance(data, dict) or not data.get("url") or not data.get("token"):
-        raise typer.BadParameter(
-            f"{path} is incomplete: run `flowport login` again", param_hint="credentials"
-        )
-    return data
-
-
-def _write_credentials(data: dict[str, Any]) -> Path:
-    path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    # Created 0600 from the start: the token is never readable by others, not even for a moment.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
-    return path
-
-
-@dataclass(frozen=True)
-class _Server:
-    url: str
-    token: str
-
-
-def _server(url: str | None, token: str | None, local: bool) -> _Server | None:
-    """The server the command talks to, or None for local files."""
-    if local:
-        return None
-    stored = _read_credentials() if url is None or token is None else None
-    if url is None and token is None:
-        return _Server(stored["url"], stored["token"]) if stored else None
-    if url is None:
-        if stored is None:
-            raise typer.BadParameter(
-                "give the server's --url (or FLOWPORT_URL) with the token", param_hint="--url"
-            )
-        url = str(stored["url"])
-    if token is None:
-        if stored is None or str(stored["url"]).rstrip("/") != url.rstrip("/"):
-            raise typer.BadParameter(
-                f"no token for {url}: run `flowport login --url {url} --user NAME` or set FLOWPORT_TOKEN",
-                param_hint="--token",
-            )
-        token = str(stored["token"])
-    return _Server(url, token)
-
-
-def _connect(server: _Server) -> Client:
-    try:
-        return Client(server.url, token=server.token)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--url") from None
 
 
 def _project(client: Client, name: str) -> Project:
@@ -219,15 +125,15 @@ def login(
             who = client.current_user()
             created = client.create_api_token(name[:255])
     except FlowportError as exc:
-        _fail(exc.message.replace(password, "***"), as_json=as_json)
+        fail(exc.message.replace(password, "***"), as_json=as_json)
     previous = None
     with contextlib.suppress(typer.BadParameter):
-        previous = _read_credentials()
-    path = _write_credentials(
+        previous = read_credentials()
+    path = write_credentials(
         {"url": client.url, "user": user, "tokenId": created.get("id"), "token": created["token"]}
     )
     if previous and previous.get("tokenId") is not None and str(previous["url"]) == client.url:
-        _revoke_quietly(_Server(str(previous["url"]), str(previous["token"])), previous["tokenId"])
+        _revoke_quietly(Server(str(previous["url"]), str(previous["token"])), previous["tokenId"])
     if as_json:
         print_json(
             {
@@ -247,7 +153,7 @@ def login(
     )
 
 
-def _revoke_quietly(server: _Server, token_id: Any) -> bool:
+def _revoke_quietly(server: Server, token_id: Any) -> bool:
     try:
         with Client(server.url, token=server.token) as client:
             client.revoke_api_token(int(token_id))
@@ -258,7 +164,7 @@ def _revoke_quietly(server: _Server, token_id: Any) -> bool:
 
 def logout(as_json: JsonOpt = False) -> None:
     """Revoke the stored API token (when the server can be reached) and forget it."""
-    stored = _read_credentials()
+    stored = read_credentials()
     path = credentials_path()
     if stored is None:
         if as_json:
@@ -267,7 +173,7 @@ def logout(as_json: JsonOpt = False) -> None:
             console.print("Not logged in.")
         return
     revoked = stored.get("tokenId") is not None and _revoke_quietly(
-        _Server(str(stored["url"]), str(stored["token"])), stored["tokenId"]
+        Server(str(stored["url"]), str(stored["token"])), stored["tokenId"]
     )
     path.unlink(missing_ok=True)
     if as_json:
@@ -297,18 +203,18 @@ def flows_list(
     url: UrlOpt = None, token: TokenOpt = None, project: ProjectOpt = "default", as_json: JsonOpt = False
 ) -> None:
     """List the flows of a project on the server."""
-    server = _server(url, token, local=False)
+    server = find_server(url, token, local=False)
     if server is None:
-        _fail(
+        fail(
             "no server configured: run `flowport login --url URL --user NAME` or give --url",
             as_json=as_json,
             code=2,
         )
     try:
-        with _connect(server) as client:
+        with connect(server) as client:
             flows = _project(client, project).flows
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     rows = [_flow_row(flow) for flow in flows]
     if as_json:
         print_json({"data": rows, "count": len(rows)})
@@ -362,9 +268,9 @@ def _export_local(files: list[str], output: Path, plain_text: bool, as_json: boo
         try:
             documents.append(_flow_files.load_flow(name))
         except NotFound as exc:
-            _fail(exc.message, as_json=as_json, code=2)
+            fail(exc.message, as_json=as_json, code=2)
         except FlowportError as exc:
-            _fail(exc.message, as_json=as_json)
+            fail(exc.message, as_json=as_json)
     specs, notes = _local_connections(documents, plain_text)
     home = settings().home
     try:
@@ -377,7 +283,7 @@ def _export_local(files: list[str], output: Path, plain_text: bool, as_json: boo
             catalog=_flow_files.plugin_registry(),
         )
     except FlowportError as exc:
-        _fail(exc.message, as_json=as_json)
+        fail(exc.message, as_json=as_json)
     _write_bytes(output, data)
     for note in notes:
         err_console.print(f"[yellow]Warning:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
@@ -441,26 +347,26 @@ def flows_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Export flows as a package ZIP (one flow file per flow, a manifest, no credentials)."""
-    server = _server(url, token, local)
+    server = find_server(url, token, local)
     if server is None:
         _export_local(flows, output, with_plain_text_credentials, as_json)
         return
     try:
-        with _connect(server) as client:
+        with connect(server) as client:
             sdk_project = _project(client, project)
             available = list(sdk_project.flows)
             try:
                 chosen = [_pick(available, wanted) for wanted in flows]
             except NotFound as exc:
-                _fail(exc.message, as_json=as_json, code=2)
+                fail(exc.message, as_json=as_json, code=2)
             chosen = list({flow.flow_id: flow for flow in chosen}.values())
             sdk_project.export_flows(
                 chosen, destination=output, with_plain_text_credentials=with_plain_text_credentials
             )
     except ValueError as exc:  # batch and streaming flows mixed
-        _fail(str(exc), as_json=as_json, code=2)
+        fail(str(exc), as_json=as_json, code=2)
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     _exported(
         output, [(f.flow_id, f.name, f.flow_type) for f in chosen], with_plain_text_credentials, as_json
     )
@@ -477,11 +383,11 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
     try:
         data = package.read_bytes()
     except OSError as exc:
-        _fail(f"Cannot read {package}: {exc.strerror or exc}", as_json=as_json, code=2)
+        fail(f"Cannot read {package}: {exc.strerror or exc}", as_json=as_json, code=2)
     try:
         checked = read_package(data)
     except FlowportError as exc:
-        _fail(exc.message, as_json=as_json)
+        fail(exc.message, as_json=as_json)
     written: list[dict[str, Any]] = []
     skipped: list[str] = []
     replaced: list[str] = []
@@ -596,16 +502,16 @@ def flows_import(
     if conflict_resolution not in _RESOLUTIONS:
         raise typer.BadParameter(f"one of {', '.join(_RESOLUTIONS)}", param_hint="--conflict-resolution")
     if not package.is_file():
-        _fail(f"Package file '{package}' does not exist", as_json=as_json, code=2)
-    server = _server(url, token, local)
+        fail(f"Package file '{package}' does not exist", as_json=as_json, code=2)
+    server = find_server(url, token, local)
     if server is None:
         _import_local(package, directory, conflict_resolution, dry_run, as_json)
         return
     try:
-        with _connect(server) as client:
+        with connect(server) as client:
             report = _project(client, project).import_package(package, conflict_resolution, dry_run=dry_run)  # type: ignore[arg-type]
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
+        failed(exc, as_json=as_json)
     if as_json:
         print_json(report.to_dict())
         return
@@ -615,65 +521,33 @@ def flows_import(
 # -- run ------------------------------------------------------------------------------------
 
 
-def _parse_params(items: list[str] | None) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"'{item}' is not NAME=VALUE", param_hint="--param")
-        values[name.strip()] = value
-    return values
-
-
-def _metrics_table(metrics: dict[str, dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("Stage")
-    for column in ("Input", "Output", "Errors"):
-        table.add_column(column, justify="right")
-    for name, values in metrics.items():
-        table.add_row(
-            escape(name),
-            f"{values.get('inputRecords', 0):,}",
-            f"{values.get('outputRecords', 0):,}",
-            f"{values.get('errorRecords', 0):,}",
-        )
-    return table
-
-
 @flows_app.command("run")
 def flows_run(
     flow: Annotated[str, typer.Argument(help="Flow id, uuid or name on the server.", show_default=False)],
-    param: Annotated[
-        list[str] | None,
-        typer.Option("--param", "-p", help="Parameter value NAME=VALUE for this run (repeatable)."),
-    ] = None,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the job to end; exit 1 unless Complete.")
-    ] = False,
-    timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Seconds to wait with --wait.")
-    ] = 3600.0,
+    param: RunParamOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 3600.0,
     url: UrlOpt = None,
     token: TokenOpt = None,
     project: ProjectOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
     """Run a flow on the server (a flow file runs locally with `flowport run FILE`)."""
-    parameters = _parse_params(param)
-    server = _server(url, token, local=False)
+    parameters = parse_params(param)
+    server = find_server(url, token, local=False)
     if server is None:
-        _fail(
+        fail(
             "no server configured: run `flowport login --url URL --user NAME` or give --url; "
             "to run a flow file on this machine use `flowport run FILE`",
             as_json=as_json,
             code=2,
         )
     try:
-        with _connect(server) as client:
+        with connect(server) as client:
             try:
                 chosen = _pick(list(_project(client, project).flows), flow)
             except NotFound as exc:
-                _fail(exc.message, as_json=as_json, code=2)
+                fail(exc.message, as_json=as_json, code=2)
             job: Job = chosen.run(parameters=parameters or None)
             if not as_json and not wait:
                 console.print(
@@ -684,22 +558,7 @@ def flows_run(
             if not wait:
                 print_json(job.record)
                 return
-            try:
-                job.wait(timeout=timeout)
-            except TimeoutError as exc:
-                _fail(str(exc), as_json=as_json)
-            metrics = job.metrics
-            record = job.record
+            record, metrics = wait_for(job, timeout, as_json)
     except FlowportError as exc:
-        _failed(exc, as_json=as_json)
-    status = str(record.get("status"))
-    if as_json:
-        print_json({**record, "metrics": metrics})
-    else:
-        console.print(_metrics_table(metrics, title=f"{chosen.name} (job {record.get('id')})"))
-        colour = {"Complete": "green", "Failed": "red", "Canceled": "yellow"}.get(status, "white")
-        line = f"[{colour}]{status}[/{colour}] job {record.get('id')}"
-        if record.get("error"):
-            line += f"\n[red]{escape(str(record['error']))}[/red]"
-        console.print(line, highlight=False, soft_wrap=True)
-    raise typer.Exit(0 if status == "Complete" else 1)
+        failed(exc, as_json=as_json)
+    report_job(record, metrics, chosen.name, as_json)

@@ -33,6 +33,7 @@ from flowport.cli.output import (
 )
 from flowport.cli.packages import packages_app
 from flowport.cli.pipelines import pipelines_app
+from flowport.cli.remote import parse_params
 from flowport.cli.server import server as server_command
 from flowport.cli.users import tokens_app, users_app
 from flowport.engine import FlowRun, RunResult
@@ -77,16 +78,6 @@ ParamOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 
 
-def _parse_params(items: list[str] | None) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"'{item}' is not NAME=VALUE", param_hint="--param")
-        values[name.strip()] = value
-    return values
-
-
 def _fail(message: str, *, as_json: bool, code: int = 1, payload: Any = None) -> typer.Exit:
     if as_json:
         print_json(payload if payload is not None else {"error": message})
@@ -120,7 +111,7 @@ def _root(
 @app.command()
 def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) -> None:
     """Check a flow: graph, plugins and versions, configuration, parameters."""
-    overrides = _parse_params(param)
+    overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="validate")
     result = flows.validate(flow, overrides=overrides)
     if as_json:
@@ -141,7 +132,7 @@ def preview(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the first records through every stage; writes nothing."""
-    overrides = _parse_params(param)
+    overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="preview")
     try:
         stages = flows.preview(flow, rows=rows, overrides=overrides, base_dir=Path.cwd())
@@ -202,7 +193,7 @@ def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_jso
 @app.command()
 def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) -> None:
     """Run a flow to the end, showing live per-stage progress."""
-    overrides = _parse_params(param)
+    overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="run")
     run_and_report(flow, overrides, Path.cwd(), as_json)
 

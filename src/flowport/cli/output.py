@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
-from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from flowport.engine import PreviewStage, RunResult, StageMetrics
+from flowport.model.json_values import jsonable
 from flowport.model.validation import ValidationResult
 
 __all__ = [
@@ -27,24 +25,6 @@ __all__ = [
 
 console = Console()
 err_console = Console(stderr=True)
-
-
-def jsonable(value: Any) -> Any:
-    """Arrow/Python values as JSON values (timestamps ISO 8601, decimals as numbers)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        as_float = float(value)
-        return as_float if math.isfinite(as_float) else str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def print_json(data: Any) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import uuid as _uuid
 from collections.abc import Mapping, Sequence
@@ -44,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from sqlalchemy.orm import Session
 
 from flowport.errors import Conflict, NotFound, ValidationFailed
-from flowport.model.document import describe_validation_error, flow_from_dict, flow_to_dict
+from flowport.model.document import describe_validation_error, flow_from_dict
 from flowport.model.flow import Flow, PluginRef
 from flowport.model.import_rules import (
     ObjectImportRule,
@@ -55,7 +54,6 @@ from flowport.model.import_rules import (
 from flowport.model.package import (
     Package,
     PackageConnection,
-    PackageInvalid,
     referenced_connections,
     replace_connections,
 )
@@ -65,7 +63,7 @@ from flowport.services.auth import User, require_role
 from flowport.services.flow_records import insert_flow, missing_connections
 from flowport.services.flows import plugin_registry
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
-from flowport.services.package_archive import read_package
+from flowport.services.package_archive import check_storable, read_package
 from flowport.store import connections as _connections_repo
 from flowport.store import deployments as _repo
 from flowport.store import flows as _flows_repo
@@ -450,40 +448,6 @@ def get_value_import_rules(deployment_id: int) -> dict[str, Any]:
 # -- importing a package ----------------------------------------------------------------
 
 
-def _check_storable(entry: str, flow: Flow) -> None:
-    """PackageInvalid for text or numbers the metadata database cannot store faithfully.
-
-    JSON allows NUL characters, unpaired surrogates and numbers beyond a
-    float (``1e400``); PostgreSQL refuses all three, so they are refused
-    here with the entry named rather than by the database mid-import.
-    """
-    pending: list[Any] = [flow_to_dict(flow)]
-    while pending:
-        value = pending.pop()
-        problem = None
-        if isinstance(value, str):
-            if "\x00" in value:
-                problem = "contains a NUL character"
-            else:
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    problem = "contains an unpaired UTF-16 surrogate (not valid Unicode text)"
-        elif isinstance(value, float) and not math.isfinite(value):
-            problem = "contains a number too large to store"
-        elif isinstance(value, Mapping):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list | tuple):
-            pending.extend(value)
-        if problem:
-            raise PackageInvalid(
-                f"Package entry {entry!r} {problem}. Fix the flow on the exporting instance and "
-                "export the package again",
-                details={"entry": entry, "problem": "UNSTORABLE_VALUE"},
-            )
-
-
 def _canonical_references(flow: Flow, listed: Sequence[PackageConnection], targets: set[str]) -> Flow:
     """``flow`` with each reference to a connection an object rule targets written as its canonical uuid.
 
@@ -643,7 +607,7 @@ def _import(
         for change in changes:
             value_applied.setdefault(change.rule, value_rules[change.rule].to_dict())
             value_changes.append(change.to_dict())
-        _check_storable(entry, flow)
+        check_storable(entry, flow)
         flows.append(flow)
     resolved_artifacts = _check_artifacts(flows, plugin_registry())
 

@@ -15,13 +15,10 @@ Functions return plain dicts in the v4 API's JSON shape (camelCase,
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import uuid as _uuid
 from collections.abc import Mapping
-from datetime import date, datetime, time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from sqlalchemy.orm import Session
 from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.document import flow_from_dict, flow_to_dict
 from flowport.model.flow import Flow
+from flowport.model.json_values import jsonable
 from flowport.model.package import stage_connection_references
 from flowport.model.validation import ValidationIssue, ValidationResult
 from flowport.services import flows as _flows
@@ -548,24 +546,6 @@ def validation_dict(result: ValidationResult) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    # Preview records come from Arrow: dates, decimals and bytes are not JSON.
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        as_float = float(value)
-        return as_float if math.isfinite(as_float) else str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
 def preview_flow(
     flow_id: int, *, rows: int = 10, overrides: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -594,9 +574,9 @@ def preview_flow(
     return [
         {
             "instanceName": stage.instance_name,
-            "input": _jsonable(stage.input),
-            "output": _jsonable(stage.output),
-            "errors": _jsonable(stage.errors),
+            "input": jsonable(stage.input),
+            "output": jsonable(stage.output),
+            "errors": jsonable(stage.errors),
         }
         for stage in stages
     ]

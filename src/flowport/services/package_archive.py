@@ -15,19 +15,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import stat
 import uuid as _uuid
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import FlowDocumentError, ValidationFailed
 from flowport.model.catalog import PluginCatalog
-from flowport.model.document import flow_from_dict, flow_to_json
+from flowport.model.document import flow_from_dict, flow_to_dict, flow_to_json
 from flowport.model.flow import Flow
 from flowport.model.package import (
     MANIFEST_FILE,
@@ -52,6 +53,7 @@ __all__ = [
     "Package",
     "PackageInvalid",
     "build_package",
+    "check_storable",
     "read_package",
 ]
 
@@ -531,3 +533,38 @@ def _refuse(entry: str, problem: str, code: str, *, fix: str = _REEXPORT) -> Pac
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def check_storable(entry: str, flow: Flow) -> None:
+    """PackageInvalid for text or numbers a database cannot store faithfully.
+
+    JSON allows a NUL character, an unpaired surrogate (``"\\ud800"``) and
+    numbers too large for a float (``1e400`` reads as infinity); PostgreSQL
+    refuses all three. Refused here, with the entry named, instead of by the
+    database halfway through the import.
+    """
+    pending: list[Any] = [flow_to_dict(flow)]
+    while pending:
+        value = pending.pop()
+        problem = None
+        if isinstance(value, str):
+            if "\x00" in value:
+                problem = "contains a NUL character"
+            else:
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    problem = "contains an unpaired UTF-16 surrogate (not valid Unicode text)"
+        elif isinstance(value, float) and not math.isfinite(value):
+            problem = "contains a number too large to store"
+        elif isinstance(value, Mapping):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        if problem:
+            raise PackageInvalid(
+                f"Package entry {entry!r} {problem}. Fix the flow on the exporting instance and "
+                "export the package again",
+                details={"entry": entry, "problem": "UNSTORABLE_VALUE"},
+            )

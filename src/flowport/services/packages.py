@@ -27,7 +27,6 @@ that use them, so an operator knows which connections to create.
 from __future__ import annotations
 
 import logging
-import math
 import uuid as _uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
@@ -36,15 +35,14 @@ from sqlalchemy.orm import Session
 
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import NotFound, ValidationFailed
-from flowport.model.document import flow_to_dict
 from flowport.model.flow import Flow
-from flowport.model.package import CONNECTION_KEY, Package, PackageConnection, PackageInvalid
+from flowport.model.package import CONNECTION_KEY, Package, PackageConnection
 from flowport.services import connections as _connections
 from flowport.services.auth import User, require_role
 from flowport.services.flow_records import flow_dict, insert_flow, load_stored_flow, replace_flow_document
 from flowport.services.flows import plugin_registry
 from flowport.services.instance import transaction
-from flowport.services.package_archive import build_package, read_package
+from flowport.services.package_archive import build_package, check_storable, read_package
 from flowport.store import connections as _connections_repo
 from flowport.store import flows as _flows_repo
 from flowport.store import instance as _instance_repo
@@ -176,41 +174,6 @@ def _stage_references(flow: Flow) -> dict[str, set[str]]:
         if references:
             found.setdefault(name, set()).update(references)
     return found
-
-
-def _check_storable(entry: str, flow: Flow) -> None:
-    """PackageInvalid for text or numbers a database cannot store faithfully.
-
-    JSON allows a NUL character, an unpaired surrogate (``"\\ud800"``) and
-    numbers too large for a float (``1e400`` reads as infinity); PostgreSQL
-    refuses all three. Refused here, with the entry named, instead of by the
-    database halfway through the import.
-    """
-    pending: list[Any] = [flow_to_dict(flow)]
-    while pending:
-        value = pending.pop()
-        problem = None
-        if isinstance(value, str):
-            if "\x00" in value:
-                problem = "contains a NUL character"
-            else:
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    problem = "contains an unpaired UTF-16 surrogate (not valid Unicode text)"
-        elif isinstance(value, float) and not math.isfinite(value):
-            problem = "contains a number too large to store"
-        elif isinstance(value, Mapping):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list | tuple):
-            pending.extend(value)
-        if problem:
-            raise PackageInvalid(
-                f"Package entry {entry!r} {problem}. Fix the flow on the exporting instance and "
-                "export the package again",
-                details={"entry": entry, "problem": "UNSTORABLE_VALUE"},
-            )
 
 
 def _find_local(session: Session, project_id: int, flow: Flow) -> FlowRecord | None:
@@ -383,7 +346,7 @@ def import_package(
         raise ValidationFailed("A package is the bytes of a ZIP file")
     package = read_package(bytes(data))
     for entry, flow in package.flows:
-        _check_storable(entry, flow)
+        check_storable(entry, flow)
     try:
         with transaction() as session:
             report = _import(

@@ -11,11 +11,12 @@ import uuid as _uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flowport.errors import Conflict, NotFound, ValidationFailed
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import Connection, utcnow
 
 __all__ = [
@@ -66,31 +67,20 @@ def _check_unique(
     # Checked before the INSERT/UPDATE for a message that names the clash;
     # the unique constraints still catch a concurrent writer (see _flush).
     if name is not None:
-        query = select(Connection.id).where(Connection.name == name)
-        if exclude_id is not None:
-            query = query.where(Connection.id != exclude_id)
-        clash = session.scalar(query)
+        clash = _lookup.clash_id(session, Connection, Connection.name == name, exclude_id)
         if clash is not None:
             raise Conflict(f"A connection named '{name}' already exists (id {clash})")
     if uuid is not None:
-        query = select(Connection.id).where(Connection.uuid == uuid)
-        if exclude_id is not None:
-            query = query.where(Connection.id != exclude_id)
-        clash = session.scalar(query)
+        clash = _lookup.clash_id(session, Connection, Connection.uuid == uuid, exclude_id)
         if clash is not None:
             raise Conflict(f"A connection with uuid {uuid} already exists (id {clash})")
 
 
 def _flush(session: Session, what: str) -> None:
-    try:
-        session.flush()
-        return
-    except IntegrityError:
-        pass
     # The driver's message quotes the row's values (the encrypted secret
     # included): our own message only, raised outside the except block so
     # that the IntegrityError is not kept as __context__ either.
-    raise Conflict(f"{what} conflicts with an existing connection (same name or uuid)")
+    _lookup.flush_or_conflict(session, f"{what} conflicts with an existing connection (same name or uuid)")
 
 
 def create(
@@ -134,10 +124,7 @@ def create(
         username=username,
         secret=secret,
         is_global=is_global,
-        created_at=now,
-        updated_at=now,
-        creator_id=creator_id,
-        updater_id=creator_id,
+        **_lookup.stamps(now, creator_id),
     )
     session.add(row)
     _flush(session, f"Connection '{name}'")
@@ -146,10 +133,7 @@ def create(
 
 def get_by_id(session: Session, connection_id: int) -> Connection:
     """The connection with this id; NotFound otherwise."""
-    row = session.get(Connection, connection_id)
-    if row is None:
-        raise NotFound(f"No connection with id {connection_id}")
-    return row
+    return _lookup.get_or_404(session, Connection, connection_id, "connection")
 
 
 def get_by_uuid(session: Session, connection_uuid: _uuid.UUID | str) -> Connection:
@@ -163,10 +147,9 @@ def get_by_uuid(session: Session, connection_uuid: _uuid.UUID | str) -> Connecti
 
 def get_by_name(session: Session, name: str) -> Connection:
     """The connection with this exact name; NotFound otherwise."""
-    row = session.scalar(select(Connection).where(Connection.name == name))
-    if row is None:
-        raise NotFound(f"No connection named '{name}'")
-    return row
+    return _lookup.one_or_404(
+        session, select(Connection).where(Connection.name == name), f"No connection named '{name}'"
+    )
 
 
 def find(session: Session, ref: str | int) -> Connection:
@@ -194,19 +177,12 @@ def find(session: Session, ref: str | int) -> Connection:
 
 def list_(session: Session, *, limit: int | None = None, offset: int = 0) -> Sequence[Connection]:
     """Connections in id order (creation order), ``limit`` of them from ``offset``."""
-    if limit is not None and limit < 1:
-        raise ValidationFailed(f"limit must be at least 1, got {limit}")
-    if offset < 0:
-        raise ValidationFailed(f"offset must not be negative, got {offset}")
-    query = select(Connection).order_by(Connection.id).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    return session.scalars(query).all()
+    return _lookup.listed(session, select(Connection).order_by(Connection.id), limit=limit, offset=offset)
 
 
 def count(session: Session) -> int:
     """How many connections are stored."""
-    return int(session.scalar(select(func.count()).select_from(Connection)) or 0)
+    return count_of(session, select(Connection.id))
 
 
 def update(session: Session, row: Connection | int, changes: Mapping[str, Any]) -> Connection:
@@ -215,16 +191,12 @@ def update(session: Session, row: Connection | int, changes: Mapping[str, Any]) 
     ``updated_at`` is set to now. Unknown or fixed fields (id, uuid,
     created_at) are a ValidationFailed.
     """
-    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed(f"Cannot update connection field(s): {', '.join(unknown)}")
+    _lookup.check_fields(changes, UPDATABLE_FIELDS, "connection")
     if isinstance(row, int):
         row = get_by_id(session, row)
     if "name" in changes and changes["name"] != row.name:
         _check_unique(session, name=changes["name"], uuid=None, exclude_id=row.id)
-    for key, value in changes.items():
-        setattr(row, key, dict(value) if key == "params" else value)
-    row.updated_at = utcnow()
+    _lookup.apply_changes(row, changes, copied="params")
     _flush(session, f"Connection '{row.name}'")
     return row
 
@@ -233,5 +205,4 @@ def delete(session: Session, row: Connection | int) -> None:
     """Delete a connection (row or id); NotFound when the id does not exist."""
     if isinstance(row, int):
         row = get_by_id(session, row)
-    session.delete(row)
-    session.flush()
+    _lookup.delete_row(session, row)

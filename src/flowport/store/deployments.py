@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy import delete as _delete
 from sqlalchemy import update as _update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowport.errors import Conflict, NotFound, ValidationFailed
-from flowport.store._paging import count_of, page
+from flowport.errors import Conflict, ValidationFailed
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import (
     IMPORT_RULE_KINDS,
     Deployment,
@@ -60,21 +60,13 @@ UPDATABLE_FIELDS = frozenset({"name", "updater_id"})
 def _check_unique(session: Session, name: str, exclude_id: int | None) -> None:
     # Checked first for a message naming the clash; the unique constraint
     # still catches a concurrent writer (see _flush).
-    query = select(Deployment.id).where(Deployment.name == name)
-    if exclude_id is not None:
-        query = query.where(Deployment.id != exclude_id)
-    clash = session.scalar(query)
+    clash = _lookup.clash_id(session, Deployment, Deployment.name == name, exclude_id)
     if clash is not None:
         raise Conflict(f"A deployment named '{name}' already exists (id {clash})", details={"id": clash})
 
 
 def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-        return
-    except IntegrityError:
-        pass
-    raise Conflict(f"A deployment named '{name}' already exists")
+    _lookup.flush_or_conflict(session, f"A deployment named '{name}' already exists")
 
 
 # -- deployments -------------------------------------------------------------------
@@ -87,10 +79,7 @@ def create(session: Session, *, name: str, project_id: int, creator_id: int | No
     row = Deployment(
         name=name,
         project_id=project_id,
-        created_at=now,
-        updated_at=now,
-        creator_id=creator_id,
-        updater_id=creator_id,
+        **_lookup.stamps(now, creator_id),
     )
     session.add(row)
     _flush(session, name)
@@ -99,10 +88,7 @@ def create(session: Session, *, name: str, project_id: int, creator_id: int | No
 
 def get_by_id(session: Session, deployment_id: int) -> Deployment:
     """The deployment with this id; NotFound otherwise."""
-    row = session.get(Deployment, deployment_id)
-    if row is None:
-        raise NotFound(f"No deployment with id {deployment_id}")
-    return row
+    return _lookup.get_or_404(session, Deployment, deployment_id, "deployment")
 
 
 def lock(session: Session, deployment_id: int) -> Deployment:
@@ -112,18 +98,15 @@ def lock(session: Session, deployment_id: int) -> Deployment:
     imports or activations of one deployment cannot both leave theirs
     active. SQLite has no row locks; it lets one writer at a time anyway.
     """
-    row = session.scalar(select(Deployment).where(Deployment.id == deployment_id).with_for_update())
-    if row is None:
-        raise NotFound(f"No deployment with id {deployment_id}")
-    return row
+    query = select(Deployment).where(Deployment.id == deployment_id).with_for_update()
+    return _lookup.one_or_404(session, query, f"No deployment with id {deployment_id}")
 
 
 def get_by_name(session: Session, name: str) -> Deployment:
     """The deployment with this exact name; NotFound otherwise."""
-    row = session.scalar(select(Deployment).where(Deployment.name == name))
-    if row is None:
-        raise NotFound(f"No deployment named '{name}'")
-    return row
+    return _lookup.one_or_404(
+        session, select(Deployment).where(Deployment.name == name), f"No deployment named '{name}'"
+    )
 
 
 def _filtered(query: Select[Any], name: str | None) -> Select[Any]:
@@ -135,7 +118,7 @@ def list_(
 ) -> Sequence[Deployment]:
     """Deployments in creation order, optionally with this exact name."""
     query = _filtered(select(Deployment), name).order_by(Deployment.id)
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count(session: Session, *, name: str | None = None) -> int:
@@ -145,15 +128,11 @@ def count(session: Session, *, name: str | None = None) -> int:
 
 def update(session: Session, row: Deployment, changes: Mapping[str, Any]) -> Deployment:
     """Apply ``changes`` (``name``, ``updater_id``); Conflict on a taken name."""
-    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed(f"Cannot update deployment field(s): {', '.join(unknown)}")
+    _lookup.check_fields(changes, UPDATABLE_FIELDS, "deployment")
     name = changes.get("name")
     if name is not None and name != row.name:
         _check_unique(session, name, row.id)
-    for key, value in changes.items():
-        setattr(row, key, value)
-    row.updated_at = utcnow()
+    _lookup.apply_changes(row, changes)
     _flush(session, row.name)
     return row
 
@@ -202,10 +181,7 @@ def create_release(
         flows=[],
         report={},
         package=package,
-        created_at=now,
-        updated_at=now,
-        creator_id=creator_id,
-        updater_id=creator_id,
+        **_lookup.stamps(now, creator_id),
     )
     session.add(row)
     session.flush()
@@ -214,10 +190,7 @@ def create_release(
 
 def get_release(session: Session, release_id: int) -> Release:
     """The release with this id; NotFound otherwise."""
-    row = session.get(Release, release_id)
-    if row is None:
-        raise NotFound(f"No release with id {release_id}")
-    return row
+    return _lookup.get_or_404(session, Release, release_id, "release")
 
 
 def _releases(query: Select[Any], deployment_id: int | None) -> Select[Any]:
@@ -229,7 +202,7 @@ def list_releases(
 ) -> Sequence[Release]:
     """Releases in creation order, of one deployment or of all."""
     query = _releases(select(Release), deployment_id).order_by(Release.id)
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count_releases(session: Session, *, deployment_id: int | None = None) -> int:

@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowport.errors import Conflict, NotFound, ValidationFailed
-from flowport.store._paging import count_of, page
+from flowport.errors import Conflict
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import FlowRecord, utcnow
 
 __all__ = [
@@ -52,21 +52,17 @@ def _check_unique(
     if uuid is not None:
         checks.append(("uuid", FlowRecord.uuid == uuid, f"A flow with uuid {uuid}"))
     for _field, condition, what in checks:
-        query = select(FlowRecord.id).where(FlowRecord.project_id == project_id, condition)
-        if exclude_id is not None:
-            query = query.where(FlowRecord.id != exclude_id)
-        clash = session.scalar(query)
+        clash = _lookup.clash_id(
+            session, FlowRecord, (FlowRecord.project_id == project_id) & condition, exclude_id
+        )
         if clash is not None:
             raise Conflict(f"{what} already exists in this project (id {clash})", details={"id": clash})
 
 
 def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-        return
-    except IntegrityError:
-        pass
-    raise Conflict(f"Flow '{name}' conflicts with an existing flow of the project (same name or uuid)")
+    _lookup.flush_or_conflict(
+        session, f"Flow '{name}' conflicts with an existing flow of the project (same name or uuid)"
+    )
 
 
 def create(
@@ -90,10 +86,7 @@ def create(
         description=description,
         type=type,
         document=dict(document),
-        created_at=now,
-        updated_at=now,
-        creator_id=creator_id,
-        updater_id=creator_id,
+        **_lookup.stamps(now, creator_id),
     )
     session.add(row)
     _flush(session, name)
@@ -102,30 +95,19 @@ def create(
 
 def get_by_id(session: Session, flow_id: int) -> FlowRecord:
     """The flow with this id; NotFound otherwise."""
-    row = session.get(FlowRecord, flow_id)
-    if row is None:
-        raise NotFound(f"No flow with id {flow_id}")
-    return row
+    return _lookup.get_or_404(session, FlowRecord, flow_id, "flow")
 
 
 def get_by_name(session: Session, project_id: int, name: str) -> FlowRecord:
     """The project's flow with this exact name; NotFound otherwise."""
-    row = session.scalar(
-        select(FlowRecord).where(FlowRecord.project_id == project_id, FlowRecord.name == name)
-    )
-    if row is None:
-        raise NotFound(f"No flow named '{name}' in this project")
-    return row
+    query = select(FlowRecord).where(FlowRecord.project_id == project_id, FlowRecord.name == name)
+    return _lookup.one_or_404(session, query, f"No flow named '{name}' in this project")
 
 
 def get_by_uuid(session: Session, project_id: int, uuid: _uuid.UUID) -> FlowRecord:
     """The project's flow with this uuid; NotFound otherwise."""
-    row = session.scalar(
-        select(FlowRecord).where(FlowRecord.project_id == project_id, FlowRecord.uuid == uuid)
-    )
-    if row is None:
-        raise NotFound(f"No flow with uuid {uuid} in this project")
-    return row
+    query = select(FlowRecord).where(FlowRecord.project_id == project_id, FlowRecord.uuid == uuid)
+    return _lookup.one_or_404(session, query, f"No flow with uuid {uuid} in this project")
 
 
 def _filtered(
@@ -158,7 +140,7 @@ def list_(
 ) -> Sequence[FlowRecord]:
     """Flows in id order, filtered by project, exact name, name substring (any case) and type."""
     query = _filtered(select(FlowRecord), project_id, name, name_contains, flow_type)
-    return session.scalars(page(query.order_by(FlowRecord.id), limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query.order_by(FlowRecord.id), limit=limit, offset=offset)
 
 
 def count(
@@ -175,9 +157,7 @@ def count(
 
 def update(session: Session, row: FlowRecord | int, changes: Mapping[str, Any]) -> FlowRecord:
     """Apply ``changes`` (column → value); Conflict on a name or uuid taken in the project."""
-    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed(f"Cannot update flow field(s): {', '.join(unknown)}")
+    _lookup.check_fields(changes, UPDATABLE_FIELDS, "flow")
     if isinstance(row, int):
         row = get_by_id(session, row)
     name = changes.get("name")
@@ -189,9 +169,7 @@ def update(session: Session, row: FlowRecord | int, changes: Mapping[str, Any]) 
         uuid=uuid if uuid is not None and uuid != row.uuid else None,
         exclude_id=row.id,
     )
-    for key, value in changes.items():
-        setattr(row, key, dict(value) if key == "document" else value)
-    row.updated_at = utcnow()
+    _lookup.apply_changes(row, changes, copied="document")
     _flush(session, row.name)
     return row
 
@@ -200,5 +178,4 @@ def delete(session: Session, row: FlowRecord | int) -> None:
     """Delete a flow; its job groups and jobs stay, with ``flow_id`` set to NULL."""
     if isinstance(row, int):
         row = get_by_id(session, row)
-    session.delete(row)
-    session.flush()
+    _lookup.delete_row(session, row)

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
-from flowport.errors import NotFound, ValidationFailed
-from flowport.store._paging import count_of, page
+from flowport.errors import ValidationFailed
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
 
 __all__ = [
@@ -93,18 +94,12 @@ def create_job(session: Session, *, job_group_id: int, flow_id: int | None, stat
 
 def get_group(session: Session, job_group_id: int) -> JobGroup:
     """The job group with this id; NotFound otherwise."""
-    row = session.get(JobGroup, job_group_id)
-    if row is None:
-        raise NotFound(f"No job group with id {job_group_id}")
-    return row
+    return _lookup.get_or_404(session, JobGroup, job_group_id, "job group")
 
 
 def get_job(session: Session, job_id: int) -> Job:
     """The job with this id; NotFound otherwise."""
-    row = session.get(Job, job_id)
-    if row is None:
-        raise NotFound(f"No job with id {job_id}")
-    return row
+    return _lookup.get_or_404(session, Job, job_id, "job")
 
 
 def _groups(
@@ -131,7 +126,7 @@ def list_groups(
 ) -> Sequence[JobGroup]:
     """Job groups, newest first, filtered by flow, deployment and status."""
     query = _groups(select(JobGroup), flow_id, deployment_id, status).order_by(JobGroup.id.desc())
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count_groups(
@@ -152,7 +147,7 @@ def list_jobs(
     query = select(Job).order_by(Job.id)
     if job_group_id is not None:
         query = query.where(Job.job_group_id == job_group_id)
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count_jobs(session: Session, *, job_group_id: int | None = None) -> int:
@@ -207,9 +202,7 @@ def transition(
 
 def update_job(session: Session, job: Job | int, changes: Mapping[str, Any]) -> Job:
     """Apply ``changes`` (status, metrics, run_id, error, log, started_at, finished_at) to a job."""
-    unknown = sorted(set(changes) - _JOB_FIELDS)
-    if unknown:
-        raise ValidationFailed(f"Cannot update job field(s): {', '.join(unknown)}")
+    _lookup.check_fields(changes, _JOB_FIELDS, "job")
     if "status" in changes:
         _check_status(changes["status"])
     if isinstance(job, int):

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowport.errors import Conflict, NotFound, ValidationFailed
-from flowport.store._paging import count_of, page
+from flowport.errors import Conflict
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import ParameterSet, utcnow
 
 __all__ = [
@@ -29,21 +29,14 @@ UPDATABLE_FIELDS = frozenset({"name", "description", "parameters", "updater_id"}
 
 
 def _check_unique(session: Session, project_id: int, name: str, exclude_id: int | None) -> None:
-    query = select(ParameterSet.id).where(ParameterSet.project_id == project_id, ParameterSet.name == name)
-    if exclude_id is not None:
-        query = query.where(ParameterSet.id != exclude_id)
-    clash = session.scalar(query)
+    condition = (ParameterSet.project_id == project_id) & (ParameterSet.name == name)
+    clash = _lookup.clash_id(session, ParameterSet, condition, exclude_id)
     if clash is not None:
         raise Conflict(f"A parameter set named '{name}' already exists in this project (id {clash})")
 
 
 def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-        return
-    except IntegrityError:
-        pass
-    raise Conflict(f"A parameter set named '{name}' already exists in this project")
+    _lookup.flush_or_conflict(session, f"A parameter set named '{name}' already exists in this project")
 
 
 def create(
@@ -63,10 +56,7 @@ def create(
         name=name,
         description=description,
         parameters=dict(parameters),
-        created_at=now,
-        updated_at=now,
-        creator_id=creator_id,
-        updater_id=creator_id,
+        **_lookup.stamps(now, creator_id),
     )
     session.add(row)
     _flush(session, name)
@@ -75,20 +65,13 @@ def create(
 
 def get_by_id(session: Session, parameter_set_id: int) -> ParameterSet:
     """The parameter set with this id; NotFound otherwise."""
-    row = session.get(ParameterSet, parameter_set_id)
-    if row is None:
-        raise NotFound(f"No parameter set with id {parameter_set_id}")
-    return row
+    return _lookup.get_or_404(session, ParameterSet, parameter_set_id, "parameter set")
 
 
 def get_by_name(session: Session, project_id: int, name: str) -> ParameterSet:
     """The project's parameter set with this name; NotFound otherwise."""
-    row = session.scalar(
-        select(ParameterSet).where(ParameterSet.project_id == project_id, ParameterSet.name == name)
-    )
-    if row is None:
-        raise NotFound(f"No parameter set named '{name}' in this project")
-    return row
+    query = select(ParameterSet).where(ParameterSet.project_id == project_id, ParameterSet.name == name)
+    return _lookup.one_or_404(session, query, f"No parameter set named '{name}' in this project")
 
 
 def _filtered(query: Select[Any], project_id: int | None, name: str | None) -> Select[Any]:
@@ -109,7 +92,7 @@ def list_(
 ) -> Sequence[ParameterSet]:
     """Parameter sets in id order, of one project (or all) and with an exact name (or any)."""
     query = _filtered(select(ParameterSet), project_id, name).order_by(ParameterSet.id)
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count(session: Session, *, project_id: int | None = None, name: str | None = None) -> int:
@@ -130,16 +113,12 @@ def values_by_name(session: Session, project_id: int, names: Iterable[str]) -> d
 
 def update(session: Session, row: ParameterSet | int, changes: Mapping[str, Any]) -> ParameterSet:
     """Apply ``changes`` (name, description, parameters, updater_id); Conflict on a taken name."""
-    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed(f"Cannot update parameter set field(s): {', '.join(unknown)}")
+    _lookup.check_fields(changes, UPDATABLE_FIELDS, "parameter set")
     if isinstance(row, int):
         row = get_by_id(session, row)
     if "name" in changes and changes["name"] != row.name:
         _check_unique(session, row.project_id, changes["name"], row.id)
-    for key, value in changes.items():
-        setattr(row, key, dict(value) if key == "parameters" else value)
-    row.updated_at = utcnow()
+    _lookup.apply_changes(row, changes, copied="parameters")
     _flush(session, row.name)
     return row
 
@@ -148,5 +127,4 @@ def delete(session: Session, row: ParameterSet | int) -> None:
     """Delete a parameter set (flows naming it then fail validation with PARAMETER_SET_NOT_FOUND)."""
     if isinstance(row, int):
         row = get_by_id(session, row)
-    session.delete(row)
-    session.flush()
+    _lookup.delete_row(session, row)

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowport.errors import Conflict, NotFound, ValidationFailed
-from flowport.store._paging import count_of, page
+from flowport.errors import Conflict, NotFound
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import Project, utcnow
 
 __all__ = [
@@ -31,21 +31,13 @@ UPDATABLE_FIELDS = frozenset({"name", "description", "updater_id"})
 
 
 def _check_unique(session: Session, name: str, exclude_id: int | None) -> None:
-    query = select(Project.id).where(Project.name == name)
-    if exclude_id is not None:
-        query = query.where(Project.id != exclude_id)
-    clash = session.scalar(query)
+    clash = _lookup.clash_id(session, Project, Project.name == name, exclude_id)
     if clash is not None:
         raise Conflict(f"A project named '{name}' already exists (id {clash})")
 
 
 def _flush(session: Session, name: str) -> None:
-    try:
-        session.flush()
-        return
-    except IntegrityError:
-        pass
-    raise Conflict(f"A project named '{name}' already exists")
+    _lookup.flush_or_conflict(session, f"A project named '{name}' already exists")
 
 
 def create(session: Session, *, name: str, description: str = "", creator_id: int | None = None) -> Project:
@@ -55,10 +47,7 @@ def create(session: Session, *, name: str, description: str = "", creator_id: in
     row = Project(
         name=name,
         description=description,
-        created_at=now,
-        updated_at=now,
-        creator_id=creator_id,
-        updater_id=creator_id,
+        **_lookup.stamps(now, creator_id),
     )
     session.add(row)
     _flush(session, name)
@@ -67,18 +56,14 @@ def create(session: Session, *, name: str, description: str = "", creator_id: in
 
 def get_by_id(session: Session, project_id: int) -> Project:
     """The project with this id; NotFound otherwise."""
-    row = session.get(Project, project_id)
-    if row is None:
-        raise NotFound(f"No project with id {project_id}")
-    return row
+    return _lookup.get_or_404(session, Project, project_id, "project")
 
 
 def get_by_name(session: Session, name: str) -> Project:
     """The project with this exact name; NotFound otherwise."""
-    row = session.scalar(select(Project).where(Project.name == name))
-    if row is None:
-        raise NotFound(f"No project named '{name}'")
-    return row
+    return _lookup.one_or_404(
+        session, select(Project).where(Project.name == name), f"No project named '{name}'"
+    )
 
 
 def find(session: Session, ref: int | str | None) -> Project:
@@ -111,7 +96,7 @@ def list_(
     query = select(Project).order_by(Project.id)
     if name is not None:
         query = query.where(Project.name == name)
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count(session: Session, *, name: str | None = None) -> int:
@@ -124,15 +109,11 @@ def count(session: Session, *, name: str | None = None) -> int:
 
 def update(session: Session, row: Project | int, changes: Mapping[str, Any]) -> Project:
     """Apply ``changes`` (name, description, updater_id); Conflict on a taken name."""
-    unknown = sorted(set(changes) - UPDATABLE_FIELDS)
-    if unknown:
-        raise ValidationFailed(f"Cannot update project field(s): {', '.join(unknown)}")
+    _lookup.check_fields(changes, UPDATABLE_FIELDS, "project")
     if isinstance(row, int):
         row = get_by_id(session, row)
     if "name" in changes and changes["name"] != row.name:
         _check_unique(session, changes["name"], row.id)
-    for key, value in changes.items():
-        setattr(row, key, value)
-    row.updated_at = utcnow()
+    _lookup.apply_changes(row, changes)
     _flush(session, row.name)
     return row

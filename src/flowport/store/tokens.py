@@ -12,11 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flowport.errors import Conflict, NotFound
-from flowport.store._paging import count_of, page
+from flowport.store import _lookup
+from flowport.store._paging import count_of
 from flowport.store.tables import ApiToken, utcnow
 
 __all__ = ["count", "create", "get_by_hash", "get_by_id", "list_", "revoke", "touch"]
@@ -26,20 +25,13 @@ def create(session: Session, *, user_id: int, name: str, token_hash: str, prefix
     """Insert a token record; Conflict in the (astronomically unlikely) case of a hash clash."""
     row = ApiToken(user_id=user_id, name=name, token_hash=token_hash, prefix=prefix, created_at=utcnow())
     session.add(row)
-    try:
-        session.flush()
-        return row
-    except IntegrityError:
-        pass
-    raise Conflict("Could not store the new token; create it again")
+    _lookup.flush_or_conflict(session, "Could not store the new token; create it again")
+    return row
 
 
 def get_by_id(session: Session, token_id: int) -> ApiToken:
     """The token record with this id; NotFound otherwise."""
-    row = session.get(ApiToken, token_id)
-    if row is None:
-        raise NotFound(f"No API token with id {token_id}")
-    return row
+    return _lookup.get_or_404(session, ApiToken, token_id, "API token")
 
 
 def get_by_hash(session: Session, token_hash: str) -> ApiToken | None:
@@ -66,7 +58,7 @@ def list_(
 ) -> Sequence[ApiToken]:
     """Token records in id order, of one user or of everyone."""
     query = _query(user_id, include_revoked).order_by(ApiToken.id)
-    return session.scalars(page(query, limit=limit, offset=offset)).all()
+    return _lookup.listed(session, query, limit=limit, offset=offset)
 
 
 def count(session: Session, *, user_id: int | None = None, include_revoked: bool = True) -> int:
