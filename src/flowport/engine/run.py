@@ -190,7 +190,8 @@ class FlowRun:
             self._result = self._run(started)
         except BaseException as exc:  # never leave wait() hanging
             if isinstance(exc, FlowportError):
-                log.error("run %s failed: %s", self.context.run_id, exc.message)
+                # An expected failure: the result carries it to the caller, who reports it.
+                log.info("run %s failed: %s", self.context.run_id, exc.message)
             else:
                 log.exception("run %s crashed", self.context.run_id)
             message = exc.message if isinstance(exc, FlowportError) else f"{type(exc).__name__}: {exc}"

@@ -63,7 +63,11 @@ def expand_paths(context: StageContext, pattern: str) -> list[Path]:
     else:
         files = [resolved] if resolved.is_file() else []
     if not files:
-        raise StageError(context.stage_name, f"no file matches '{pattern}'")
+        where = f" (looked for {resolved})" if str(resolved) != pattern else ""
+        raise StageError(
+            context.stage_name,
+            f"no file matches '{pattern}'{where}: check the path, or give an absolute one",
+        )
     return files
 
 
