@@ -9,10 +9,8 @@ memory stays bounded whatever the input size.
 
 from __future__ import annotations
 
-import queue
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +20,8 @@ from typing import IO, Any, Generic, TypeVar, cast
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from flowport.stages._stream import FedStream
 
 __all__ = [
     "DuckSession",
@@ -288,81 +288,24 @@ def arange(n: int) -> pa.Array[Any]:
     return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
 
 
-class CopyStream:
+class CopyStream(FedStream):
     """One DuckDB ``COPY ... TO`` fed batch by batch from another thread.
 
     DuckDB's Parquet writer encodes row groups on several threads; fed from
     an Arrow stream it writes a file about twice as fast as pyarrow's
-    single-threaded writer. The COPY runs in its own thread and pulls
-    batches from a small bounded queue, so writing overlaps with the stages
-    that produce the batches and memory stays bounded.
+    single-threaded writer.
     """
 
-    _END: Any = object()
-
     def __init__(self, schema: pa.Schema, path: Path, options: str) -> None:
-        self.schema = schema
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(path, options), name="flowport-duckdb-copy", daemon=True
-        )
-        self._thread.start()
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        while True:
-            item = self._queue.get()
-            if item is self._END or self._stop.is_set():
-                return
-            yield from item.to_batches()
-
-    def _run(self, path: Path, options: str) -> None:
-        con = duckdb.connect(":memory:")
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            # The writer only needs room for the row groups it is encoding.
-            con.execute("SET memory_limit = '256MB'")
-            reader = pa.RecordBatchReader.from_batches(self.schema, self._batches())
-            con.register("__fp_stream", reader)
-            con.execute(f"COPY (SELECT * FROM __fp_stream) TO {sql_literal(str(path))} ({options})")
-        except BaseException as exc:  # handed to the producing thread
-            self._error = exc
-        finally:
-            con.close()
-
-    def put(self, table: pa.Table) -> None:
-        """Queue one table (blocks while the queue is full); raises the COPY's error."""
-        if table.schema != self.schema:
-            table = table.cast(self.schema)
-        while True:
-            if self._error is not None:
-                raise self._error
-            if not self._thread.is_alive():
-                raise RuntimeError("the DuckDB COPY ended before all records were written")
+        def consume(reader: pa.RecordBatchReader) -> None:
+            con = duckdb.connect(":memory:")
             try:
-                self._queue.put(table, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+                con.execute("SET TimeZone = 'UTC'")
+                # The writer only needs room for the row groups it is encoding.
+                con.execute("SET memory_limit = '256MB'")
+                con.register("__fp_stream", reader)
+                con.execute(f"COPY (SELECT * FROM __fp_stream) TO {sql_literal(str(path))} ({options})")
+            finally:
+                con.close()
 
-    def _end(self) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(self._END, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        """End the stream, wait for the file to be complete; raises the COPY's error."""
-        self._end()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def cancel(self) -> None:
-        """Stop writing and wait for the thread (the caller deletes the file)."""
-        self._stop.set()
-        self._end()
-        self._thread.join(timeout=30)
+        super().__init__(schema, consume, name="flowport-duckdb-copy")

@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import queue
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import pyarrow as pa
@@ -25,6 +23,7 @@ import pyarrow as pa
 from flowport.connections.drivers import connect_adbc, connect_dbapi, scrub_message
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import ValidationFailed
+from flowport.stages._stream import FedStream
 from flowport.stages.sql._identifiers import TableName, check_identifier, work_table_name
 from flowport.stages.sql._params import ParamStyle, bind_named
 from flowport.stages.sql._rows import RowBatcher, sqlite_declared_arrow
@@ -1254,42 +1253,20 @@ def open_connection(spec: ConnectionSpec) -> SqlConnection:
     return cls.open(spec)
 
 
-class IngestStream:
+class IngestStream(FedStream):
     """A single binary ``COPY`` fed batch by batch from another thread.
 
     ADBC sets up every ``adbc_ingest`` call anew (catalog look-ups, COPY
     start), which costs far more than the data for batches of a few hundred
-    thousand rows. A stream pays that once per load: the COPY runs in its
-    own thread and pulls batches from a small bounded queue, so the load
-    also overlaps with the stages that produce the batches while memory
-    stays bounded. The connection belongs to the stream's thread until
-    :meth:`finish` or :meth:`cancel` returns.
+    thousand rows; a stream pays that once per load and overlaps with the
+    stages producing the batches. The connection belongs to the stream's
+    thread until :meth:`finish` or :meth:`cancel` returns.
     """
-
-    _END: ClassVar[object] = object()
 
     def __init__(
         self, conn: PostgresConnection, table: TableName, schema: pa.Schema, *, create: bool, temporary: bool
     ) -> None:
-        self.schema = schema
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(conn, table, create, temporary), name="flowport-pg-copy", daemon=True
-        )
-        self._thread.start()
-
-    def _batches(self) -> Iterator[pa.RecordBatch]:
-        while True:
-            item = self._queue.get()
-            if item is self._END or self._stop.is_set():
-                return
-            yield from item.to_batches()
-
-    def _run(self, conn: PostgresConnection, table: TableName, create: bool, temporary: bool) -> None:
-        try:
-            reader = pa.RecordBatchReader.from_batches(self.schema, self._batches())
+        def consume(reader: pa.RecordBatchReader) -> None:
             cursor = conn.raw.cursor()
             try:
                 cursor.adbc_ingest(
@@ -1301,43 +1278,5 @@ class IngestStream:
                 )
             finally:
                 cursor.close()
-        except BaseException as exc:  # handed to the producing thread
-            self._error = exc
 
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def put(self, data: pa.Table) -> None:
-        """Queue one table for the COPY (blocks while the queue is full); raises the COPY's error."""
-        if data.schema != self.schema:
-            data = data.cast(self.schema)
-        while True:
-            self._check()
-            if not self._thread.is_alive():
-                raise RuntimeError("the COPY stream ended before all records were sent")
-            try:
-                self._queue.put(data, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _end(self) -> None:
-        while self._thread.is_alive():
-            try:
-                self._queue.put(self._END, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        """End the COPY and wait for it; raises its error, if any."""
-        self._end()
-        self._thread.join()
-        self._check()
-
-    def cancel(self) -> None:
-        """Stop feeding the COPY and wait for its thread (the caller rolls the transaction back)."""
-        self._stop.set()
-        self._end()
-        self._thread.join(timeout=30)
+        super().__init__(schema, consume, name="flowport-pg-copy")
