@@ -17,6 +17,11 @@ as one DuckDB query. Each measurement runs in a fresh child process:
 ``wall`` includes interpreter start-up and imports, ``run`` is the work
 alone (timed inside the child), peak RSS is that process's own
 (``wait4``'s ``ru_maxrss``). Ratios are throughput relative to DuckDB.
+
+Case ``auth``: 50 concurrent clients on ``GET /v4/flows`` of a real
+``flowport server``, with HTTP Basic and with a bearer token; p50/p99
+latency of both and their ratio (``benchmarks/auth_concurrency.py``, run
+in its own process).
 """
 
 from __future__ import annotations
@@ -334,11 +339,17 @@ def bench_postgres(sizes: list[int], repeat: int) -> None:
             print(f"{'':<38}flowport vs dlt: {speedup:.2f}x")
 
 
+def bench_auth() -> None:
+    """50 concurrent clients, HTTP Basic against a bearer token (benchmarks/auth_concurrency.py)."""
+    print()
+    subprocess.run([sys.executable, str(HERE / "auth_concurrency.py")], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--case", choices=["parquet", "postgres", "all"], default="all")
+    parser.add_argument("--case", choices=["parquet", "postgres", "auth", "all"], default="all")
     parser.add_argument("--rows", type=int, action="append", help="Input sizes (default: 1M and 10M / 5M).")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per case; the best is reported.")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -347,16 +358,19 @@ def main() -> None:
         kind, csv, out = args.child
         _child(kind, Path(csv), Path(out))
         return
-    OUT.mkdir(parents=True, exist_ok=True)
-    print(
-        f"{'case':<16}{'rows':>12}{'engine':>10}{'wall s':>9}{'rows/s':>12}{'ratio':>8}"
-        f"{'run s':>8}{'run ratio':>10}{'peak MB':>9}"
-    )
-    if args.case in ("parquet", "all"):
-        bench_parquet(args.rows or [1_000_000, 10_000_000], args.repeat)
-    if args.case in ("postgres", "all"):
-        bench_postgres(args.rows or [1_000_000, 5_000_000], args.repeat)
-    shutil.rmtree(OUT, ignore_errors=True)
+    if args.case in ("parquet", "postgres", "all"):
+        OUT.mkdir(parents=True, exist_ok=True)
+        print(
+            f"{'case':<16}{'rows':>12}{'engine':>10}{'wall s':>9}{'rows/s':>12}{'ratio':>8}"
+            f"{'run s':>8}{'run ratio':>10}{'peak MB':>9}"
+        )
+        if args.case in ("parquet", "all"):
+            bench_parquet(args.rows or [1_000_000, 10_000_000], args.repeat)
+        if args.case in ("postgres", "all"):
+            bench_postgres(args.rows or [1_000_000, 5_000_000], args.repeat)
+        shutil.rmtree(OUT, ignore_errors=True)
+    if args.case in ("auth", "all"):
+        bench_auth()
 
 
 if __name__ == "__main__":

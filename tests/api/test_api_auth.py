@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 from tests.api.conftest import PASSWORDS, Instance
+from tests.sdk.flowport_server import ADMIN_PASSWORD, free_port, wait_until_up
+
+from flowport.services import auth
 
 # Routes outside /v4 that are public on purpose: the API's description, which holds no data.
 PUBLIC = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
@@ -170,3 +180,182 @@ def test_api_tokens_sign_in_once_shown_and_revocable(api: Instance) -> None:
 @pytest.mark.parametrize("role", sorted(PASSWORDS))
 def test_current_user_is_the_caller(api: Instance, role: str) -> None:
     assert api.ok("GET", "/v4/users/current", role=role)["role"] == role
+
+
+# -- Basic credentials remembered between requests -------------------------------------
+
+
+def test_a_remembered_basic_credential_follows_password_role_and_deletion(api: Instance) -> None:
+    editor = ("editor", PASSWORDS["editor"])
+    assert api.ok("GET", "/v4/users/current", auth=editor)["role"] == "editor"
+    assert api.ok("GET", "/v4/flows", auth=editor)["count"] == 0
+    # A role change is seen by the very next request (as by the CLI: straight through the service).
+    api.activate()
+    auth.update_user("editor", role="viewer")
+    assert api.ok("GET", "/v4/users/current", auth=editor)["role"] == "viewer"
+    forbidden = api.post("/v4/flows", auth=editor, json={"name": "x"})
+    assert forbidden.status_code == 403, forbidden.text
+    # A new password: the remembered old one stops at once, the new one works.
+    auth.update_user("editor", password="editor-pass-2")
+    assert_unauthorized(api.get("/v4/users/current", auth=editor))
+    assert api.ok("GET", "/v4/users/current", auth=("editor", "editor-pass-2"))["name"] == "editor"
+    # A wrong password right after the right one is still wrong.
+    assert_unauthorized(api.get("/v4/users/current", auth=("editor", "editor-pass-3")))
+    # Deleted: refused at once, even though it just signed in.
+    auth.delete_user("editor")
+    assert_unauthorized(api.get("/v4/users/current", auth=("editor", "editor-pass-2")))
+    assert api.ok("GET", "/v4/flows")["count"] == 0
+
+
+def test_each_request_authenticates_once(api: Instance, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str | None] = []
+    real = auth.authenticate
+
+    def counting(header: str | None) -> auth.User:
+        calls.append(header)
+        return real(header)
+
+    monkeypatch.setattr(auth, "authenticate", counting)
+    for role in ("viewer", "editor", "admin"):
+        calls.clear()
+        assert api.ok("GET", "/v4/users/current", role=role)["name"] == role
+        assert len(calls) == 1, calls
+    calls.clear()
+    api.create_example()
+    assert len(calls) == 1
+
+
+# -- 401 before the body -----------------------------------------------------------------
+
+SEVENTY_MIB = 70 * 1024 * 1024
+
+
+@pytest.mark.parametrize("path", ["/v4/flows", "/v4/flows/package", "/v4/flows/1", "/v4/nothing"])
+def test_an_unauthenticated_huge_body_is_401_not_413(api: Instance, path: str) -> None:
+    declared = {"content-length": str(SEVENTY_MIB), "content-type": "application/json"}
+    for headers in ({}, basic("admin", "wrong-password"), {"Authorization": "Bearer fpt_nope"}):
+        response = api.request("POST", path, role=None, headers={**declared, **headers}, content=b"{}")
+        assert_unauthorized(response)
+        # The rest of the announced body is not waited for.
+        assert response.headers["connection"] == "close"
+    # With credentials the size is checked: still refused, as too large.
+    response = api.request("POST", path, headers=declared, content=b"{}")
+    assert response.status_code == 413, response.text
+    assert response.json()["exception"]["name"] == "RequestTooLarge"
+    assert api.ok("GET", "/v4/flows")["count"] == 0
+
+
+def test_a_route_that_is_not_authenticated_stays_public(api: Instance) -> None:
+    def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    api.app.add_api_route("/v4/ping", ping, methods=["GET"])
+    assert api.ok("GET", "/v4/ping", role=None) == {"pong": "yes"}
+    # Only for what the route serves: another method on the path still needs credentials first.
+    assert_unauthorized(api.request("POST", "/v4/ping", role=None, content=b"x"))
+
+
+# -- 405 with the real Allow header -------------------------------------------------------
+
+
+def test_405_allow_names_every_method_of_the_path(api: Instance) -> None:
+    for method in ("PUT", "DELETE"):
+        response = api.request(method, "/v4/flows")
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "GET, POST"
+        error = response.json()["exception"]
+        assert error["name"] == "MethodNotAllowed" and error["details"] == {"allowed": ["GET", "POST"]}
+        assert "GET, POST" in error["message"]
+    for method in ("PUT", "POST"):
+        response = api.request(method, "/v4/flows/1")
+        assert response.status_code == 405
+        assert response.headers["allow"] == "DELETE, GET, PATCH"
+    # Every path of the API: a method none of its routes serves lists all of their methods.
+    by_path: dict[str, set[str]] = {}
+    for method, path in api_endpoints(api):
+        by_path.setdefault(path, set()).add(method)
+    assert all("PUT" not in methods for methods in by_path.values())
+    for path, methods in by_path.items():
+        response = api.request("PUT", concrete(path), json={})
+        assert response.status_code == 405, (path, response.text)
+        allowed = set(response.headers["allow"].split(", "))
+        assert methods <= allowed, (path, allowed)
+        assert set(response.json()["exception"]["details"]["allowed"]) == allowed
+    # Without credentials the caller learns nothing about the paths: 401 first.
+    assert_unauthorized(api.request("PUT", "/v4/flows", role=None))
+
+
+# -- the same against a real server, on a raw socket ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A real ``flowport server`` on loopback; yields its port."""
+    home = tmp_path_factory.mktemp("auth-server-home")
+    log = home / "server.log"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOWPORT_DATABASE_URL", "FLOWPORT_DATA_DIR")}
+    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port)]
+    command += ["--workers-executor", "thread"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=home)
+    try:
+        wait_until_up(process, f"http://127.0.0.1:{port}", Path(log))
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _exchange(port: int, head: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send a request head and the start of a body; read the answer until the server closes.
+
+    Whatever the head announces, only ``body`` is sent: a server that waited
+    for the rest would never answer, and the socket's timeout fails the test.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    raw_head, _, content = received.partition(b"\r\n\r\n")
+    status_line, *lines = raw_head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)
+    }
+    return int(status_line.split()[1]), headers, content
+
+
+def _head(port: int, path: str, *extra: str) -> str:
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json", *extra]
+    return "\n".join(lines) + "\n"
+
+
+def test_a_real_server_answers_401_before_reading_a_huge_unauthenticated_body(server_port: int) -> None:
+    port = server_port
+    flows = f"http://127.0.0.1:{port}/v4/flows"
+    before = httpx.get(flows, auth=("admin", ADMIN_PASSWORD), timeout=30).json()["count"]
+    declared = f"Content-Length: {SEVENTY_MIB}"
+    wrong = "Authorization: " + basic("admin", "wrong-password")["Authorization"]
+    right = "Authorization: " + basic("admin", ADMIN_PASSWORD)["Authorization"]
+    for head in (
+        _head(port, "/v4/flows", declared),
+        _head(port, "/v4/flows/package", declared, wrong),
+        _head(port, "/v4/flows", "Transfer-Encoding: chunked", wrong),
+    ):
+        body = b"1\r\n{\r\n" if "chunked" in head else b'{"name": "'
+        status, headers, content = _exchange(port, head, body)
+        assert status == 401, (head, content)
+        assert headers["www-authenticate"] == 'Basic realm="flowport"'
+        assert headers["connection"] == "close"
+        assert b'"name":"Unauthorized"' in content
+    # Signed in, the same announcement is too large: 413, also without waiting for the body.
+    status, headers, content = _exchange(port, _head(port, "/v4/flows", declared, right), b"{")
+    assert status == 413 and b"RequestTooLarge" in content
+    # Nothing was stored and the server serves on.
+    assert httpx.get(flows, auth=("admin", ADMIN_PASSWORD), timeout=30).json()["count"] == before

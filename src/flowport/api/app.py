@@ -10,11 +10,15 @@ import json
 from typing import Final
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowport import __version__
-from flowport.api.errors import install_error_handlers
+from flowport.api.deps import AuthenticatedRoute, remember_user
+from flowport.api.errors import error_response, install_error_handlers, route_path
 from flowport.api.routes import (
     connections,
     deployments,
@@ -26,10 +30,15 @@ from flowport.api.routes import (
     stages,
     users,
 )
+from flowport.errors import FlowportError
+from flowport.services import auth
 from flowport.services.jobs import ExecutorKind
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
+# The API's paths: everything under them needs credentials unless a route that
+# is not an AuthenticatedRoute serves the request.
+_API_PREFIX: Final = "/v4"
 # Packages are the largest bodies; the archive reader allows 256 MiB once
 # decompressed, a compressed upload of 64 MiB is plenty.
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
@@ -135,6 +144,58 @@ class _BodyTooLarge(StarletteHTTPException):
         )
 
 
+class _AuthenticateFirst:
+    """Authenticates the caller of an API path before anything else, the body size check included.
+
+    A request to ``/v4`` or below that no public route (one that is not an
+    :class:`~flowport.api.deps.AuthenticatedRoute`) would serve is
+    authenticated from its ``Authorization`` header alone (in a worker
+    thread: argon2 and the store block). Without valid credentials it is
+    answered 401 (``WWW-Authenticate: Basic``) at once, whatever its
+    ``Content-Length``, without a byte of its body read; the connection is
+    then closed if a body was announced, so the server does not have to
+    take it in. Otherwise the user is left in ``scope["state"]["user"]``,
+    where the route and :func:`~flowport.api.deps.current_user` find it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _needs_credentials(scope):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            user = await run_in_threadpool(auth.authenticate, headers.get("authorization"))
+        except FlowportError as exc:
+            response = error_response(exc)
+            if headers.get("transfer-encoding") or headers.get("content-length", "0").strip() != "0":
+                response.headers["connection"] = "close"
+            await response(scope, receive, send)
+            return
+        remember_user(scope, user)
+        await self.app(scope, receive, send)
+
+
+def _needs_credentials(scope: Scope) -> bool:
+    path = route_path(scope)
+    if path != _API_PREFIX and not path.startswith(_API_PREFIX + "/"):
+        return False
+    app = scope.get("app")
+    if app is None:
+        return True
+    method = scope["method"]
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, AuthenticatedRoute):
+            continue
+        regex = getattr(route, "path_regex", None)
+        methods = route.methods
+        if regex is not None and regex.match(path) and (not methods or method in methods):
+            return False
+    return True
+
+
 def create_app(
     *, executor: ExecutorKind | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 ) -> FastAPI:
@@ -143,7 +204,8 @@ def create_app(
     Args:
         executor: how ``POST /v4/flows/{id}/run`` runs jobs (``process``,
             ``thread``, ``inline``); None means ``FLOWPORT_EXECUTOR`` or ``process``.
-        max_body_bytes: the largest request body accepted (413 beyond).
+        max_body_bytes: the largest request body accepted (413 beyond); an
+            unauthenticated request to the API is answered 401 before its size is looked at.
 
     The instance must be initialized (``flowport init`` or
     :func:`flowport.services.instance.init_instance`); ``flowport server``
@@ -162,4 +224,6 @@ def create_app(
     for module in (projects, flows, packages, stages, connections, parameter_sets, jobs, users, deployments):
         app.include_router(module.router)
     app.add_middleware(_BodySizeLimit, limit=max_body_bytes)
+    # Added last, so outermost: credentials are checked before the body size.
+    app.add_middleware(_AuthenticateFirst)
     return app

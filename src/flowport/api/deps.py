@@ -4,7 +4,10 @@ Every ``/v4`` route is an :class:`AuthenticatedRoute`: the caller is
 authenticated (HTTP Basic or ``Authorization: Bearer`` token, through
 :func:`flowport.services.auth.authenticate`) before the request's body is
 read, so a caller without valid credentials gets a 401 whatever it sends,
-and learns nothing about the body's validity. The route then reads JSON
+and learns nothing about the body's validity. The app authenticates in an
+outer middleware, before even the body size is looked at, and leaves the
+user in the request's state (:func:`remember_user`); the route and
+:func:`current_user` reuse it. The route then reads JSON
 bodies strictly (:func:`parse_json_body`): what the metadata store could
 not keep (NUL characters, unpaired surrogates, infinities) is a 422 here
 rather than a database error later.
@@ -22,6 +25,7 @@ from fastapi import Depends, Path, Query, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from flowport.errors import ValidationFailed
 from flowport.services import auth
@@ -39,8 +43,10 @@ __all__ = [
     "OptionalId",
     "Page",
     "PageQuery",
+    "authenticated_user",
     "current_user",
     "parse_json_body",
+    "remember_user",
     "require",
 ]
 
@@ -127,11 +133,25 @@ def _check_query(request: Request) -> None:
             raise ValidationFailed(f"Query parameter '{key.replace(chr(0), '')}' contains a NUL character")
 
 
+def authenticated_user(scope: Scope) -> User | None:
+    """The user an earlier step of this request authenticated (kept in ``scope["state"]["user"]``)."""
+    state = scope.get("state")
+    user = state.get("user") if isinstance(state, dict) else None
+    return user if isinstance(user, User) else None
+
+
+def remember_user(scope: Scope, user: User) -> None:
+    """Keep the authenticated caller for the rest of the request (``request.state.user``)."""
+    scope.setdefault("state", {})["user"] = user
+
+
 class AuthenticatedRoute(APIRoute):
     """A route that authenticates its caller before anything else, then parses the body strictly.
 
-    The user is kept in ``request.state.user`` for :func:`current_user`.
-    Unauthorized (401) is raised before the body is read.
+    The user is kept in ``request.state.user`` for :func:`current_user`;
+    when the app's middleware (:func:`flowport.api.app.create_app`) has
+    authenticated the caller already, that user is reused. Unauthorized
+    (401) is raised before the body is read.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -140,9 +160,11 @@ class AuthenticatedRoute(APIRoute):
 
         async def authenticated(request: Request) -> Response:
             strict = _StrictJSONRequest(request.scope, request.receive)
-            # argon2 and the store are blocking: off the event loop.
-            user = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
-            strict.state.user = user
+            # The app's outer middleware normally authenticated the caller already.
+            if authenticated_user(request.scope) is None:
+                # argon2 and the store are blocking: off the event loop.
+                user = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
+                remember_user(strict.scope, user)
             _check_query(strict)
             return await handler(strict)
 
@@ -180,12 +202,12 @@ async def current_user(
     _bearer_scheme: Annotated[None, Security(_bearer)] = None,
 ) -> User:
     """The authenticated caller; Unauthorized (401, ``WWW-Authenticate: Basic``) without valid credentials."""
-    known = getattr(request.state, "user", None)
-    if isinstance(known, User):
+    known = authenticated_user(request.scope)
+    if known is not None:
         return known
     # A route that is not an AuthenticatedRoute still authenticates here.
     user: User = await run_in_threadpool(auth.authenticate, request.headers.get("authorization"))
-    request.state.user = user
+    remember_user(request.scope, user)
     return user
 
 

@@ -24,8 +24,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from flowport.errors import FlowportError, NotFound, Unauthorized, ValidationFailed
 
@@ -34,8 +36,10 @@ __all__ = [
     "WWW_AUTHENTICATE",
     "ErrorBody",
     "RequestTooLarge",
+    "allowed_methods",
     "error_response",
     "install_error_handlers",
+    "route_path",
 ]
 
 _log = logging.getLogger(__name__)
@@ -115,6 +119,30 @@ def _validation_problems(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return problems
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path as the routes see it (without the ``root_path`` a proxy mounts the app at)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path != root:
+        return path[len(root) :]
+    return path
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves on the request's path, sorted.
+
+    Starlette's 405 names the methods of the first route whose path matched;
+    a path served by several routes (``GET`` and ``POST /v4/flows``) needs them all.
+    """
+    path = route_path(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(route.methods or ())
+    return sorted(methods)
+
+
 async def _flowport_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FlowportError)
     return error_response(exc)
@@ -127,7 +155,7 @@ async def _request_validation_error(_request: Request, exc: Exception) -> JSONRe
     return JSONResponse(_body("ValidationFailed", message, problems), 422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     headers = dict(exc.headers or {})
@@ -150,6 +178,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     if status == 413:
         message = exc.detail if isinstance(exc.detail, str) else "The request body is too large"
         return JSONResponse(_body(RequestTooLarge.__name__, message), 413, headers=headers)
+    if status == 405:
+        declared = [method.strip() for method in headers.get("Allow", "").split(",") if method.strip()]
+        allowed = allowed_methods(request) or declared
+        headers["Allow"] = ", ".join(allowed)
+        message = "Method Not Allowed" + (f": this path takes {', '.join(allowed)}" if allowed else "")
+        return JSONResponse(_body("MethodNotAllowed", message, {"allowed": allowed}), 405, headers=headers)
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:

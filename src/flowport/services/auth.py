@@ -7,6 +7,18 @@ Every comparison of a secret is constant-time, and an unknown user name
 costs the same argon2 verification as a wrong password, so timing does not
 tell which names exist.
 
+Verifying argon2 is slow on purpose (about a tenth of a second of CPU and 64
+MiB), too slow to run on every request of a busy client. A successful
+Basic verification is therefore remembered in memory for
+:data:`BASIC_CACHE_SECONDS`, keyed by an HMAC (with a per-process random
+key) of the name and password, never by the password or a plain hash of
+it; the entry holds the user's id and the password hash that verified. A
+remembered credential is accepted only while the user still exists with
+that very hash (read from the store on every request, as is the role), so
+a password change, a deletion or a role change takes effect at once, in
+every process. Concurrent first requests with one credential verify it
+once. Failures are never remembered.
+
 Roles, from least to most: ``viewer`` (read), ``editor`` (also create,
 change, run), ``admin`` (also manage users and other users' tokens).
 Functions that take ``actor`` check its role when one is given; ``None``
@@ -22,10 +34,15 @@ import hmac
 import logging
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -39,6 +56,8 @@ from flowport.store.tables import ROLES, ApiToken, utcnow
 from flowport.store.tables import User as UserRow
 
 __all__ = [
+    "BASIC_CACHE_SECONDS",
+    "BASIC_CACHE_SIZE",
     "ROLES",
     "TOKEN_PREFIX",
     "Role",
@@ -73,6 +92,12 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}")
 _MIN_PASSWORD, _MAX_PASSWORD = 8, 1024
 # Writing last_used_at on every request would make each read a write.
 _TOUCH_EVERY = timedelta(minutes=1)
+# How long a successful Basic verification is trusted without running argon2
+# again, and how many are kept (the oldest go first). Short: an entry is
+# checked against the stored hash on every use anyway, the window only
+# bounds how long a verified password stays in effect in memory.
+BASIC_CACHE_SECONDS: Final = 120.0
+BASIC_CACHE_SIZE: Final = 4096
 
 
 @lru_cache(maxsize=1)
@@ -110,6 +135,106 @@ class User:
 
 def _user(row: UserRow) -> User:
     return User(row.id, row.name, row.role, row.created_at, row.updated_at)  # type: ignore[arg-type]
+
+
+# -- verified Basic credentials ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A Basic credential that verified: whose it is, against which hash, until when (monotonic)."""
+
+    user_id: int
+    password_hash: str
+    expires: float
+
+
+class _Flight:
+    """The lock that lets one thread verify a credential while others with the same one wait."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+class _BasicCache:
+    """Successful Basic verifications by keyed hash of the credential; bounded, expiring, thread-safe."""
+
+    def __init__(self, seconds: float, size: int) -> None:
+        self.seconds = seconds
+        self.size = size
+        # Per process and never stored: a key of this cache means nothing anywhere else.
+        self._secret = secrets.token_bytes(32)
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._flights: dict[bytes, _Flight] = {}
+        self._lock = threading.Lock()
+
+    def key(self, name: str, password: str) -> bytes:
+        """The HMAC-SHA256 of the name and password (length-prefixed name: no two pairs share a key)."""
+        name_bytes = name.encode("utf-8", "surrogatepass")
+        message = len(name_bytes).to_bytes(4, "big") + name_bytes + password.encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
+    def get(self, key: bytes) -> _Verified | None:
+        """The unexpired entry of ``key``, if any."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.expires <= time.monotonic():
+                del self._entries[key]
+                entry = None
+            return entry
+
+    def put(self, key: bytes, user_id: int, password_hash: str) -> None:
+        """Remember a verification for :attr:`seconds`; the oldest entry goes when the cache is full."""
+        entry = _Verified(user_id, password_hash, time.monotonic() + self.seconds)
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def discard(self, key: bytes, entry: _Verified) -> None:
+        """Forget ``key`` if it still holds ``entry`` (another thread may have replaced it)."""
+        with self._lock:
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+
+    def forget_user(self, user_id: int) -> None:
+        """Forget every credential of one user."""
+        with self._lock:
+            for key in [k for k, entry in self._entries.items() if entry.user_id == user_id]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @contextmanager
+    def flight(self, key: bytes) -> Iterator[None]:
+        """Hold the lock of ``key``: one verification of a credential at a time."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            flight.users += 1
+        try:
+            with flight.lock:
+                yield
+        finally:
+            with self._lock:
+                flight.users -= 1
+                if flight.users == 0:
+                    del self._flights[key]
+
+
+_basic_cache = _BasicCache(BASIC_CACHE_SECONDS, BASIC_CACHE_SIZE)
 
 
 # -- roles -------------------------------------------------------------------
@@ -237,6 +362,9 @@ def update_user(
         if row.role == "admin" and changes.get("role", "admin") != "admin" and _admins(session) <= 1:
             raise Conflict(f"'{row.name}' is the last admin: make another user admin first")
         updated = _user(_users.update(session, row, changes)) if changes else _user(row)
+    if changes:
+        # A hit checks the stored hash and reads the role anyway; this frees the memory at once.
+        _basic_cache.forget_user(updated.id)
     _log.info(
         "User '%s' (id %s) updated: %s", updated.name, updated.id, ", ".join(sorted(changes)) or "nothing"
     )
@@ -252,6 +380,7 @@ def delete_user(user: int | str, *, actor: User | None = None) -> User:
             raise Conflict(f"'{row.name}' is the last admin: make another user admin first")
         deleted = _user(row)
         _users.delete(session, row)
+    _basic_cache.forget_user(deleted.id)
     _log.info("User '%s' (id %s) deleted", deleted.name, deleted.id)
     return deleted
 
@@ -269,14 +398,59 @@ def _verify(password_hash: str, password: str) -> bool:
 def authenticate_basic(name: str, password: str) -> User:
     """The user whose name and password these are; Unauthorized otherwise (same message either way).
 
-    A hash made with older argon2 parameters is upgraded on a successful login.
+    A credential that verified in the last :data:`BASIC_CACHE_SECONDS` is
+    not verified again while its user still has the same password hash;
+    the user (and so the role) is read from the store every time. Of
+    concurrent requests with one unverified credential, one runs argon2 and
+    the others use its result. A hash made with older argon2 parameters is
+    upgraded on a successful login.
     """
     failure = Unauthorized("Invalid user name or password")
     if not isinstance(name, str) or not isinstance(password, str) or len(password) > _MAX_PASSWORD:
         raise failure
+    if not _NAME.fullmatch(name):
+        _verify(_dummy_hash(), password)  # same work as a real check: no timing oracle
+        raise failure
+    key = _basic_cache.key(name, password)
+    user = _remembered(key, name)
+    if user is not None:
+        return user
+    with _basic_cache.flight(key):
+        # Whoever held the lock before may have just verified this very credential.
+        user = _remembered(key, name)
+        if user is not None:
+            return user
+        user, verified_hash = _verify_basic(name, password, failure)
+        _basic_cache.put(key, user.id, verified_hash)
+        return user
+
+
+def _remembered(key: bytes, name: str) -> User | None:
+    """The user of a remembered credential, if that user still exists with the hash that verified."""
+    entry = _basic_cache.get(key)
+    if entry is None:
+        return None
     with transaction() as session:
         try:
-            row: UserRow | None = _users.get_by_name(session, name) if _NAME.fullmatch(name) else None
+            row: UserRow | None = _users.get_by_id(session, entry.user_id)
+        except NotFound:
+            row = None
+        if (
+            row is not None
+            and row.name == name
+            and hmac.compare_digest(row.password_hash.encode(), entry.password_hash.encode())
+        ):
+            return _user(row)
+    # Deleted, or the password changed (perhaps by another process): verify afresh.
+    _basic_cache.discard(key, entry)
+    return None
+
+
+def _verify_basic(name: str, password: str, failure: Unauthorized) -> tuple[User, str]:
+    """Run argon2 against the stored hash: the user and the hash that now stands; ``failure`` otherwise."""
+    with transaction() as session:
+        try:
+            row: UserRow | None = _users.get_by_name(session, name)
         except NotFound:
             row = None
         if row is None:
@@ -286,7 +460,7 @@ def authenticate_basic(name: str, password: str) -> User:
             raise failure
         if _hasher().check_needs_rehash(row.password_hash):
             _users.update(session, row, {"password_hash": _hasher().hash(password)})
-        return _user(row)
+        return _user(row), row.password_hash
 
 
 def _token_hash(token: str) -> str:

@@ -73,6 +73,11 @@ _METHODS: Final = {
     zipfile.ZIP_LZMA: "lzma",
 }
 _ENCRYPTED_FLAG: Final = 0x1
+# Where a ZIP written from the start begins (its first local file header), and
+# the record that ends it: 22 bytes, the last two the length of the comment after it.
+_LOCAL_HEADER: Final = b"PK\x03\x04"
+_END_RECORD: Final = b"PK\x05\x06"
+_END_RECORD_SIZE: Final = 22
 _REEXPORT: Final = "Export the package again from Flowport and upload the ZIP file unchanged"
 # Regular file, rw-r--r--, as written by a Unix host: fixed so the bytes do
 # not depend on the exporting machine.
@@ -233,7 +238,10 @@ def read_package(
 ) -> Package:
     """Read and check a package ZIP held in memory; nothing touches the disk.
 
-    Checks, in order: the data is a ZIP; at most ``max_entries`` entries;
+    Checks, in order: the data is a ZIP and nothing but the ZIP (no bytes
+    before its first entry or after its end record, which zipfile would
+    skip: a package is the file Flowport wrote, not something that merely
+    contains it); at most ``max_entries`` entries;
     every entry name is relative, has no ``..``, ``.`` or empty components,
     no backslash, drive letter or NUL; no symlinks or other special files;
     no encrypted entries and only compression methods zipfile supports; the
@@ -261,6 +269,7 @@ def read_package(
         ) from None
     with archive:
         infos = archive.infolist()
+        _check_framing(data, infos)
         _check_entries(infos, max_entries, max_total_bytes, max_entry_bytes)
         reader = _EntryReader(archive, max_total_bytes, max_entry_bytes)
         by_name = {info.filename: info for info in infos}
@@ -394,6 +403,47 @@ class _EntryReader:
             f"takes the package past {self._max_total} decompressed bytes, the limit for a package "
             "(the headers declared less: the archive is damaged or hostile)",
             "PACKAGE_TOO_LARGE",
+        )
+
+
+def _check_framing(data: bytes, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse bytes before the archive's first entry or after its end record.
+
+    zipfile finds the end record near the end of the data and shifts every
+    entry's offset by whatever precedes the archive, so a ZIP with junk (or
+    another file) prepended or appended reads as if it were clean.
+    ``header_offset`` is the shifted offset: the first entry of a ZIP that
+    starts the data is at 0.
+    """
+    first = min((info.header_offset for info in infos), default=0)
+    if first != 0 or not data.startswith(_LOCAL_HEADER if infos else _END_RECORD):
+        where = f" (its first entry is at byte {first})" if first > 0 else ""
+        raise PackageInvalid(
+            f"The upload has data before the ZIP archive begins{where}: it is not the package file "
+            f"Flowport exported, or it was changed since. {_REEXPORT}",
+            details={"entry": None, "problem": "DATA_BEFORE_ARCHIVE"},
+        )
+    # zipfile takes the last end-record signature as the end record, and so does this.
+    end = data.rfind(_END_RECORD)
+    record = data[end : end + _END_RECORD_SIZE] if end >= 0 else b""
+    if len(record) != _END_RECORD_SIZE:
+        raise PackageInvalid(
+            f"The upload's ZIP end record is damaged. {_REEXPORT}",
+            details={"entry": None, "problem": "NOT_A_ZIP"},
+        )
+    comment = int.from_bytes(record[20:22], "little")
+    extra = len(data) - (end + _END_RECORD_SIZE + comment)
+    if extra > 0:
+        raise PackageInvalid(
+            f"The upload has {extra} bytes after the end of the ZIP archive: it is not the package file "
+            f"Flowport exported, or it was changed since. {_REEXPORT}",
+            details={"entry": None, "problem": "DATA_AFTER_ARCHIVE"},
+        )
+    if extra < 0:
+        raise PackageInvalid(
+            f"The upload ends {-extra} bytes before its ZIP archive does (the archive comment is cut "
+            f"short): the file is truncated. {_REEXPORT}",
+            details={"entry": None, "problem": "TRUNCATED_ARCHIVE"},
         )
 
 
