@@ -140,7 +140,10 @@ def test_validate_gives_the_seeds_two_issues_for_a_trash_only_flow(dev: Instance
 
 def test_preview_shows_every_stage_and_writes_nothing(dev: Instance) -> None:
     flow = dev.create_example()
-    preview = dev.ok("POST", f"/v4/flows/{flow['id']}/preview", role="viewer")
+    # A preview is data access: viewers read flows and jobs, never records.
+    refused = dev.post(f"/v4/flows/{flow['id']}/preview", role="viewer")
+    assert refused.status_code == 403, refused.text
+    preview = dev.ok("POST", f"/v4/flows/{flow['id']}/preview", role="editor")
     stages = assert_list(preview, 5)
     assert [s["instanceName"] for s in stages] == [
         "Orders_01",
@@ -225,4 +228,10 @@ def test_stages_and_artifacts_describe_the_installed_plugins(dev: Instance) -> N
     assert "path" in by_name["csv_file_origin"]["configSchema"]["properties"]
     artifacts = assert_list(dev.ok("GET", "/v4/artifacts"))
     core = next(a for a in artifacts if a["name"] == "flowport-core")
-    assert {"name": "trash", "label": "Trash", "kind": "destination"} in core["plugins"]
+    assert {"name": "trash", "label": "Trash", "kind": "destination", "restrictions": []} in core["plugins"]
+    assert {
+        "name": "csv_file_origin",
+        "label": "CSV File",
+        "kind": "origin",
+        "restrictions": ["read-filesystem"],
+    } in core["plugins"]

@@ -146,12 +146,12 @@ def test_flows_sdk_walkthrough(
     assert new_flow.configuration["error_record_policy"] == "ORIGINAL_RECORD"
     new_flow.configuration["error_record_policy"] = "STAGE_RECORD"
     write_to_file = new_flow.set_error_stage("Write to File")
-    write_to_file.configuration["directory"] = str(tmp_path / "errors")
+    write_to_file.configuration["directory"] = "errors"  # in the server's data folder (its file root)
     assert repr(new_flow.error_stage) == "WritetoFile_ErrorStage(stage_name='Error Records - Write to File')"
     assert project.update_flow(new_flow).status_code == 200
     stored = new_flow.refresh()
     assert stored.configuration["error_record_policy"] == "STAGE_RECORD"
-    assert stored.error_stage.directory == str(tmp_path / "errors")
+    assert stored.error_stage.directory == "errors"
 
     # Using parameter sets
     project.create_parameter_set(

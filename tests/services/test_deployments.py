@@ -66,7 +66,9 @@ def prod(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_pa
         metadata.drop_all(engine)
         monkeypatch.setenv(DATABASE_URL_ENV, url)
     instance.init_instance()
-    source = tmp_path / "prod-source.sqlite"
+    # In the instance's data folder: a connection's file must be inside the file roots.
+    source = flow_records.data_dir() / "prod-source.sqlite"
+    source.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(source) as db:
         db.execute('CREATE TABLE "Prod-Orders" (order_id INTEGER, customer TEXT, total REAL)')
         db.executemany('INSERT INTO "Prod-Orders" VALUES (?, ?, ?)', PROD_ROWS)

@@ -242,7 +242,7 @@ def add(
         "credentials": [credentials] if credentials else [],
     }
     try:
-        row = service.add_connection(body)
+        row = service.add_connection(body, confined=False)
     except FlowportError as exc:
         raise _error(exc, as_json=as_json, secrets=secrets) from None
     if as_json:
@@ -328,7 +328,7 @@ def test(ref: RefArg, as_json: JsonOpt = False) -> None:
     """Connect with the stored credentials; exit 1 with the driver's reason when it fails."""
     try:
         row = service.get_connection(ref)
-        result = service.test_connection(row.id)
+        result = service.test_connection(row.id, confined=False)
     except FlowportError as exc:
         raise _error(exc, as_json=as_json) from None
     if as_json:

@@ -251,7 +251,7 @@ def _local_connections(flows: list[FlowDocument], plain_text: bool) -> tuple[lis
     for reference in sorted(references):
         try:
             if plain_text:
-                specs.append(_connections.connection_spec(reference))
+                specs.append(_connections.connection_spec(reference, confined=False))
             else:
                 row = _connections.get_connection(reference)
                 specs.append(ConnectionSpec(id=row.id, uuid=row.uuid, name=row.name, vendor=row.vendor))

@@ -29,6 +29,7 @@ from flowport.cli.output import console, err_console, metrics_table
 from flowport.engine import StageMetrics
 from flowport.errors import Conflict, FlowportError, NotFound
 from flowport.services import auth, flow_records, instance, jobs
+from flowport.services.file_roots import instance_roots
 from flowport.services.settings import settings
 
 __all__ = [
@@ -169,6 +170,8 @@ def server(
     executor: Literal["process", "thread"] = "process" if workers_executor == "process" else "thread"
     try:
         info = instance.init_instance()
+        # A root holding the store or the key would hand them to every flow: refuse to serve.
+        roots = instance_roots()
         interrupted = jobs.fail_interrupted_job_groups()
         user_name, generated, where = ensure_admin()
         example, loaded = load_example()
@@ -194,6 +197,9 @@ def server(
             highlight=False,
             soft_wrap=True,
         )
+    console.print(
+        f"Files: flows read and write inside {escape(roots.describe())}", highlight=False, soft_wrap=True
+    )
     console.print(f"API:   {url}/v4", highlight=False, soft_wrap=True)
     console.print(f"Docs:  {url}/docs", highlight=False, soft_wrap=True)
     if generated is not None:

@@ -6,7 +6,11 @@ secrets: drivers sometimes echo the connection string back in errors.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ __all__ = [
     "ConnectionFailed",
     "TestResult",
     "adbc_uri",
+    "allow_local_infile",
     "connect_adbc",
     "connect_dbapi",
     "postgres_conninfo",
@@ -126,9 +131,7 @@ def connect_dbapi(spec: ConnectionSpec, *, autocommit: bool = False, any_thread:
 
             return psycopg.connect(**postgres_conninfo(spec), autocommit=autocommit)
         if spec.vendor == "mysql":
-            import pymysql
-
-            return pymysql.connect(
+            return _guarded_mysql_class()(
                 host=spec.host or "127.0.0.1",
                 port=spec.effective_port() or 3306,
                 user=spec.username or "root",
@@ -146,11 +149,12 @@ def connect_dbapi(spec: ConnectionSpec, *, autocommit: bool = False, any_thread:
             conn = sqlite3.connect(
                 path, isolation_level=None if autocommit else "DEFERRED", check_same_thread=not any_thread
             )
+            # SQL on this connection reaches this database file only: no ATTACH (nor VACUUM INTO,
+            # which attaches), no extensions. Python's sqlite3 leaves extension loading off.
+            conn.set_authorizer(_sqlite_authorizer)
             return conn
         if spec.vendor == "duckdb":
-            import duckdb
-
-            return duckdb.connect(spec.database or ":memory:")
+            return _sandboxed_duckdb(spec.database or ":memory:")
     except FlowportError:
         raise
     except Exception as exc:
@@ -161,6 +165,108 @@ def connect_dbapi(spec: ConnectionSpec, *, autocommit: bool = False, any_thread:
         f"Connection '{spec.name}' is a {spec.vendor} connection, not a SQL database "
         f"({', '.join(SQL_VENDORS)})"
     )
+
+
+def _sqlite_authorizer(
+    action: int, _arg1: str | None, _arg2: str | None, _db: str | None, _src: str | None
+) -> int:
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _sandboxed_duckdb(database: str) -> Any:
+    """A DuckDB database file whose SQL may touch that file (and its WAL) only: no other file or extension."""
+    import duckdb
+
+    conn = duckdb.connect(database)
+    locked = conn.execute("SELECT current_setting('lock_configuration')").fetchall()[0]
+    if locked is not None and locked[0]:
+        # Another connection of this process opened the same file first and shares its
+        # configuration: accept it only if that one is sandboxed too.
+        external = conn.execute("SELECT current_setting('enable_external_access')").fetchall()[0]
+        if external is None or external[0]:
+            conn.close()
+            raise ValidationFailed(f"DuckDB database '{database}' is open elsewhere without a sandbox")
+        return conn
+    # Set before the configuration is locked: results in UTC whatever the machine's zone.
+    conn.execute("SET TimeZone = 'UTC'")
+    paths = (
+        [] if database == ":memory:" else [os.path.realpath(database), os.path.realpath(database) + ".wal"]
+    )
+    conn.execute("SET autoinstall_known_extensions = false")
+    conn.execute("SET autoload_known_extensions = false")
+    if paths:
+        conn.execute(
+            "SET allowed_paths = [" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+        )
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn
+
+
+@contextmanager
+def allow_local_infile(connection: Any, path: Path) -> Iterator[None]:
+    """Let a MariaDB/MySQL connection send ``path`` (and only it) for ``LOAD DATA LOCAL INFILE``.
+
+    Without it, a connection opened by :func:`connect_dbapi` sends no local
+    file at all: a server (or a statement in a flow) asking for another file,
+    say the instance's secret key, gets an error instead.
+    """
+    previous = getattr(connection, "flowport_local_file", None)
+    connection.flowport_local_file = os.path.realpath(path)
+    try:
+        yield
+    finally:
+        connection.flowport_local_file = previous
+
+
+_guarded_class: Any = None
+
+
+def _guarded_mysql_class() -> Any:
+    """PyMySQL's Connection, answering ``LOAD DATA LOCAL`` requests for the one allowed file only."""
+    global _guarded_class
+    if _guarded_class is not None:
+        return _guarded_class
+    import pymysql
+    from pymysql import connections as _pm
+
+    class _GuardedResult(_pm.MySQLResult):  # type: ignore[misc]
+        def _read_load_local_packet(self, first_packet: Any) -> None:
+            conn = self.connection
+            asked = _pm.LoadLocalPacketWrapper(first_packet).filename
+            if isinstance(asked, bytes):
+                asked = asked.decode("utf-8", "replace")
+            allowed = getattr(conn, "flowport_local_file", None)
+            if allowed is None or os.path.realpath(asked) != allowed:
+                # Tell the server there is no data, then refuse.
+                conn.write_packet(b"")
+                with contextlib.suppress(Exception):
+                    conn._read_packet()
+                raise pymysql.err.OperationalError(
+                    2068,
+                    "LOAD DATA LOCAL INFILE is not allowed here: Flowport sends no local file to the server",
+                )
+            super()._read_load_local_packet(first_packet)
+
+    class _GuardedConnection(_pm.Connection):  # type: ignore[misc]
+        flowport_local_file: str | None = None
+
+        def _read_query_result(self, unbuffered: bool = False) -> Any:
+            self._result = None
+            result = _GuardedResult(self)
+            if unbuffered:
+                result.init_unbuffered_query()
+            else:
+                result.read()
+            self._result = result
+            if result.server_status is not None:
+                self.server_status = result.server_status
+            return result.affected_rows
+
+    _guarded_class = _GuardedConnection
+    return _guarded_class
 
 
 def test_connection(spec: ConnectionSpec, *, timeout: float = 10.0) -> TestResult:

@@ -22,6 +22,11 @@ output) of an origin, then field mappers, then filters. Under
 origin's record) and nothing after the chain may produce error records
 that need the origin's record, so the chain only fuses when every stage
 after it is a destination.
+
+A stage whose SQL does not bind against its input (a syntax or binder
+error, a function the sandbox refuses) ends the chain before it: the stage
+then runs on its own and fails under its own name, instead of the origin
+being blamed for a query it did not write.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -177,6 +183,7 @@ def plan_fusion(planned: list[PlannedStage], policy: ErrorRecordPolicy) -> list[
         if not columns or any(c.startswith(HIDDEN_PREFIX) for c in columns):
             continue
         steps: list[FusedStep] = []
+        origin_columns = list(columns)
         source = _SOURCE
         current, carry, seen_filter, mapped = origin, list[str](), False, 0
         while len(current.outputs) == 1:
@@ -188,6 +195,8 @@ def plan_fusion(planned: list[PlannedStage], policy: ErrorRecordPolicy) -> list[
             if fused is None:
                 break
             is_filter = fused.keep_column is not None
+            if not _binds(_substitute(fused.query, _probe_source(origin_columns))):
+                break
             if (not is_filter and seen_filter) or (
                 not is_filter and policy == "ORIGINAL_RECORD" and mapped >= 1
             ):
@@ -206,6 +215,27 @@ def plan_fusion(planned: list[PlannedStage], policy: ErrorRecordPolicy) -> list[
         origin.plugin.fuse(partial(_substitute, source))
         chains.append(FusedChain(origin, steps, columns))
     return chains
+
+
+def _probe_source(columns: list[str]) -> str:
+    # The DuckDB origins that fuse (CSV) read every column as text.
+    return "SELECT " + ", ".join(f"CAST(NULL AS VARCHAR) AS {_quote(c)}" for c in columns) + " LIMIT 0"
+
+
+def _binds(query: str) -> bool:
+    """Whether ``query`` binds (parses, names known columns and functions) in a sandboxed DuckDB."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        con.sql(query).columns  # noqa: B018 - binding is the point
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+    return True
 
 
 def _substitute(query: str, select: str) -> str:

@@ -17,6 +17,7 @@ from flowport.model.flow import Flow, StageKind
 from flowport.model.graph import topological_order
 from flowport.model.parameters import find_references
 from flowport.plugins.contract import StageContext, StagePlugin
+from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
 
 __all__ = ["PlannedStage", "RunContext", "build_plan"]
@@ -26,14 +27,17 @@ __all__ = ["PlannedStage", "RunContext", "build_plan"]
 class RunContext:
     """Everything a run needs from outside the flow.
 
-    ``base_dir`` anchors relative paths; ``resources`` carries adapters the
-    stages may need (connections, ...); ``cancel_event`` cancels the run.
+    ``base_dir`` anchors relative paths; ``file_roots`` confines every path
+    a stage opens (unconfined by default: a local run by the machine's own
+    user); ``resources`` carries adapters the stages may need (connections,
+    ...); ``cancel_event`` cancels the run.
     """
 
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     base_dir: Path = field(default_factory=Path.cwd)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     resources: Mapping[str, Any] = field(default_factory=dict)
+    file_roots: FileRoots = field(default_factory=FileRoots)
 
 
 @dataclass
@@ -89,6 +93,7 @@ def build_plan(
             run_id=run.run_id,
             cancel_event=run.cancel_event,
             resources=run.resources,
+            file_roots=run.file_roots,
         )
 
     for name in topological_order(flow):

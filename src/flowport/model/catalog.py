@@ -7,14 +7,34 @@ registry itself, so the model stays free of entry points and imports.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
 from flowport.model.flow import PluginRef, StageKind
 from flowport.model.versions import ArtifactVersion
 
-__all__ = ["ArtifactInfo", "PluginCatalog", "PluginInfo", "Resolution"]
+__all__ = [
+    "RESTRICTIONS",
+    "ArtifactInfo",
+    "PathUse",
+    "PluginCatalog",
+    "PluginInfo",
+    "Resolution",
+    "Restriction",
+]
+
+Restriction = Literal["read-filesystem", "write-filesystem", "execute-code", "execute-sql", "network"]
+#: What a stage plugin may declare it does (the NiFi model of restricted components). A user
+#: needs the matching permission to create, import, preview or run a flow with such a stage.
+RESTRICTIONS: tuple[Restriction, ...] = (
+    "read-filesystem",
+    "write-filesystem",
+    "execute-code",
+    "execute-sql",
+    "network",
+)
+PathUse = Literal["read", "write"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,10 @@ class PluginInfo:
     kind: StageKind
     artifact: ArtifactInfo
     config_model: type[BaseModel]
+    #: What the plugin may do beyond transforming records (see :data:`RESTRICTIONS`).
+    restrictions: frozenset[str] = frozenset()
+    #: ``(setting, "read"|"write")`` for each setting that names a file or folder.
+    path_settings: tuple[tuple[str, PathUse], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -18,27 +18,31 @@ Codes:
   ``PLUGIN_TYPE_MISMATCH``, ``NOT_AN_ERROR_STAGE``
 - configuration: ``UNRESOLVED_PARAMETER``, ``CONFIG_MISSING``,
   ``CONFIG_WRONG_TYPE``, ``CONFIG_UNKNOWN_KEY``, ``CONFIG_INVALID``
+- files (when the caller passes ``check_path``): ``PATH_OUTSIDE_ROOTS``,
+  ``PATH_PROTECTED``
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from flowport.model.catalog import PluginCatalog, PluginInfo
+from flowport.model.catalog import PathUse, PluginCatalog, PluginInfo
 from flowport.model.flow import Flow, PluginRef, StageKind
 from flowport.model.graph import find_cycles, format_cycle, reachable_from_origins
 from flowport.model.parameters import REFERENCE, parameter_values
 
-__all__ = ["IssueType", "ValidationIssue", "ValidationResult", "validate_flow"]
+__all__ = ["IssueType", "PathCheck", "ValidationIssue", "ValidationResult", "validate_flow"]
 
 IssueType = Literal["stageIssues", "flowIssues"]
+#: Judges one path setting: ``(code, message)`` when the path may not be used, else None.
+PathCheck = Callable[[str, PathUse], "tuple[str, str] | None"]
 
 _TYPE_ERRORS = {"int_from_float", "is_instance_of", "is_subclass_of", "none_required", "callable_type"}
 
@@ -111,7 +115,11 @@ class _Collector:
 
 
 def validate_flow(
-    flow: Flow, catalog: PluginCatalog, values: Mapping[str, str] | None = None
+    flow: Flow,
+    catalog: PluginCatalog,
+    values: Mapping[str, str] | None = None,
+    *,
+    check_path: PathCheck | None = None,
 ) -> ValidationResult:
     """Check a flow's graph, plugins and configurations against the installed plugins.
 
@@ -121,6 +129,8 @@ def validate_flow(
             version in range).
         values: Parameter values for ``${name}`` references; ``None`` means
             the flow's own parameters (:func:`parameter_values` without sets).
+        check_path: Judges every setting a plugin declares as a path (the
+            instance's file roots); ``None`` checks no path.
 
     Returns:
         A result whose ``issues`` lists every problem found; ``success`` is
@@ -164,9 +174,9 @@ def validate_flow(
                 f"'{info.name}' is an error stage plugin and cannot be a stage of the flow: "
                 "remove this stage and set the plugin as the flow's error stage instead",
             )
-        _check_configuration(stage.name, stage.configuration, info, values, out)
+        _check_configuration(stage.name, stage.configuration, info, values, out, check_path)
 
-    _check_error_stage(flow, catalog, values, out)
+    _check_error_stage(flow, catalog, values, out, check_path)
     return out.result()
 
 
@@ -315,7 +325,11 @@ def _check_streams(
 
 
 def _check_error_stage(
-    flow: Flow, catalog: PluginCatalog, values: Mapping[str, str], out: _Collector
+    flow: Flow,
+    catalog: PluginCatalog,
+    values: Mapping[str, str],
+    out: _Collector,
+    check_path: PathCheck | None,
 ) -> None:
     spec = flow.error_stage
     info = _resolve(catalog, spec.name, spec.plugin, out)
@@ -330,14 +344,19 @@ def _check_error_stage(
             "choose an error stage plugin such as 'discard' or 'write_to_file'",
         )
         return
-    _check_configuration(spec.name, spec.configuration, info, values, out)
+    _check_configuration(spec.name, spec.configuration, info, values, out, check_path)
 
 
 # -- configuration ------------------------------------------------------------
 
 
 def _check_configuration(
-    name: str, config: dict[str, Any], info: PluginInfo, values: Mapping[str, str], out: _Collector
+    name: str,
+    config: dict[str, Any],
+    info: PluginInfo,
+    values: Mapping[str, str],
+    out: _Collector,
+    check_path: PathCheck | None = None,
 ) -> None:
     unresolved_paths: list[tuple[Any, ...]] = []
     missing: set[str] = set()
@@ -350,7 +369,7 @@ def _check_configuration(
             f"a parameter set the flow uses, or pass --param {param}=VALUE",
         )
     try:
-        info.config_model.model_validate(substituted)
+        checked = info.config_model.model_validate(substituted)
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(error["loc"])
@@ -361,6 +380,27 @@ def _check_configuration(
             out.stage(name, code, f"{_path_text(loc)}: {message}")
     except Exception as exc:  # a third-party validator may raise anything; report, don't crash
         out.stage(name, "CONFIG_INVALID", f"configuration: could not be checked: {exc}")
+    else:
+        if check_path is not None:
+            _check_paths(name, checked, info, unresolved_paths, out, check_path)
+
+
+def _check_paths(
+    name: str,
+    config: BaseModel,
+    info: PluginInfo,
+    unresolved_paths: list[tuple[Any, ...]],
+    out: _Collector,
+    check_path: PathCheck,
+) -> None:
+    for setting_name, use in info.path_settings:
+        value = getattr(config, setting_name, None)
+        if not isinstance(value, str) or any(_overlaps((setting_name,), p) for p in unresolved_paths):
+            continue
+        problem = check_path(value, use)
+        if problem is not None:
+            code, message = problem
+            out.stage(name, code, f"configuration.{setting_name}: {message}")
 
 
 def _substitute_tracking(

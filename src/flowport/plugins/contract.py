@@ -26,7 +26,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowport.errors import StageError
+from flowport.model.catalog import PathUse
 from flowport.model.flow import StageKind
+from flowport.plugins.file_roots import FileRoots, PathNotAllowed
 
 __all__ = [
     "HIDDEN_PREFIX",
@@ -76,6 +79,7 @@ class StageContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("flowport.stage"))
     resources: Mapping[str, Any] = field(default_factory=dict)
+    file_roots: FileRoots = field(default_factory=FileRoots)
 
     @property
     def cancelled(self) -> bool:
@@ -83,9 +87,18 @@ class StageContext:
         return self.cancel_event.is_set()
 
     def resolve_path(self, path: str | Path) -> Path:
-        """A configured path, relative ones taken from the run's base directory."""
-        candidate = Path(path).expanduser()
-        return candidate if candidate.is_absolute() else self.base_dir / candidate
+        """The real path of a configured path (relative ones start at the run's base directory).
+
+        Raises:
+            StageError (code ``PATH_OUTSIDE_ROOTS`` or ``PATH_PROTECTED``): the
+            path resolves outside the run's file roots, or to a file of the
+            instance itself. Checked when the stage opens the file, so a stored
+            document edited past validation is refused too.
+        """
+        try:
+            return self.file_roots.check(path, base_dir=self.base_dir, what="the path")
+        except PathNotAllowed as exc:
+            raise StageError(self.stage_name, exc.message, code=exc.code) from None
 
 
 @dataclass
@@ -163,6 +176,14 @@ class StagePlugin(ABC, Generic[C]):
     kind: ClassVar[StageKind]
     description: ClassVar[str] = ""
     config_model: ClassVar[type[StageConfig]] = StageConfig
+    #: What the stage may do beyond transforming records: ``read-filesystem``,
+    #: ``write-filesystem``, ``execute-code``, ``execute-sql``, ``network``
+    #: (:data:`flowport.model.catalog.RESTRICTIONS`). Using the stage needs the
+    #: matching permissions.
+    restrictions: ClassVar[frozenset[str]] = frozenset()
+    #: The settings that name a file or folder, with ``"read"`` or ``"write"``:
+    #: validation checks them against the instance's file roots.
+    path_settings: ClassVar[Mapping[str, PathUse]] = {}
 
     def __init__(self, config: C, context: StageContext) -> None:
         self.config = config

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from flowport.errors import PluginNotFound, VersionSyntaxError
-from flowport.model.catalog import ArtifactInfo, PluginInfo, Resolution
+from flowport.model.catalog import RESTRICTIONS, ArtifactInfo, PluginInfo, Resolution
 from flowport.model.flow import PluginRef
 from flowport.model.versions import ArtifactVersion, parse_version_spec
 from flowport.plugins.contract import StagePlugin
@@ -135,12 +135,20 @@ class PluginRegistry:
         for attr in ("name", "label", "kind", "config_model"):
             if not hasattr(plugin_cls, attr):
                 raise TypeError(f"Plugin class {plugin_cls.__qualname__} has no '{attr}'")
+        unknown = set(getattr(plugin_cls, "restrictions", ())) - set(RESTRICTIONS)
+        if unknown:
+            raise TypeError(
+                f"Plugin class {plugin_cls.__qualname__} declares unknown restrictions "
+                f"{', '.join(sorted(unknown))}; known: {', '.join(RESTRICTIONS)}"
+            )
         info = PluginInfo(
             name=plugin_cls.name,
             label=plugin_cls.label,
             kind=plugin_cls.kind,
             artifact=ArtifactInfo(artifact, ArtifactVersion.parse(version), scope),
             config_model=plugin_cls.config_model,
+            restrictions=frozenset(getattr(plugin_cls, "restrictions", frozenset())),
+            path_settings=tuple(dict(getattr(plugin_cls, "path_settings", {})).items()),
         )
         self._plugins_loaded = [
             p

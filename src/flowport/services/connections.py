@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from flowport.connections import drivers as _drivers
@@ -36,7 +37,9 @@ from flowport.connections.secrets import (
 )
 from flowport.connections.spec import PUBLIC_CREDENTIAL_KEYS, VENDORS, ConnectionSpec
 from flowport.errors import ValidationFailed
-from flowport.services.settings import settings
+from flowport.plugins.file_roots import FileRoots, PathNotAllowed
+from flowport.services.file_roots import instance_roots, local_roots
+from flowport.services.settings import data_dir, settings
 from flowport.store import connections as _repo
 from flowport.store import instance as _instance
 from flowport.store.database import database_url, display_url, transaction
@@ -49,6 +52,7 @@ __all__ = [
     "InstanceInfo",
     "StoreConnectionLookup",
     "add_connection",
+    "check_connection_target",
     "connection_public_dict",
     "connection_spec",
     "count_connections",
@@ -306,17 +310,89 @@ def _split(credentials: list[dict[str, Any]]) -> tuple[str | None, bytes | None]
     return username, (encrypt_secrets(secrets, home=settings().home) if secrets else None)
 
 
+_LOCAL_FILE_VENDORS = ("sqlite", "duckdb")
+_DATABASE_KEYS = ("defaultDatabase", "database", "path")
+_LOOPBACK = {"", "localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _database_key(params: Mapping[str, Any]) -> str | None:
+    # The key ConnectionSpec.database reads, in its order.
+    return next((key for key in _DATABASE_KEYS if params.get(key)), None)
+
+
+def _same_host(a: str | None, b: str | None) -> bool:
+    left, right = (a or "").lower(), (b or "").lower()
+    return left == right or (left in _LOOPBACK and right in _LOOPBACK) or left.startswith("/")
+
+
+def check_connection_target(
+    name: str,
+    vendor: str,
+    host: str | None,
+    port: int | None,
+    params: Mapping[str, Any],
+    *,
+    file_roots: FileRoots,
+    base_dir: Path,
+) -> dict[str, Any]:
+    """``params`` with a local database file made a real path, after checking what it may open.
+
+    A ``sqlite``/``duckdb`` file must resolve inside ``file_roots`` and is
+    never the metadata store (real path and file identity); a PostgreSQL
+    connection is never the database of a PostgreSQL metadata store.
+
+    Raises:
+        ValidationFailed (PathNotAllowed): the connection would open something it may not.
+    """
+    checked = dict(params)
+    if vendor in _LOCAL_FILE_VENDORS:
+        key = _database_key(params)
+        if key is None or str(params[key]) == ":memory:":
+            return checked
+        try:
+            real = file_roots.check(
+                str(params[key]), base_dir=base_dir, what=f"connection '{name}': the file"
+            )
+        except PathNotAllowed as exc:
+            raise PathNotAllowed(exc.message, code=exc.code) from None
+        checked[key] = str(real)
+        return checked
+    if vendor in ("postgresql", "redshift"):
+        store = make_url(database_url(settings().home))
+        if store.get_backend_name() == "postgresql":
+            database = str(params.get("defaultDatabase") or params.get("database") or "postgres")
+            same_port = (port or 5432) == (store.port or 5432)
+            if database == (store.database or "") and same_port and _same_host(host, store.host):
+                raise PathNotAllowed(
+                    f"connection '{name}' points at the database of this instance's metadata store "
+                    f"('{database}'), which no flow or connection may open",
+                    code="PATH_PROTECTED",
+                )
+    return checked
+
+
+def _roots_for(confined: bool) -> tuple[FileRoots, Path]:
+    return (instance_roots() if confined else local_roots()), data_dir()
+
+
 def add_connection(
-    body: ConnectionCreate | Mapping[str, Any], *, creator_id: int | None = None
+    body: ConnectionCreate | Mapping[str, Any], *, creator_id: int | None = None, confined: bool = True
 ) -> Connection:
     """Store a new connection with its credentials encrypted; Conflict when the name or uuid is taken.
 
     Args:
         body: the seed's connection body (camelCase or snake_case keys).
         creator_id: the user creating it, when there are users.
+        confined: a ``sqlite``/``duckdb`` file must be inside the instance's
+            file roots (what the API and every server do); False for the
+            machine's own user (the local CLI). The metadata store is refused either way.
     """
     data: ConnectionCreate = _parse(ConnectionCreate, body)
     _check_vendor_name(data.vendor, data.vendor_name)
+    roots, base = _roots_for(confined)
+    check_connection_target(
+        data.name, data.vendor, data.host, data.port, data.params, file_roots=roots, base_dir=base
+    )
     username, secret = _split(data.credentials)
     with _transaction() as session:
         row = _repo.create(
@@ -358,9 +434,16 @@ def count_connections() -> int:
 
 
 def update_connection(
-    ref: str | int, changes: ConnectionUpdate | Mapping[str, Any], *, updater_id: int | None = None
+    ref: str | int,
+    changes: ConnectionUpdate | Mapping[str, Any],
+    *,
+    updater_id: int | None = None,
+    confined: bool = True,
 ) -> Connection:
-    """Change the given fields of a connection; ``credentials`` replace the stored ones as a whole."""
+    """Change the given fields of a connection; ``credentials`` replace the stored ones as a whole.
+
+    What the changed connection may open is checked as :func:`add_connection` does.
+    """
     data: ConnectionUpdate = _parse(ConnectionUpdate, changes)
     given = data.model_fields_set
     values: dict[str, Any] = {}
@@ -394,6 +477,16 @@ def update_connection(
     with _transaction() as session:
         row = _repo.find(session, ref)
         _check_vendor_name(values.get("vendor", row.vendor), data.vendor_name)
+        roots, base = _roots_for(confined)
+        check_connection_target(
+            values.get("name", row.name),
+            values.get("vendor", row.vendor),
+            values.get("host", row.host),
+            values.get("port", row.port),
+            values.get("params", row.params) or {},
+            file_roots=roots,
+            base_dir=base,
+        )
         row = _repo.update(session, row, values)
     _log.info("Connection '%s' (id %s) updated: %s", row.name, row.id, ", ".join(sorted(values)) or "nothing")
     return row
@@ -433,16 +526,27 @@ def _spec(row: Connection, home: Path) -> ConnectionSpec:
     )
 
 
-def connection_spec(ref: str | int) -> ConnectionSpec:
-    """The connection with its secrets decrypted, for a driver; SecretKeyError when the key changed."""
+def _checked_spec(spec: ConnectionSpec, file_roots: FileRoots, base_dir: Path) -> ConnectionSpec:
+    params = check_connection_target(
+        spec.name, spec.vendor, spec.host, spec.port, spec.params, file_roots=file_roots, base_dir=base_dir
+    )
+    return spec if params == spec.params else spec.model_copy(update={"params": params})
+
+
+def connection_spec(ref: str | int, *, confined: bool = True) -> ConnectionSpec:
+    """The connection with its secrets decrypted, for a driver; SecretKeyError when the key changed.
+
+    What it may open is checked again (:func:`check_connection_target`): a
+    stored row may predate the file roots, or have been edited in the store.
+    """
     with _transaction() as session:
         row = _repo.find(session, ref)
-    return _spec(row, settings().home)
+    return _checked_spec(_spec(row, settings().home), *_roots_for(confined))
 
 
-def test_connection(ref: str | int) -> _drivers.TestResult:
+def test_connection(ref: str | int, *, confined: bool = True) -> _drivers.TestResult:
     """Open a real connection with the stored credentials: ok, or the driver's reason (scrubbed)."""
-    spec = connection_spec(ref)
+    spec = connection_spec(ref, confined=confined)
     # The store's transaction is over: a slow or hanging server holds no lock here.
     result = _drivers.test_connection(spec)
     return _drivers.TestResult(result.ok, spec.scrub(result.message))
@@ -491,14 +595,27 @@ class StoreConnectionLookup:
     Handed to every run in ``resources["connections"]``. Creating one only
     notes where the store is: it is opened when a stage first calls
     :meth:`get`, so flows without connections never touch it. Each
-    connection is read once per lookup (i.e. per run).
+    connection is read once per lookup (i.e. per run), and checked then
+    against ``file_roots`` (a local database file inside the roots, never
+    the metadata store): see :func:`check_connection_target`. Without
+    ``file_roots`` (a local run by the machine's own user) only the store is
+    refused.
     """
 
-    def __init__(self, url: str | None = None, *, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        home: Path | None = None,
+        file_roots: FileRoots | None = None,
+        base_dir: Path | None = None,
+    ) -> None:
         self._home = home or settings().home
         self._url = url or database_url(self._home)
         self._cache: dict[str, ConnectionSpec] = {}
         self._lock = threading.Lock()
+        self._roots = file_roots
+        self._base_dir = base_dir
 
     def get(self, ref: str) -> ConnectionSpec:
         """The connection whose uuid, name (or id) is ``ref``; NotFound otherwise."""
@@ -507,7 +624,9 @@ class StoreConnectionLookup:
             if spec is None:
                 with _transaction(self._url) as session:
                     row = _repo.find(session, ref)
-                spec = self._cache[ref] = _spec(row, self._home)
+                roots = self._roots if self._roots is not None else local_roots()
+                base = self._base_dir or (data_dir() if roots.is_confined else Path.cwd())
+                spec = self._cache[ref] = _checked_spec(_spec(row, self._home), roots, base)
             return spec
 
     def __repr__(self) -> str:

@@ -64,6 +64,7 @@ from flowport.services.flow_records import insert_flow, missing_connections
 from flowport.services.flows import plugin_registry
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.package_archive import check_storable, read_package
+from flowport.services.permissions import require_flow_permissions
 from flowport.store import connections as _connections_repo
 from flowport.store import deployments as _repo
 from flowport.store import flows as _flows_repo
@@ -703,6 +704,7 @@ def import_release(
     _check_text(notes, "release notes")
     raw = bytes(data)
     package = read_package(raw)
+    require_flow_permissions(user, [flow for _, flow in package.flows], action="import")
     try:
         with transaction() as session:
             report = _import(

@@ -15,7 +15,6 @@ Functions return plain dicts in the v4 API's JSON shape (camelCase,
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid as _uuid
 from collections.abc import Mapping
@@ -32,9 +31,11 @@ from flowport.model.package import stage_connection_references
 from flowport.model.validation import ValidationIssue, ValidationResult
 from flowport.services import flows as _flows
 from flowport.services.auth import User, require_role
+from flowport.services.file_roots import instance_roots
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.parameter_sets import resolve_parameter_sets
-from flowport.services.settings import settings
+from flowport.services.permissions import require_flow_permissions
+from flowport.services.settings import DATA_DIR_ENV, data_dir
 from flowport.store import connections as _connections_repo
 from flowport.store import flows as _repo
 from flowport.store import projects as _projects
@@ -54,6 +55,7 @@ __all__ = [
     "get_flow_by_uuid",
     "get_flow_document",
     "insert_flow",
+    "instance_connections",
     "list_flows",
     "load_stored_flow",
     "missing_connections",
@@ -66,17 +68,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "FLOWPORT_DATA_DIR"
 _MAX_NAME = 255
 _PATCHABLE = frozenset({"name", "description"})
 _PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def data_dir() -> Path:
-    """Where relative paths of stored flows resolve: ``FLOWPORT_DATA_DIR`` or ``FLOWPORT_HOME/data``."""
-    configured = os.environ.get(DATA_DIR_ENV, "").strip()
-    folder = Path(configured).expanduser() if configured else settings().home / "data"
-    return folder.resolve()
 
 
 # -- documents -------------------------------------------------------------------
@@ -161,7 +155,14 @@ class StoredFlow:
         needed, a deleted connection) is a ``CONNECTION_NOT_FOUND`` issue of
         that stage.
         """
-        result = _flows.validate(self.flow, overrides=overrides, parameter_sets=self.parameter_sets)
+        # A stored flow runs for the instance's users: its paths must stay inside the file roots.
+        result = _flows.validate(
+            self.flow,
+            overrides=overrides,
+            parameter_sets=self.parameter_sets,
+            file_roots=instance_roots(),
+            base_dir=data_dir(),
+        )
         if not self.missing_sets and not self.missing_connections:
             return result
         issues = [
@@ -311,6 +312,7 @@ def create_flow(
     """
     require_role(user, "editor")
     flow = _parse_document(body)
+    require_flow_permissions(user, flow, action="create")
     with transaction() as session:
         project_row = _projects.find(session, project)
         row = insert_flow(session, flow, project_id=project_row.id, creator_id=user.id if user else None)
@@ -434,6 +436,7 @@ def update_flow(flow_id: int, body: Flow | Mapping[str, Any], *, user: User | No
             else:
                 given_uuid = isinstance(body, Mapping) and "uuid" in body
             flow = _parse_document(body)
+            require_flow_permissions(user, flow, action="update")
             if not given_uuid:
                 flow = flow.model_copy(update={"uuid": row.uuid})
             elif flow.uuid != row.uuid:
@@ -482,6 +485,7 @@ def duplicate_flow(
     with transaction() as session:
         row = _repo.get_by_id(session, flow_id)
         flow = _document(row)
+        require_flow_permissions(user, flow, action="duplicate")
         if name is not None:
             new_name = _patch_fields({"name": name})["name"]
         else:
@@ -547,9 +551,12 @@ def validation_dict(result: ValidationResult) -> dict[str, Any]:
 
 
 def preview_flow(
-    flow_id: int, *, rows: int = 10, overrides: Mapping[str, Any] | None = None
+    flow_id: int, *, rows: int = 10, overrides: Mapping[str, Any] | None = None, user: User | None = None
 ) -> list[dict[str, Any]]:
     """Preview a stored flow on its first ``rows`` records; nothing is written.
+
+    Preview is data access: it takes the permissions a run of the flow
+    takes (viewers never preview), and its files stay inside the file roots.
 
     Returns:
         One ``{"instanceName", "input", "output", "errors"}`` per stage, JSON-safe.
@@ -557,19 +564,26 @@ def preview_flow(
     Raises:
         FlowInvalid (a ValidationFailed whose ``details`` is the validation
         result): the flow is not valid. ValidationFailed: ``rows`` out of 1..100000.
+        Forbidden: a viewer, or a restricted stage the user has no permission for.
     """
+    require_role(user, "editor")
     if not 1 <= rows <= 100_000:
         raise ValidationFailed(f"Preview takes 1 to 100000 rows, got {rows}")
     values = check_overrides(overrides)
     with transaction() as session:
         stored = load_stored_flow(session, flow_id)
+    require_flow_permissions(user, stored.flow, action="preview")
     stored.check(values)
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
     stages = _flows.preview(
         stored.flow,
         rows=rows,
         overrides=values,
         parameter_sets=stored.parameter_sets,
-        base_dir=data_dir(),
+        base_dir=folder,
+        file_roots=instance_roots(),
+        connections=instance_connections(),
     )
     return [
         {
@@ -580,3 +594,11 @@ def preview_flow(
         }
         for stage in stages
     ]
+
+
+def instance_connections(*, url: str | None = None, home: Path | None = None) -> Any:
+    """The store's connections for a run of a stored flow: confined to the file roots, never the store."""
+    # Imported here: the connection service is the heavier module, and only runs need it.
+    from flowport.services.connections import StoreConnectionLookup
+
+    return StoreConnectionLookup(url, home=home, file_roots=instance_roots(), base_dir=data_dir())

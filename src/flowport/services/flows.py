@@ -19,6 +19,7 @@ from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
 from flowport.model.flow import Flow
 from flowport.model.parameters import parameter_values, resolve_flow
 from flowport.model.validation import ValidationResult, validate_flow
+from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
 
 __all__ = [
@@ -84,9 +85,27 @@ def validate(
     overrides: Mapping[str, str] | None = None,
     parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
     registry: PluginRegistry | None = None,
+    file_roots: FileRoots | None = None,
+    base_dir: Path | None = None,
 ) -> ValidationResult:
-    """Validate a flow against the installed plugins with the given parameter values."""
-    return validate_flow(flow, registry or plugin_registry(), _values(flow, overrides, parameter_sets))
+    """Validate a flow against the installed plugins with the given parameter values.
+
+    With ``file_roots``, every path setting is checked against them
+    (``PATH_OUTSIDE_ROOTS``, ``PATH_PROTECTED``), relative paths starting
+    at ``base_dir``.
+    """
+    values = _values(flow, overrides, parameter_sets)
+    return validate_flow(
+        flow, registry or plugin_registry(), values, check_path=_path_check(file_roots, base_dir)
+    )
+
+
+def _path_check(file_roots: FileRoots | None, base_dir: Path | None) -> Any:
+    if file_roots is None:
+        return None
+    from flowport.services.file_roots import path_check
+
+    return path_check(file_roots, base_dir or Path.cwd())
 
 
 def _checked(
@@ -94,9 +113,11 @@ def _checked(
     overrides: Mapping[str, str] | None,
     parameter_sets: Mapping[str, Mapping[str, str]] | None,
     registry: PluginRegistry,
+    file_roots: FileRoots | None = None,
+    base_dir: Path | None = None,
 ) -> Flow:
     values = _values(flow, overrides, parameter_sets)
-    result = validate_flow(flow, registry, values)
+    result = validate_flow(flow, registry, values, check_path=_path_check(file_roots, base_dir))
     if not result.success:
         raise FlowInvalid(result)
     return resolve_flow(flow, values)
@@ -122,16 +143,22 @@ def preview(
     base_dir: Path | None = None,
     registry: PluginRegistry | None = None,
     connections: ConnectionLookup | None = None,
+    file_roots: FileRoots | None = None,
 ) -> list[PreviewStage]:
     """Preview a valid flow on its first ``rows`` records; nothing is written.
 
-    Stages find connections through ``connections`` (default: the instance's store).
+    Stages find connections through ``connections`` (default: the instance's
+    store) and open files inside ``file_roots`` only (default: unconfined,
+    a local preview by the machine's own user).
     """
     if rows < 1:
         raise ValidationFailed(f"Preview needs at least one row, got {rows}")
     reg = registry or plugin_registry()
-    resolved = _checked(flow, overrides, parameter_sets, reg)
-    context = RunContext(base_dir=base_dir or Path.cwd(), resources=_resources(connections))
+    folder = base_dir or Path.cwd()
+    resolved = _checked(flow, overrides, parameter_sets, reg, file_roots, folder)
+    context = RunContext(
+        base_dir=folder, resources=_resources(connections), file_roots=file_roots or FileRoots()
+    )
     return preview_flow(resolved, reg, context, rows=rows)
 
 
@@ -144,14 +171,20 @@ def start_run(
     registry: PluginRegistry | None = None,
     run_id: str | None = None,
     connections: ConnectionLookup | None = None,
+    file_roots: FileRoots | None = None,
 ) -> FlowRun:
     """Validate a flow and start running it; raises FlowInvalid when it is not valid.
 
-    Stages find connections through ``connections`` (default: the instance's store).
+    Stages find connections through ``connections`` (default: the instance's
+    store) and open files inside ``file_roots`` only (default: unconfined,
+    a local run by the machine's own user).
     """
     reg = registry or plugin_registry()
-    resolved = _checked(flow, overrides, parameter_sets, reg)
-    context = RunContext(base_dir=base_dir or Path.cwd(), resources=_resources(connections))
+    folder = base_dir or Path.cwd()
+    resolved = _checked(flow, overrides, parameter_sets, reg, file_roots, folder)
+    context = RunContext(
+        base_dir=folder, resources=_resources(connections), file_roots=file_roots or FileRoots()
+    )
     if run_id:
         context.run_id = run_id
     return FlowRun(resolved, reg, context).start()

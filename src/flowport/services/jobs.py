@@ -42,11 +42,14 @@ from typing import Any, Literal
 from flowport.connections.spec import ConnectionSpec
 from flowport.engine import FlowRun, RunResult, StageMetrics
 from flowport.errors import Conflict, FlowportError, ValidationFailed
+from flowport.plugins.file_roots import FileRoots
 from flowport.services import flows as _flows
 from flowport.services.auth import User, require_role
 from flowport.services.connections import StoreConnectionLookup
+from flowport.services.file_roots import instance_roots, protected_files
 from flowport.services.flow_records import check_overrides, data_dir, load_stored_flow
 from flowport.services.instance import page_bounds, ref, store_url, timestamp, transaction
+from flowport.services.permissions import require_flow_permissions
 from flowport.services.settings import settings
 from flowport.store import jobs as _repo
 from flowport.store.database import DATABASE_URL_ENV
@@ -274,6 +277,8 @@ class JobTask:
     database_url: str = field(repr=False)
     home: str
     base_dir: str
+    #: The instance's file roots when the job was accepted: the worker opens files inside them only.
+    file_roots: tuple[str, ...] = ()
 
 
 def default_executor() -> ExecutorKind:
@@ -305,7 +310,8 @@ def run_flow(
     Raises:
         NotFound: no such flow. FlowInvalid (ValidationFailed, ``details`` =
         the validation result): the flow is not valid; no job is created.
-        ValidationFailed: malformed overrides. Forbidden: a viewer.
+        ValidationFailed: malformed overrides. Forbidden: a viewer, or a
+        restricted stage the user has no permission for.
     """
     require_role(user, "editor")
     kind = executor or default_executor()
@@ -313,8 +319,10 @@ def run_flow(
         raise ValidationFailed(f"Unknown executor '{kind}': expected process, thread or inline")
     values = check_overrides(overrides)
     folder = (base_dir or data_dir()).resolve()
+    roots = instance_roots()
     with transaction() as session:
         stored = load_stored_flow(session, flow_id)
+        require_flow_permissions(user, stored.flow, action="run")
         stored.check(values)
         group = _repo.create_group(
             session,
@@ -326,7 +334,10 @@ def run_flow(
         _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
         group_id = group.id
     _log.info("Job group %s created for flow %s (%s executor)", group_id, flow_id, kind)
-    task = JobTask(group_id, store_url(), str(settings().home), str(folder))
+    assert roots.roots is not None
+    task = JobTask(
+        group_id, store_url(), str(settings().home), str(folder), tuple(str(r) for r in roots.roots)
+    )
     _dispatch(task, kind)
     return get_job_group(group_id, embed_jobs=True)
 
@@ -572,8 +583,10 @@ def _capturing(capture: _LogCapture) -> Iterator[None]:
 class _ScrubbingLookup(StoreConnectionLookup):
     """The store's connections for a run, remembering each one so its secrets can be scrubbed."""
 
-    def __init__(self, url: str, home: Path, capture: _LogCapture) -> None:
-        super().__init__(url, home=home)
+    def __init__(
+        self, url: str, home: Path, capture: _LogCapture, file_roots: FileRoots, base_dir: Path
+    ) -> None:
+        super().__init__(url, home=home, file_roots=file_roots, base_dir=base_dir)
         self._capture = capture
 
     def get(self, ref: str) -> ConnectionSpec:
@@ -659,12 +672,15 @@ def _execute(task: JobTask, capture: _LogCapture) -> str:
     stored.check(overrides)
     base_dir = Path(task.base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
+    # Confined whatever the worker's environment: the roots travel with the task.
+    roots = FileRoots.confined([Path(r) for r in task.file_roots], protected_files())
     run = _flows.start_run(
         stored.flow,
         overrides=overrides,
         parameter_sets=stored.parameter_sets,
         base_dir=base_dir,
-        connections=_ScrubbingLookup(url, Path(task.home), capture),
+        connections=_ScrubbingLookup(url, Path(task.home), capture, roots, base_dir),
+        file_roots=roots,
     )
     result = _watch(task, run, capture)
     for name, m in result.stages.items():

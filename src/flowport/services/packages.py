@@ -43,6 +43,7 @@ from flowport.services.flow_records import flow_dict, insert_flow, load_stored_f
 from flowport.services.flows import plugin_registry
 from flowport.services.instance import transaction
 from flowport.services.package_archive import build_package, check_storable, read_package
+from flowport.services.permissions import require_flow_permissions
 from flowport.store import connections as _connections_repo
 from flowport.store import flows as _flows_repo
 from flowport.store import instance as _instance_repo
@@ -121,7 +122,7 @@ def export_flows(
         rows = [row for row in _connections_repo.list_(session) if _reference_matches(row, references)]
     if plain_text_credentials:
         # Decrypted only for this export, only the connections the flows use.
-        specs = [_connections.connection_spec(row.id) for row in rows]
+        specs = [_connections.connection_spec(row.id, confined=user is not None) for row in rows]
     else:
         # Identity only: build_package never sees a secret it could leak.
         specs = [ConnectionSpec(id=row.id, uuid=row.uuid, name=row.name, vendor=row.vendor) for row in rows]
@@ -347,6 +348,7 @@ def import_package(
     package = read_package(bytes(data))
     for entry, flow in package.flows:
         check_storable(entry, flow)
+    require_flow_permissions(user, [flow for _, flow in package.flows], action="import")
     try:
         with transaction() as session:
             report = _import(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ __all__ = [
     "nested_to_json",
     "quote_ident",
     "render_json",
+    "sandbox",
     "sql_literal",
     "write_string_array",
 ]
@@ -49,6 +50,8 @@ _STATEMENT_ERRORS: tuple[type[Exception], ...] = (
     duckdb.CatalogException,
     duckdb.SyntaxException,
     duckdb.NotImplementedException,
+    # File access outside what the stage may touch (a sandboxed connection).
+    duckdb.PermissionException,
 )
 # Errors about the engine rather than a value: retrying on fewer rows would
 # only hide them.
@@ -81,37 +84,84 @@ def duckdb_message(exc: BaseException) -> str:
     cut = text.find("\n\nLINE ")
     if cut >= 0:
         text = text[:cut]
-    return text.strip()
+    text = text.strip()
+    if _sandbox_refusal(exc):
+        text += (
+            " (SQL in a flow runs in a sandbox: it sees its input records only and may not read or "
+            "write files, attach databases, load extensions or change settings; read files with an "
+            "origin stage)"
+        )
+    return text
+
+
+def _sandbox_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.PermissionException) or (
+        isinstance(exc, duckdb.InvalidInputException) and "configuration has been locked" in str(exc)
+    )
 
 
 def is_statement_error(exc: BaseException) -> bool:
-    """True when ``exc`` is about the SQL text (or the engine), not about a value."""
-    return isinstance(exc, _STATEMENT_ERRORS + _ENGINE_ERRORS)
+    """True when ``exc`` is about the SQL text (or the engine, or the sandbox), not about a value."""
+    return isinstance(exc, _STATEMENT_ERRORS + _ENGINE_ERRORS) or _sandbox_refusal(exc)
+
+
+def sandbox(
+    con: duckdb.DuckDBPyConnection, *, paths: Sequence[Path] = (), directories: Sequence[Path] = ()
+) -> None:
+    """Confine a DuckDB connection: files only in ``paths`` and ``directories``, no extensions, locked.
+
+    User SQL (filters, expressions, SQL stages, fused queries) runs on such
+    connections: ``read_text``, ``read_csv``, ``COPY ... TO``, ``ATTACH``,
+    ``INSTALL``, ``LOAD`` and ``SET`` fail there unless they stay inside what
+    the stage itself needs. DuckDB resolves symlinks before it compares, so a
+    link inside an allowed folder cannot lead outside it. The order matters:
+    the allowed paths are set before external access is turned off, and the
+    configuration is locked last.
+    """
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    if paths:
+        con.execute(f"SET allowed_paths = [{', '.join(sql_literal(str(p)) for p in paths)}]")
+    if directories:
+        con.execute(f"SET allowed_directories = [{', '.join(sql_literal(str(d)) for d in directories)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 class DuckSession:
-    """One DuckDB connection owned by one stage instance.
+    """One sandboxed DuckDB connection owned by one stage instance.
 
     ``on_disk=True`` puts the database in a fresh temporary directory (with
-    DuckDB's spill directory beside it) that :meth:`close` removes.
+    DuckDB's spill directory beside it) that :meth:`close` removes;
+    ``scratch=True`` makes that directory without a database in it (for a
+    stage's own temporary files). The connection may touch only ``files``
+    (the files the stage itself reads) and its own temporary directory: see
+    :func:`sandbox`.
     """
 
-    def __init__(self, *, on_disk: bool = False) -> None:
+    def __init__(self, *, on_disk: bool = False, files: Sequence[Path] = (), scratch: bool = False) -> None:
         self._directory: Path | None = None
-        if on_disk:
+        if on_disk or scratch:
             self._directory = Path(tempfile.mkdtemp(prefix="flowport-duckdb-"))
+        if on_disk:
+            assert self._directory is not None
             self.con = duckdb.connect(str(self._directory / "stage.duckdb"))
             self.con.execute(f"SET temp_directory = {sql_literal(str(self._directory / 'spill'))}")
         else:
             self.con = duckdb.connect(":memory:")
         # Timestamps with time zone are rendered (JSON, text) in UTC so output
-        # does not depend on the machine that ran the flow.
-        self.con.execute("SET TimeZone = 'UTC'")
+        # does not depend on the machine that ran the flow (set by sandbox()).
+        sandbox(
+            self.con,
+            paths=list(files),
+            directories=[self._directory] if self._directory is not None else [],
+        )
         self._closed = False
 
     @property
     def directory(self) -> Path | None:
-        """The private temporary directory of an on-disk session."""
+        """The private temporary directory of an on-disk or scratch session."""
         return self._directory
 
     def relation(self, query: str) -> Any:
@@ -300,9 +350,9 @@ class CopyStream(FedStream):
         def consume(reader: pa.RecordBatchReader) -> None:
             con = duckdb.connect(":memory:")
             try:
-                con.execute("SET TimeZone = 'UTC'")
                 # The writer only needs room for the row groups it is encoding.
                 con.execute("SET memory_limit = '256MB'")
+                sandbox(con, paths=[path])
                 con.register("__fp_stream", reader)
                 con.execute(f"COPY (SELECT * FROM __fp_stream) TO {sql_literal(str(path))} ({options})")
             finally:

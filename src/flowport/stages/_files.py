@@ -49,13 +49,18 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 def expand_paths(context: StageContext, pattern: str) -> list[Path]:
     """The files ``pattern`` names, sorted; relative paths start at the run's base directory.
 
-    ``pattern`` is a file path or a glob (``**`` recurses). Raises
+    ``pattern`` is a file path or a glob (``**`` recurses). The files are
+    real paths inside the run's file roots (see
+    :meth:`~flowport.plugins.contract.StageContext.resolve_path`). Raises
     :class:`StageError` when nothing matches, so a typo fails the run instead
-    of silently reading nothing.
+    of silently reading nothing, and when a path leads outside the roots.
     """
     resolved = context.resolve_path(pattern)
     if _GLOB_CHARS.search(str(resolved)):
-        files = sorted(Path(p) for p in glob.glob(str(resolved), recursive=True) if os.path.isfile(p))
+        # Each match is checked again: a symlink met by the glob may lead out of the roots.
+        files = sorted(
+            {context.resolve_path(p) for p in glob.glob(str(resolved), recursive=True) if os.path.isfile(p)}
+        )
     elif resolved.is_dir():
         raise StageError(
             context.stage_name, f"'{pattern}' is a directory; use a glob such as '{pattern.rstrip('/')}/*'"
@@ -200,6 +205,9 @@ class FileDestination(Destination[CF]):
     Subclasses implement :meth:`_begin`, :meth:`_append`, :meth:`_end` and
     :meth:`_drop` for their format and may convert tables in :meth:`_prepare`.
     """
+
+    restrictions = frozenset({"write-filesystem"})
+    path_settings = {"path": "write"}
 
     def open(self) -> None:
         """Create the target's directory and choose the temporary file."""

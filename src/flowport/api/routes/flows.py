@@ -177,11 +177,11 @@ def validate_flow(_user: CurrentUser, flow_id: Id) -> dict[str, Any]:
 
 @router.post("/{flow_id}/preview")
 def preview_flow(
-    _user: CurrentUser, flow_id: Id, body: Annotated[PreviewBody | None, Body()] = None
+    user: Editor, flow_id: Id, body: Annotated[PreviewBody | None, Body()] = None
 ) -> dict[str, Any]:
     """Run the first records through every stage and show them; nothing is written anywhere."""
     given = body or PreviewBody()
-    stages = flow_records.preview_flow(flow_id, rows=given.rows, overrides=given.parameters)
+    stages = flow_records.preview_flow(flow_id, rows=given.rows, overrides=given.parameters, user=user)
     return {"data": stages, "count": len(stages)}
 
 

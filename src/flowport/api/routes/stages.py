@@ -30,6 +30,8 @@ def _stages() -> list[dict[str, Any]]:
             "kind": plugin.info.kind.value,
             "description": getattr(plugin.cls, "description", "") or "",
             "artifact": plugin.info.artifact.as_ref(),
+            # What using the stage needs permission for (read-filesystem, execute-code, ...).
+            "restrictions": sorted(plugin.info.restrictions),
             "configSchema": plugin.info.config_model.model_json_schema(),
         }
         for plugin in plugin_registry().latest()
@@ -46,7 +48,12 @@ def _artifacts() -> list[dict[str, Any]]:
             {
                 **artifact.as_ref(),
                 "plugins": [
-                    {"name": info.name, "label": info.label, "kind": info.kind.value}
+                    {
+                        "name": info.name,
+                        "label": info.label,
+                        "kind": info.kind.value,
+                        "restrictions": sorted(info.restrictions),
+                    }
                     for info in sorted(plugins, key=lambda i: (i.kind.value, i.name))
                 ],
             }

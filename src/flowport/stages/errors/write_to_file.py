@@ -48,6 +48,8 @@ class WriteToFile(ErrorSink[WriteToFileConfig]):
     label = "Write to File"
     description = "Writes error records to a JSON Lines file per run."
     config_model = WriteToFileConfig
+    restrictions = frozenset({"write-filesystem"})
+    path_settings = {"directory": "write"}
 
     def open(self) -> None:
         """Choose the target and temporary file; nothing is created before the first error."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -142,11 +141,13 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         "Reads CSV (delimited text) files; malformed rows become error records with their line number."
     )
     config_model = CsvFileOriginConfig
+    restrictions = frozenset({"read-filesystem"})
+    path_settings = {"path": "read"}
 
     def open(self) -> None:
         """Find the files and their columns (fails early when nothing matches)."""
         self._files, self._columns = self._plan()
-        self._session = DuckSession()
+        self._session = DuckSession(files=self._files, scratch=self.config.infer_types)
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -220,8 +221,11 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         clean temporary CSV and sniffed there.
         """
         varchar = ["VARCHAR"] * len(self._columns)
-        with tempfile.TemporaryDirectory(prefix="flowport-csv-") as directory:
-            sample = str(Path(directory) / "sample.csv")
+        # The session's own scratch folder: the only place besides the input files its sandbox allows.
+        directory = self._session.directory
+        assert directory is not None
+        sample = str(directory / "sample.csv")
+        try:
             self._session.execute(
                 f"COPY ({self._read_sql(varchar, rejects=False)} LIMIT {_SAMPLE_ROWS}) "
                 f"TO {sql_literal(sample)} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"')"
@@ -231,6 +235,8 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
                 "quote = '\"', escape = '\"', sample_size = -1)"
             )
             return [str(t) for t in relation.types]
+        finally:
+            Path(sample).unlink(missing_ok=True)
 
     def batches(self) -> Iterator[pa.RecordBatch | StageOutput]:
         """Stream the rows, then report the malformed ones as error records."""

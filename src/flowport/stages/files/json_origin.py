@@ -46,11 +46,13 @@ class JsonFileOrigin(Origin[JsonFileOriginConfig]):
     label = "JSON File"
     description = "Reads JSON Lines or JSON array files; nested objects become nested (struct) columns."
     config_model = JsonFileOriginConfig
+    restrictions = frozenset({"read-filesystem"})
+    path_settings = {"path": "read"}
 
     def open(self) -> None:
         """Find the files (fails early when nothing matches)."""
         self._files = expand_paths(self.context, self.config.path)
-        self._session = DuckSession()
+        self._session = DuckSession(files=self._files)
 
     def close(self) -> None:
         """Close the DuckDB connection."""

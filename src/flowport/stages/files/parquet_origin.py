@@ -45,6 +45,8 @@ class ParquetFileOrigin(Origin[ParquetFileOriginConfig]):
     label = "Parquet File"
     description = "Reads Parquet files, optionally only some columns."
     config_model = ParquetFileOriginConfig
+    restrictions = frozenset({"read-filesystem"})
+    path_settings = {"path": "read"}
 
     def open(self) -> None:
         """Find the files (fails early when nothing matches)."""

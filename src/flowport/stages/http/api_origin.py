@@ -182,6 +182,7 @@ class HttpApiOrigin(Origin[HttpApiOriginConfig]):
         "with retries, rate limiting, concurrent page fetches and basic, bearer, API key or Hawk auth."
     )
     config_model = HttpApiOriginConfig
+    restrictions = frozenset({"network"})
 
     # -- lifecycle -----------------------------------------------------------
     def open(self) -> None:

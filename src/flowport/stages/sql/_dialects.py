@@ -1123,9 +1123,8 @@ class DuckDbConnection(SqlConnection):
 
     @classmethod
     def open(cls, spec: ConnectionSpec) -> DuckDbConnection:
-        """Open the database file in UTC."""
-        raw = connect_dbapi(spec)
-        raw.execute("SET TimeZone = 'UTC'")
+        """Open the database file in UTC, its SQL confined to that file."""
+        raw = connect_dbapi(spec)  # sandboxed and in UTC already
         return cls(spec, raw)
 
     def declared_sql(self, declared: DeclaredType, *, key: bool = False) -> str:

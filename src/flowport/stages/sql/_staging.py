@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flowport.connections.drivers import allow_local_infile
 from flowport.errors import StageError
 from flowport.stages._duckdb import DuckSession, arange, nested_to_json, quote_ident, sql_literal
 from flowport.stages._files import conform_to
@@ -683,8 +683,9 @@ class MariaDbLoad(TableLoad):
     def _load(self, data: pa.Table) -> None:
         assert self.stage_table is not None
         if self._duck is None:
-            self._duck = DuckSession()
-            self._directory = Path(tempfile.mkdtemp(prefix="flowport-mariadb-"))
+            # The batch CSV files are written by the session into its own scratch folder.
+            self._duck = DuckSession(scratch=True)
+            self._directory = self._duck.directory
         if self.load_data:
             try:
                 self._load_data(data)
@@ -737,7 +738,9 @@ class MariaDbLoad(TableLoad):
         if sets:
             statement += " SET " + ", ".join(sets)
         try:
-            self.conn.execute(statement, [str(path)])
+            # The driver sends the server this file and no other, whatever the server asks for.
+            with allow_local_infile(self.conn.raw, path):
+                self.conn.execute(statement, [str(path)])
             # With LOCAL, MariaDB turns bad values into warnings and carries on.
             problems = self.my.warnings()
         finally:

@@ -55,6 +55,7 @@ class SqlExecutor(Executor[SqlExecutorConfig]):
     label = "SQL Executor"
     description = "Runs SQL statements on a database after the run's data was written."
     config_model = SqlExecutorConfig
+    restrictions = frozenset({"execute-sql", "network"})
 
     def open(self) -> None:
         """Connect (in autocommit unless the statements run in one transaction)."""

@@ -72,6 +72,7 @@ class SqlQueryOrigin(Origin[SqlQueryOriginConfig]):
     label = "SQL Query Origin"
     description = "Reads the result of a SQL query (with bound :name parameters) from a database connection."
     config_model = SqlQueryOriginConfig
+    restrictions = frozenset({"execute-sql", "network"})
 
     def open(self) -> None:
         """Connect to the database."""

@@ -83,6 +83,7 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
     label = "Write SQL Table"
     description = "Writes records to a database table (append, replace or upsert), atomically at the end."
     config_model = SqlTableDestinationConfig
+    restrictions = frozenset({"network"})
 
     def open(self) -> None:
         """Connect and check the target (a missing table without create_table fails here)."""

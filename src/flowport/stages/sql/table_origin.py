@@ -158,6 +158,7 @@ class SqlTableOrigin(Origin[SqlTableOriginConfig]):
     label = "SQL Table"
     description = "Reads a database table, whole or only the rows added since the last run (offset column)."
     config_model = SqlTableOriginConfig
+    restrictions = frozenset({"network"})
 
     def open(self) -> None:
         """Connect and load the last offset."""

@@ -1,0 +1,127 @@
+"""DuckDB as stages use it: sandboxed, user SQL sees its input and its stage's files, nothing else."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from flowport.connections.drivers import connect_dbapi
+from flowport.connections.spec import ConnectionSpec
+from flowport.stages._duckdb import DuckSession, duckdb_message, is_statement_error
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.key"
+    path.write_text("TOP-SECRET", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT content FROM read_text('{secret}')",
+        "SELECT * FROM read_csv('{secret}')",
+        "COPY (SELECT 1 AS x) TO '{out}'",
+        "ATTACH '{out}.db' AS other",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "SET lock_configuration = false",
+        "SELECT * FROM glob('{dir}/*')",
+    ],
+)
+def test_a_session_refuses_files_extensions_and_settings(
+    tmp_path: Path, secret: Path, statement: str
+) -> None:
+    session = DuckSession()
+    try:
+        sql = statement.format(secret=secret, out=tmp_path / "out.csv", dir=tmp_path)
+        with pytest.raises(duckdb.Error) as caught:
+            session.con.execute(sql).fetchall()
+        assert is_statement_error(caught.value)  # a configuration error, never a per-record one
+        assert "TOP-SECRET" not in str(caught.value)
+    finally:
+        session.close()
+    assert not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "out.csv.db").exists()
+
+
+def test_a_session_reads_exactly_the_files_its_stage_was_given(tmp_path: Path, secret: Path) -> None:
+    data = tmp_path / "orders.csv"
+    data.write_text("id\n1\n2\n", encoding="utf-8")
+    session = DuckSession(files=[data])
+    try:
+        assert session.con.execute(f"SELECT count(*) FROM read_csv('{data}')").fetchall() == [(2,)]
+        with pytest.raises(duckdb.PermissionException) as caught:
+            session.con.execute(f"SELECT * FROM read_text('{secret}')").fetchall()
+        assert "sandbox" in duckdb_message(caught.value)
+    finally:
+        session.close()
+
+
+def test_a_symlink_next_to_an_allowed_file_does_not_open_its_target(tmp_path: Path, secret: Path) -> None:
+    link = tmp_path / "link.csv"
+    os.symlink(secret, link)
+    session = DuckSession(on_disk=True)
+    try:
+        assert session.directory is not None
+        inner = session.directory / "inner.csv"
+        os.symlink(secret, inner)
+        with pytest.raises(duckdb.PermissionException):
+            session.con.execute(f"SELECT * FROM read_text('{inner}')").fetchall()
+        # The session's own database and spill folder keep working.
+        session.con.execute("CREATE TABLE t AS SELECT range AS i FROM range(1000)")
+        assert session.con.execute("SELECT sum(i) FROM t").fetchall() == [(499500,)]
+    finally:
+        session.close()
+
+
+def test_arrow_input_still_flows_through_a_sandboxed_session() -> None:
+    session = DuckSession()
+    try:
+        table = pa.table({"x": [1, 2, 3]})
+        with session.registered("input", table):
+            assert session.table("SELECT sum(x) AS s FROM input").column("s").to_pylist() == [6]
+    finally:
+        session.close()
+
+
+def test_a_sqlite_connection_cannot_attach_other_files(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE users (name TEXT, role TEXT)").connection.commit()
+    spec = ConnectionSpec(name="local", vendor="sqlite", params={"path": str(tmp_path / "mine.db")})
+    conn = connect_dbapi(spec, autocommit=True)
+    try:
+        for statement in (f"ATTACH DATABASE '{other}' AS o", f"VACUUM INTO '{tmp_path / 'copy.db'}'"):
+            with pytest.raises(sqlite3.DatabaseError):
+                conn.execute(statement)
+        conn.execute("CREATE TABLE t (x INTEGER)")  # its own database works
+        conn.execute("INSERT INTO t VALUES (1)")
+        assert conn.execute("SELECT count(*) FROM t").fetchall() == [(1,)]
+    finally:
+        conn.close()
+    assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_duckdb_connection_reaches_its_own_file_only(tmp_path: Path, secret: Path) -> None:
+    spec = ConnectionSpec(name="duck", vendor="duckdb", params={"path": str(tmp_path / "mine.duckdb")})
+    conn = connect_dbapi(spec)
+    try:
+        conn.execute("CREATE TABLE t AS SELECT 1 AS x")
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+        for statement in (
+            f"SELECT * FROM read_text('{secret}')",
+            f"ATTACH '{tmp_path / 'other.duckdb'}' AS o",
+            f"COPY t TO '{tmp_path / 'out.csv'}'",
+        ):
+            with pytest.raises(duckdb.Error):
+                conn.execute(statement).fetchall()
+    finally:
+        conn.close()
+    assert not (tmp_path / "out.csv").exists()
