@@ -88,6 +88,8 @@ class StageError(FlowportError):
         super().__init__(f"Stage '{stage}' failed: {message}", details=details)
         self.stage = stage
         self.code = code
+        #: The message without the "Stage '...' failed: " prefix (for a validation issue on the stage).
+        self.reason = message
 
 
 class RunFailed(FlowportError):

@@ -207,6 +207,7 @@ def test_csv_config_is_validated() -> None:
         "header": True,
         "columns": None,
         "infer_types": False,
+        "normalize_line_endings": None,
     }
 
 

@@ -40,6 +40,7 @@ from flowport.engine import FlowRun, RunResult
 from flowport.errors import FlowDocumentError, FlowportError, NotFound
 from flowport.model.document import flow_json_schema
 from flowport.model.flow import Flow
+from flowport.model.parameters import UnknownParameters
 from flowport.model.validation import ValidationIssue, ValidationResult
 from flowport.services import examples, flows
 
@@ -113,7 +114,10 @@ def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = Fals
     """Check a flow: graph, plugins and versions, configuration, parameters."""
     overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="validate")
-    result = flows.validate(flow, overrides=overrides)
+    try:
+        result = flows.validate(flow, overrides=overrides)
+    except UnknownParameters as exc:
+        raise _fail(exc.message, as_json=as_json, code=2) from None
     if as_json:
         print_json(result.to_dict())
     elif result.success:
@@ -136,6 +140,8 @@ def preview(
     flow = _load(flow_file, as_json, json_shape="preview")
     try:
         stages = flows.preview(flow, rows=rows, overrides=overrides, base_dir=Path.cwd())
+    except UnknownParameters as exc:
+        raise _fail(exc.message, as_json=as_json, code=2) from None
     except flows.FlowInvalid as exc:
         raise _fail(exc.message, as_json=as_json, payload=exc.result.to_dict()) from None
     except FlowportError as exc:
@@ -173,6 +179,9 @@ def _watch(run: FlowRun, show: bool) -> RunResult:
 def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
     try:
         run = flows.start_run(flow, overrides=overrides, base_dir=base_dir)
+    except UnknownParameters as exc:
+        payload = {"status": "Failed", "stages": {}, "error": {"stage": None, "message": exc.message}}
+        raise _fail(exc.message, as_json=as_json, code=2, payload=payload) from None
     except flows.FlowInvalid as exc:
         payload = {
             "status": "Failed",
@@ -260,12 +269,45 @@ def example_run(
             console.print(f"Total {time.perf_counter() - started:.2f}s")
 
 
+def _log_crash(exc: BaseException) -> str:
+    """Append the traceback of an unexpected exception to the instance's log; where it went."""
+    import logging
+    import traceback
+
+    from flowport.services.settings import settings
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        log_file = settings().home / "logs" / "flowport.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a", encoding="utf-8") as handle:
+            handle.write(
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} flowport {' '.join(sys.argv[1:])}\n{text}\n"
+            )
+        return str(log_file)
+    except OSError:
+        logging.getLogger("flowport").error("unexpected error\n%s", text)
+        return "the log"
+
+
 def main() -> None:
-    """Entry point of the ``flowport`` script."""
+    """Entry point of the ``flowport`` script.
+
+    No Python traceback reaches the user: an unexpected exception is one line
+    here and its traceback goes to ``$FLOWPORT_HOME/logs/flowport.log``.
+    """
     try:
         app()
     except FlowportError as exc:  # anything not handled above is still a clean message
         err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:
+        where = _log_crash(exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(
+            f"[red]Error:[/red] unexpected {type(exc).__name__}: {first} (the details are in {where})",
+            highlight=False,
+        )
         sys.exit(1)
 
 

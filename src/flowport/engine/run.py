@@ -57,6 +57,8 @@ class _End:
 
 _END = _End()
 _POLL = 0.05
+# Error messages quoted when a threshold fails a run.
+_FIRST_ERRORS = 3
 
 
 class _Stop(Exception):
@@ -151,6 +153,8 @@ class FlowRun:
         self._thread: threading.Thread | None = None
         self._result: RunResult | None = None
         self._error_count = 0
+        # The first few (code, message) of each stage's error records, for a threshold's message.
+        self._first_errors: dict[str, list[tuple[str, str]]] = {}
         self.fused: dict[str, FusedChain] = {}
 
     # -- public API -------------------------------------------------------
@@ -257,6 +261,8 @@ class FlowRun:
             for t in threads:
                 t.join()
             self._finish_error_sink(sink_thread, shared)
+            if not shared.failure and not self.context.cancel_event.is_set():
+                self._check_thresholds(planned, shared)
             if not shared.failure and not self.context.cancel_event.is_set():
                 self._commit(data_stages, shared)
             if not shared.failure and not self.context.cancel_event.is_set():
@@ -475,6 +481,12 @@ class FlowRun:
         from_origin: bool = False,
     ) -> None:
         self.metrics[p.name].error_records += errors.num_rows
+        first = self._first_errors.setdefault(p.name, [])
+        if len(first) < _FIRST_ERRORS:
+            wanted = min(errors.num_rows, _FIRST_ERRORS - len(first))
+            codes = errors.codes.slice(0, wanted).to_pylist()
+            messages = errors.messages.slice(0, wanted).to_pylist()
+            first.extend((str(c), str(m)) for c, m in zip(codes, messages, strict=True))
         if p.on_record_error == "discard":
             return
         if p.on_record_error == "stop_pipeline":
@@ -516,6 +528,75 @@ class FlowRun:
                 continue
         sink_thread.join()
 
+    def _received(self, p: PlannedStage) -> int:
+        m = self.metrics[p.name]
+        # An origin "receives" what it read: the records it produced and those it rejected.
+        return m.output_records + m.error_records if p.kind == StageKind.ORIGIN else m.input_records
+
+    def _why(self, names: list[str]) -> str:
+        shown = [
+            f"{name}: {code}: {message}"
+            for name in names
+            for code, message in self._first_errors.get(name, [])
+        ][:_FIRST_ERRORS]
+        return ("; first errors: " + " | ".join(shown)) if shown else ""
+
+    def _check_thresholds(self, planned: list[PlannedStage], shared: _Shared) -> None:
+        """Fail the run before anything is published when it rejected too much, or loaded nothing.
+
+        Checked after every stage has finished and before any destination
+        commits: a failing check aborts the destinations (targets stay as
+        they were) while the error records are still stored for inspection.
+        """
+        config = self.flow.configuration
+        max_records, max_percent = config.max_error_records, config.max_error_percent
+        data = [p for p in planned if p.kind != StageKind.EXECUTOR]
+        for p in data:
+            errors, seen = self.metrics[p.name].error_records, self._received(p)
+            problem = _over(errors, seen, max_records, max_percent)
+            if problem:
+                shared.fail(
+                    p.name,
+                    StageError(
+                        p.name,
+                        f"rejected {errors} of {seen} records, {problem}; nothing was published"
+                        + self._why([p.name]),
+                        code="ERROR_THRESHOLD",
+                    ),
+                )
+                return
+        origins = [p for p in data if p.kind == StageKind.ORIGIN]
+        read = sum(self._received(p) for p in origins)
+        rejecting = [p.name for p in data if self.metrics[p.name].error_records]
+        total = sum(self.metrics[p.name].error_records for p in data)
+        problem = _over(total, read, max_records, max_percent)
+        if problem:
+            shared.fail(
+                None,
+                RunFailedThreshold(
+                    f"The run rejected {total} of the {read} records its origins read, {problem}; "
+                    f"nothing was published" + self._why(rejecting)
+                ),
+            )
+            return
+        destinations = [p for p in data if p.kind == StageKind.DESTINATION]
+        loaded = sum(self.metrics[p.name].input_records for p in destinations)
+        if config.fail_on_no_output and destinations and read and not loaded:
+            worst = max(rejecting, key=lambda n: self.metrics[n].error_records) if rejecting else None
+            if not total:
+                reason = "every one was filtered out"
+            else:
+                rest = f" and the other {read - total} filtered out" if read > total else ""
+                reason = f"{total} were rejected as error records{rest}" + self._why(rejecting)
+            shared.fail(
+                worst,
+                RunFailedThreshold(
+                    f"No record reached a destination: the origins read {read} records and {reason}. "
+                    "Nothing was published (targets keep their data); set configuration.fail_on_no_output "
+                    "to false if an empty result is expected"
+                ),
+            )
+
     def _commit(self, stages: list[PlannedStage], shared: _Shared) -> None:
         for p in stages:
             if isinstance(p.plugin, Destination):
@@ -547,6 +628,19 @@ class FlowRun:
                 return
             finally:
                 self.metrics[p.name].seconds += time.perf_counter() - t0
+
+
+class RunFailedThreshold(FlowportError):
+    """A run crossed an error threshold (or loaded nothing) and published nothing."""
+
+
+def _over(errors: int, seen: int, max_records: int | None, max_percent: float | None) -> str:
+    """Which limit ``errors`` of ``seen`` crosses, in words; empty when none."""
+    if max_records is not None and errors > max_records:
+        return f"more than max_error_records ({max_records})"
+    if max_percent is not None and seen and errors * 100.0 / seen > max_percent:
+        return f"{errors * 100.0 / seen:.1f}%, more than max_error_percent ({max_percent:g}%)"
+    return ""
 
 
 def run_flow(

@@ -125,6 +125,26 @@ class FlowConfiguration(BaseModel):
         description="Fuse an origin that reads through DuckDB with the field mappers and filters after it "
         "into one query (same results, fewer copies).",
     )
+    max_error_records: int | None = Field(
+        default=None,
+        ge=0,
+        description="Fail the run (publishing nothing) when one stage, or the run as a whole, rejects more "
+        "error records than this. None: no limit.",
+    )
+    max_error_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Fail the run (publishing nothing) when one stage rejects more than this percentage of "
+        "the records it received, or the run more than this percentage of the records its origins read. "
+        "None: no limit.",
+    )
+    fail_on_no_output: bool = Field(
+        default=True,
+        description="Fail the run (publishing nothing) when records came in but none reached a destination "
+        "(every one was rejected or filtered out), so a 'replace' target is never emptied by mistake; set "
+        "false when an empty result is expected.",
+    )
 
     def __getitem__(self, key: str) -> Any:
         try:

@@ -16,6 +16,7 @@ model converts ``"100"`` to the number it expects.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -25,8 +26,11 @@ from flowport.model.flow import Flow
 
 __all__ = [
     "REFERENCE",
+    "UnknownParameters",
     "UnresolvedParameters",
+    "check_override_names",
     "find_references",
+    "known_parameters",
     "parameter_values",
     "resolve_flow",
     "substitute",
@@ -51,6 +55,51 @@ class UnresolvedParameters(ValidationFailed):
             f"or pass --param {example}=VALUE",
             details={"missing": self.names},
         )
+
+
+class UnknownParameters(ValidationFailed):
+    """Run-time overrides name parameters the flow does not have (a typo would otherwise be ignored)."""
+
+    def __init__(self, unknown: list[str], known: list[str]) -> None:
+        self.unknown = sorted(set(unknown))
+        self.known = sorted(set(known))
+        parts = []
+        for name in self.unknown:
+            close = difflib.get_close_matches(name, self.known, n=1)
+            parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        noun = "parameter" if len(self.unknown) == 1 else "parameters"
+        have = ", ".join(self.known) if self.known else "none"
+        super().__init__(
+            f"Unknown {noun} {', '.join(parts)}: the flow's parameters are {have}. "
+            "Fix the name, or add the parameter to the flow or to a parameter set it uses",
+            details={"unknown": self.unknown, "known": self.known},
+        )
+
+
+def known_parameters(flow: Flow, parameter_sets: Mapping[str, Mapping[str, str]] | None = None) -> set[str]:
+    """Every name a run-time override may set: the flow's parameters, those of the parameter sets
+    it uses (``set__param``) and every ``${name}`` its stages refer to."""
+    names = set(flow.parameters)
+    for set_name in flow.parameter_sets:
+        names.update(f"{set_name}__{param}" for param in (parameter_sets or {}).get(set_name, {}))
+    for stage in flow.stages:
+        names |= find_references(stage.configuration)
+    names |= find_references(flow.error_stage.configuration)
+    return names
+
+
+def check_override_names(
+    flow: Flow,
+    overrides: Mapping[str, str] | None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """UnknownParameters unless every override names a parameter the flow has or refers to."""
+    if not overrides:
+        return
+    known = known_parameters(flow, parameter_sets)
+    unknown = [name for name in overrides if name not in known]
+    if unknown:
+        raise UnknownParameters(unknown, sorted(known))
 
 
 def _references_in_text(text: str) -> set[str]:

@@ -201,6 +201,15 @@ class Origin(StagePlugin[C]):
 
     kind = StageKind.ORIGIN
 
+    def output_schema(self) -> pa.Schema | None:
+        """The schema of the records this origin will produce, when known without reading them.
+
+        Called after :meth:`open`. Validation binds the SQL of the stages
+        downstream against it (``SQL_INVALID``); None (the default) means
+        unknown, and their SQL is checked when it runs.
+        """
+        return None
+
     def fusable_columns(self) -> list[str] | None:
         """Columns of the DuckDB SELECT this origin reads through, or None when it cannot fuse.
 

@@ -17,7 +17,7 @@ from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
 from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
 from flowport.model.flow import Flow
-from flowport.model.parameters import parameter_values, resolve_flow
+from flowport.model.parameters import check_override_names, parameter_values, resolve_flow
 from flowport.model.validation import ValidationResult, validate_flow
 from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
@@ -76,6 +76,8 @@ def _values(
     overrides: Mapping[str, str] | None,
     parameter_sets: Mapping[str, Mapping[str, str]] | None,
 ) -> dict[str, str]:
+    # A typo in an override must not run the flow with the default silently.
+    check_override_names(flow, overrides, parameter_sets)
     return parameter_values(flow, parameter_sets=parameter_sets, overrides=overrides)
 
 
@@ -95,9 +97,28 @@ def validate(
     at ``base_dir``.
     """
     values = _values(flow, overrides, parameter_sets)
-    return validate_flow(
-        flow, registry or plugin_registry(), values, check_path=_path_check(file_roots, base_dir)
-    )
+    reg = registry or plugin_registry()
+    folder = base_dir or Path.cwd()
+    result = validate_flow(flow, reg, values, check_path=_path_check(file_roots, folder))
+    return _with_sql_issues(result, flow, values, reg, file_roots, folder)
+
+
+def _with_sql_issues(
+    result: ValidationResult,
+    flow: Flow,
+    values: Mapping[str, str],
+    registry: PluginRegistry,
+    file_roots: FileRoots | None,
+    base_dir: Path,
+) -> ValidationResult:
+    """``result`` with the SQL_INVALID issues of a flow that is otherwise valid."""
+    if not result.success:
+        return result
+    from flowport.engine.sql_check import check_sql
+
+    context = RunContext(base_dir=base_dir, file_roots=file_roots or FileRoots())
+    issues = check_sql(resolve_flow(flow, values), registry, context)
+    return ValidationResult(success=not issues, issues=issues) if issues else result
 
 
 def _path_check(file_roots: FileRoots | None, base_dir: Path | None) -> Any:
@@ -117,7 +138,9 @@ def _checked(
     base_dir: Path | None = None,
 ) -> Flow:
     values = _values(flow, overrides, parameter_sets)
-    result = validate_flow(flow, registry, values, check_path=_path_check(file_roots, base_dir))
+    folder = base_dir or Path.cwd()
+    result = validate_flow(flow, registry, values, check_path=_path_check(file_roots, folder))
+    result = _with_sql_issues(result, flow, values, registry, file_roots, folder)
     if not result.success:
         raise FlowInvalid(result)
     return resolve_flow(flow, values)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import field_validator, model_validator
 
 from flowport.errors import StageError
@@ -55,6 +56,12 @@ class CsvFileOriginConfig(StageConfig):
         label="Infer types",
         description="Detect numbers, dates, timestamps and booleans with DuckDB's type sniffer. "
         "Off: every column is a string.",
+    )
+    normalize_line_endings: bool | None = setting(
+        None,
+        label="Normalize line endings",
+        description="Read files whose lines end in a mix of CRLF, LF and CR through a copy with LF "
+        "endings (costs one extra pass over the file). Default: when the file's first MiB mixes them.",
     )
 
     @field_validator("delimiter")
@@ -110,6 +117,57 @@ def _first_record(path: Path, delimiter: str, quote: str) -> list[str] | None:
     return None
 
 
+_SNIFF_BYTES = 1 << 20
+_COPY_BYTES = 1 << 22
+_PARSER_STATE = "state machine reached an invalid state"
+
+
+def _mixed_line_endings(path: Path) -> bool:
+    """Whether the first MiB of ``path`` ends lines in more than one way (CRLF, LF, lone CR)."""
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if head.endswith(b"\r"):
+        head = head[:-1]
+    crlf = head.count(b"\r\n")
+    lf = head.count(b"\n") - crlf
+    cr = head.count(b"\r") - crlf
+    return sum(1 for n in (crlf, lf, cr) if n) > 1
+
+
+def _normalized_copy(source: Path, target: Path) -> None:
+    """``source`` with every CRLF and lone CR turned into LF (so line numbers stay the same)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    carry = b""
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        while True:
+            chunk = reader.read(_COPY_BYTES)
+            if not chunk:
+                break
+            chunk = carry + chunk
+            # A CR at the end of a chunk may be the first half of a CRLF.
+            carry = b"\r" if chunk.endswith(b"\r") else b""
+            if carry:
+                chunk = chunk[:-1]
+            writer.write(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        if carry:
+            writer.write(b"\n")
+
+
+def _first_line_ending_change(path: Path) -> int | None:
+    """The number of the first line whose ending differs from the first line's (error path only)."""
+    first: bytes | None = None
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            ending = b"\r\n" if line.endswith(b"\r\n") else b"\n" if line.endswith(b"\n") else b""
+            if not ending:
+                continue
+            if first is None:
+                first = ending
+            elif ending != first:
+                return number
+    return None
+
+
 def _column_names(raw: list[str]) -> list[str]:
     """Usable, distinct column names from a header line (blank ones become ``columnN``)."""
     names: list[str] = []
@@ -147,7 +205,20 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
     def open(self) -> None:
         """Find the files and their columns (fails early when nothing matches)."""
         self._files, self._columns = self._plan()
-        self._session = DuckSession(files=self._files, scratch=self.config.infer_types)
+        wanted = self.config.normalize_line_endings
+        mixed = [p for p in self._files if wanted or (wanted is None and _mixed_line_endings(p))]
+        self._session = DuckSession(files=self._files, scratch=self.config.infer_types or bool(mixed))
+        if mixed:
+            # Copies keep the file's name, so error records still name the file the user gave.
+            directory = self._session.directory
+            assert directory is not None
+            copies = {}
+            for index, path in enumerate(mixed):
+                copy = directory / f"lf{index}" / path.name
+                _normalized_copy(path, copy)
+                copies[path] = copy
+            self._files = [copies.get(p, p) for p in self._files]
+            self._originals = {str(copy): str(path) for path, copy in copies.items()}
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -183,6 +254,12 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         if cfg.columns is not None:
             return [p for p, _ in firsts], list(cfg.columns)
         return [p for p, _ in firsts], [f"column{i}" for i in range(len(firsts[0][1]))]
+
+    def output_schema(self) -> pa.Schema | None:
+        """Text columns named by the header (or ``columns``); unknown with type inference."""
+        if self.config.infer_types or not getattr(self, "_columns", None):
+            return None
+        return pa.schema([pa.field(name, pa.string()) for name in self._columns])
 
     def fusable_columns(self) -> list[str] | None:
         """The (all-text) columns DuckDB reads; type inference reads in two passes, so it does not fuse."""
@@ -250,7 +327,7 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
             wrap = getattr(self, "_wrap", None)
             reader = self._session.reader(wrap(query) if wrap else query, self.context.batch_size)
         except duckdb.Error as exc:
-            raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
+            raise self._read_error(exc) from None
         try:
             yield from limited(self.context, self._guarded(reader))
             if self.context.cancelled or not self._drained(reader):
@@ -266,9 +343,30 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
-            except (duckdb.Error, pa.ArrowException) as exc:
-                raise StageError(self.context.stage_name, duckdb_message(exc)) from exc
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:
+                # DuckDB's errors reach here through Arrow's stream as OSError.
+                raise self._read_error(exc) from None
             yield batch
+
+    def _read_error(self, exc: BaseException) -> StageError:
+        """A read failure in Flowport's words (DuckDB's parser options are no setting of ours)."""
+        text = duckdb_message(exc)
+        if _PARSER_STATE not in text:
+            return StageError(self.context.stage_name, text)
+        for path in self._files:
+            line = _first_line_ending_change(path)
+            if line is not None:
+                return StageError(
+                    self.context.stage_name,
+                    f"'{path.name}' ends its lines in more than one way (CRLF and LF) from line {line} on; "
+                    "set normalize_line_endings: true on this stage to read it through a normalized copy",
+                    code="CSV_LINE_ENDINGS",
+                )
+        return StageError(
+            self.context.stage_name,
+            "a file could not be parsed as CSV with the configured delimiter and quote (check them, and "
+            "that quoted values are closed): " + text.split("\n", 1)[0],
+        )
 
     def _drained(self, reader: pa.RecordBatchReader) -> bool:
         """True when the scan finished (the reject tables exist)."""
@@ -320,6 +418,11 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
                     batch = batch.slice(0, limit)
                     limit -= batch.num_rows
                 records = pa.Table.from_batches([batch.select(["file", "line", "raw"])])
+                for copy, original in getattr(self, "_originals", {}).items():
+                    files = records.column("file")
+                    records = records.set_column(
+                        0, "file", pc.if_else(pc.equal(files, copy), pa.scalar(original), files)
+                    )
                 codes = pa.repeat(pa.scalar(MALFORMED_ROW, pa.string()), batch.num_rows)
                 messages = batch.column(batch.schema.get_field_index("message"))
                 yield StageOutput(errors=ErrorBatch(records, codes, messages))

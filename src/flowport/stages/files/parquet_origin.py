@@ -52,6 +52,18 @@ class ParquetFileOrigin(Origin[ParquetFileOriginConfig]):
         """Find the files (fails early when nothing matches)."""
         self._files = expand_paths(self.context, self.config.path)
 
+    def output_schema(self) -> pa.Schema | None:
+        """The first file's schema (its footer only), narrowed to ``columns``."""
+        try:
+            schema = pq.read_schema(self._files[0])
+        except (OSError, pa.ArrowException, IndexError, AttributeError):
+            return None
+        if self.config.columns is not None:
+            if any(c not in schema.names for c in self.config.columns):
+                return None
+            schema = pa.schema([schema.field(c) for c in self.config.columns])
+        return schema
+
     def batches(self) -> Iterator[pa.RecordBatch | StageOutput]:
         """Stream every file's rows in order."""
         if not hasattr(self, "_files"):

@@ -83,8 +83,6 @@ class Filter(Processor[FilterConfig]):
         """Filter one batch."""
         if not hasattr(self, "_session"):
             self.open()
-        if batch.num_rows == 0:
-            return StageOutput(records=batch)
         try:
             # pc.filter drops rows whose mask is null, as SQL's WHERE does.
             return StageOutput(records=batch.filter(self._mask(batch)))
