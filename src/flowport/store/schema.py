@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,12 +89,58 @@ def _reason(url: str, exc: DBAPIError) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+def _foreign_key_violations(connection: Connection) -> set[tuple[str, int, str]]:
+    # (table, rowid, referred table) of each row whose parent row is missing.
+    rows = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    return {(str(row[0]), int(row[1]), str(row[2])) for row in rows}
+
+
+@contextmanager
+def _migration_transaction(connection: Connection, action: str, url: str) -> Iterator[None]:
+    """One transaction around the migrations; on SQLite, with foreign keys off and checked before commit.
+
+    SQLite alters a table by rebuilding it (Alembic's batch mode): dropping the
+    old table with foreign keys on would delete (``ON DELETE CASCADE``) or
+    orphan the rows that refer to it. SQLite lets them change outside a
+    transaction only, so they are turned off before it and on again after it,
+    and every foreign key is checked before the commit. The explicit ``BEGIN``
+    puts the DDL in the transaction too (Python's sqlite3 opens one only
+    before INSERT/UPDATE/DELETE): a failed migration leaves nothing half-built.
+    """
+    if connection.dialect.name != "sqlite":
+        with connection.begin():
+            yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        with connection.begin():
+            connection.exec_driver_sql("BEGIN")
+            # Rows that were already broken (written with foreign keys off) do not stop a migration.
+            before = _foreign_key_violations(connection)
+            yield
+            broken = _foreign_key_violations(connection) - before
+            if broken:
+                pairs = ", ".join(sorted({f"{table} -> {parent}" for table, _, parent in broken}))
+                raise StoreNotReady(
+                    f"Cannot {action} the metadata database {display_url(url)}: {len(broken)} row(s) "
+                    f"would refer to missing rows ({pairs}); nothing was changed"
+                )
+    finally:
+        try:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+        except DBAPIError:
+            # Never hand a connection without foreign keys back to the pool.
+            connection.invalidate()
+
+
 def _migrate(url: str, action: str, target: str) -> None:
     from alembic import command
     from alembic.util.exc import CommandError
 
     try:
-        with get_engine(url).begin() as connection:
+        with get_engine(url).connect() as connection, _migration_transaction(connection, action, url):
             if action == "upgrade":
                 command.upgrade(_config(connection), target)
             else:

@@ -83,6 +83,12 @@ FLOW_TYPES = ("batch", "streaming")
 JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
 IMPORT_RULE_KINDS = ("object", "value")
 
+# Every table with an integer surrogate key says ``sqlite_autoincrement``:
+# without AUTOINCREMENT SQLite hands out max(id) + 1, so a deleted row's id
+# would go to the next row created and a stale client would act on that
+# row. PostgreSQL's SERIAL sequences and MariaDB's AUTO_INCREMENT never
+# hand an id out twice. Only ``instance`` (a single row with id 1) has none.
+
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
@@ -141,6 +147,7 @@ class Connection(Base):
     """A stored connection. ``secret`` is the Fernet token of the JSON secrets, never plaintext."""
 
     __tablename__ = "connections"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[_uuid.UUID] = mapped_column(Uuid(), unique=True, default=_uuid.uuid4)
@@ -169,7 +176,7 @@ class User(Base):
     """A person or program that signs in. ``password_hash`` is an argon2 hash, never the password."""
 
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"),)
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="role"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -187,6 +194,7 @@ class ApiToken(Base):
     """An API token of a user. Only the SHA-256 of the token is kept; ``prefix`` is for display."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -207,6 +215,7 @@ class Project(Base):
     """A namespace owning flows and parameter sets; ``default`` always exists."""
 
     __tablename__ = "projects"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -229,6 +238,7 @@ class FlowRecord(Base):
         UniqueConstraint("project_id", "name"),
         UniqueConstraint("project_id", "uuid"),
         CheckConstraint(_one_of("type", FLOW_TYPES), name="type"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -251,7 +261,7 @@ class ParameterSet(Base):
     """Named parameter values of a project; flows use them as ``${set__parameter}``."""
 
     __tablename__ = "parameter_sets"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
@@ -272,7 +282,10 @@ class JobGroup(Base):
     """
 
     __tablename__ = "job_groups"
-    __table_args__ = (CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"), index=True)
@@ -297,7 +310,10 @@ class Job(Base):
     """One execution of a flow inside a job group: status, per-stage metrics, log lines."""
 
     __tablename__ = "jobs"
-    __table_args__ = (CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_group_id: Mapped[int] = mapped_column(ForeignKey("job_groups.id", ondelete="CASCADE"), index=True)
@@ -327,6 +343,7 @@ class Deployment(Base):
     """
 
     __tablename__ = "deployments"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -351,6 +368,7 @@ class Release(Base):
     """
 
     __tablename__ = "releases"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
@@ -379,6 +397,7 @@ class ImportRuleRecord(Base):
     __table_args__ = (
         UniqueConstraint("deployment_id", "kind", "position"),
         CheckConstraint(_one_of("kind", IMPORT_RULE_KINDS), name="kind"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
