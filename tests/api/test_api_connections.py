@@ -33,23 +33,26 @@ SEED_BODY: dict[str, Any] = {
 
 def test_connection_crud_in_the_seeds_shape(api: Instance) -> None:
     created = api.ok("POST", "/v4/connections", 201, json=SEED_BODY, role="editor")
-    assert created["credentials"] == [{"username": "prodDBUser"}]
+    assert created["credentials"] == [{"user": "prodDBUser", "username": "prodDBUser"}]
     assert created["vendor"] == "redshift" and created["type"] == "jdbc" and created["port"] == 1433
     assert created["params"] == SEED_BODY["params"] and created["uuid"]
     assert created["creator"] == {"id": api.ok("GET", "/v4/users/current", role="editor")["id"]}
     listed = api.ok("GET", "/v4/connections", role="viewer")
-    assert listed["count"] == 1 and listed["data"] == [created]
+    # The seed's count object: owned by the caller, shared by others, and the total.
+    assert listed["count"] == {"owned": 0, "shared": 1, "count": 1} and listed["data"] == [created]
+    by_creator = api.get("/v4/connections", role="editor").json()["count"]
+    assert by_creator == {"owned": 1, "shared": 0, "count": 1}
     assert api.ok("GET", f"/v4/connections/{created['id']}") == created
 
     patched = api.ok("PATCH", f"/v4/connections/{created['id']}", json={"port": 5439, "description": "prod"})
     assert (patched["port"], patched["description"]) == (5439, "prod")
-    assert patched["credentials"] == [{"username": "prodDBUser"}]
+    assert patched["credentials"] == [{"user": "prodDBUser", "username": "prodDBUser"}]
     new_user = api.ok(
         "PATCH",
         f"/v4/connections/{created['id']}",
         json={"credentials": [{"user": "other", "password": "x"}]},
     )
-    assert new_user["credentials"] == [{"username": "other"}]
+    assert new_user["credentials"] == [{"user": "other", "username": "other"}]
 
     taken = api.post("/v4/connections", json=SEED_BODY)
     assert taken.status_code == 409
@@ -74,7 +77,7 @@ def test_list_paging(api: Instance) -> None:
     for index in range(3):
         api.ok("POST", "/v4/connections", 201, json={"name": f"c{index}", "vendor": "sqlite", "params": {}})
     page = api.ok("GET", "/v4/connections", params={"limit": 2, "offset": 1})
-    assert page["count"] == 3 and [c["name"] for c in page["data"]] == ["c1", "c2"]
+    assert page["count"]["count"] == 3 and [c["name"] for c in page["data"]] == ["c1", "c2"]
     assert len(api.ok("GET", "/v4/connections", params={"noLimit": "true", "limit": 1})["data"]) == 3
 
 

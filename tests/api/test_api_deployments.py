@@ -215,7 +215,15 @@ def test_a_release_whose_connection_is_missing_cannot_run_and_its_stage_shows_re
     refused = prod.post(f"/v4/deployments/{deployment_id}/run")
     assert refused.status_code == 409 and "has no active release" in refused.json()["exception"]["message"]
 
-    imported = prod.ok("POST", f"/v4/deployments/{deployment_id}/releases", 201, **upload(data))
+    # Stored, not activated: a deployment never switches to a release that cannot run.
+    kept = prod.ok("POST", f"/v4/deployments/{deployment_id}/releases", 201, **upload(data))
+    assert kept["activated"] is False and kept["release"]["active"] is False
+    assert "not activated" in kept["message"]
+    assert prod.post(f"/v4/deployments/{deployment_id}/run").status_code == 409
+    imported = prod.ok(
+        "POST", f"/v4/deployments/{deployment_id}/releases", 201, params={"activate": "force"}, **upload(data)
+    )
+    assert imported["activated"] is True
     assert imported["unresolvedConnections"][0]["stage"] == "Orders_01"
     refused = prod.post(f"/v4/deployments/{deployment_id}/run")
     assert refused.status_code == 422
@@ -420,9 +428,10 @@ def test_garbage_bodies_and_parameters_are_4xx_in_the_error_shape_never_500(
     api = make_instance("dev", store=store)
     deployment_id = api.ok("POST", "/v4/deployments", 201, json={"name": "D"})["id"]
     data = _package_of(api, orders_document(str(uuid.uuid4())))
-    release = api.ok("POST", f"/v4/deployments/{deployment_id}/releases", 201, **upload(data))["release"][
-        "id"
-    ]
+    forced = {"params": {"activate": "force"}}  # its connection is not on this instance
+    release = api.ok("POST", f"/v4/deployments/{deployment_id}/releases", 201, **forced, **upload(data))[
+        "release"
+    ]["id"]
     for method, template, kwargs in GARBAGE:
         path = template.replace("{id}", str(deployment_id)).replace("{release}", str(release))
         response = api.request(method, path, **kwargs)

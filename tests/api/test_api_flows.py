@@ -13,7 +13,7 @@ from flowport.services import flow_records
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 FLOW_KEYS = {
     "id", "uuid", "name", "description", "type", "project", "projectId", "createdAt", "updatedAt",
-    "creator", "updater",
+    "creator", "updater", "folder", "workspace",
 }  # fmt: skip
 
 
@@ -40,6 +40,8 @@ def assert_list(body: Any, count: int | None = None) -> list[dict[str, Any]]:
 def test_flow_crud_list_shapes_and_paging(dev: Instance) -> None:
     created = dev.create_example()
     assert set(created) == FLOW_KEYS | {"document"}
+    # The seed's folder and workspace: the project, in the instance's one workspace.
+    assert created["folder"] == created["project"] and created["workspace"] == {"id": 1}
     assert created["uuid"] == example_document()["uuid"] and created["name"] == "Wrangle Orders"
     assert created["creator"] == created["updater"] and created["creator"]["id"] >= 1
     assert created["projectId"] == created["project"]["id"] and created["createdAt"].endswith("Z")

@@ -101,3 +101,22 @@ def test_flowport_server_serves_the_example_flow_and_runs_it(tmp_path: Path) -> 
     finally:
         output = _stop(process)
     assert password not in output and str(password_file) in output
+
+
+def test_a_server_loads_no_example_unless_asked(tmp_path: Path) -> None:
+    home = tmp_path / "prod"
+    port = _free_port()
+    process = _start(home, port)
+    try:
+        password_file = home / "initial-admin-password"
+        deadline = time.monotonic() + START_TIMEOUT
+        while not password_file.exists() and time.monotonic() < deadline:
+            assert process.poll() is None, _stop(process)
+            time.sleep(0.1)
+        auth = ("admin", password_file.read_text().strip())
+        flows = _wait_for(f"http://127.0.0.1:{port}/v4/flows", auth, process, lambda body: True)
+        assert flows["count"] == 0 and flows["data"] == []
+        assert not (home / "data" / "orders.csv").exists()
+    finally:
+        output = _stop(process)
+    assert "Example flow" not in output

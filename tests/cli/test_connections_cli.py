@@ -90,7 +90,7 @@ def test_add_with_password_stdin_then_list_and_show(initialized: dict[str, Any])
     assert "Added connection Prod Redshift Conn (id 1" in result.stdout
 
     shown = ok_json("connections", "show", "Prod Redshift Conn")
-    assert shown["credentials"] == [{"username": "prodDBUser"}]
+    assert shown["credentials"] == [{"user": "prodDBUser", "username": "prodDBUser"}]
     assert shown["params"] == {
         "defaultDatabase": "prodWrangleDB",
         "extraLoadParams": "BLANKSASNULL EMPTYASNULL",
@@ -116,7 +116,8 @@ def test_a_password_in_the_url_is_accepted_with_a_warning(initialized: dict[str,
     assert "shell history" in result.stderr and "--password-stdin" in result.stderr
     shown = ok_json("connections", "show", "pg")
     assert (shown["vendor"], shown["host"], shown["port"]) == ("postgresql", "db.example.com", 6543)
-    assert shown["params"] == {"defaultDatabase": "sales"} and shown["credentials"] == [{"username": "bob"}]
+    assert shown["params"] == {"defaultDatabase": "sales"}
+    assert shown["credentials"] == [{"user": "bob", "username": "bob"}]
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         if key not in ("FLOWPORT_DATABASE_URL", "FLOWPORT_DATA_DIR", "FLOWPORT_URL", "FLOWPORT_TOKEN")
     }
     env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port)]
+    # With the example: the SDK tests use the shipped orders flow.
+    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port), "--example"]
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=home)
     try:

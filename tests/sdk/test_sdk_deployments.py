@@ -94,12 +94,18 @@ def test_create_get_and_list_deployments(admin: Client) -> None:
         deployment.refresh()
 
 
+def _connection_id(admin: Client) -> int:
+    """A connection of the server, for object rules (which must name one that exists)."""
+    body = {"name": _name("rule target"), "vendor": "http", "host": "https://example.invalid"}
+    return int(admin.request("POST", "/v4/connections", json=body).json()["id"])
+
+
 def test_import_rules_replace_and_answer_what_they_deleted(admin: Client) -> None:
     deployment = admin.deployments.create(_name("rules"))
     rule: dict[str, Any] = {
         "tableName": "connections",
         "onCondition": {"uuid": str(uuid.uuid4())},
-        "withCondition": {"id": 1},
+        "withCondition": {"id": _connection_id(admin)},
     }
     assert deployment.set_object_import_rules([rule]) == []
     assert deployment.object_import_rules == [rule]
@@ -198,18 +204,22 @@ def test_a_release_on_a_missing_connection_cannot_run(admin: Client, sample_csv:
     missing = str(uuid.uuid4())
     package = _package(admin, sample_csv, tmp_path, output="x.jsonl", connection=missing)
     deployment = admin.deployments.create(_name("red dots"))
-    result = deployment.import_package(package)
+    kept = deployment.import_package(package)
+    assert kept.activated is False and "not activated" in kept.message
+    assert deployment.active_release is None
+    result = deployment.import_package(package, activate="force")
+    assert result.activated is True
     assert [c["connection"] for c in result.unresolved_connections] == [missing]
     with pytest.raises(ValidationFailed) as caught:
         deployment.run()
     assert caught.value.details["missingConnections"][0]["connection"] == missing
-    # An object rule to a connection id this server does not have refuses the import.
-    deployment.set_object_import_rules(
-        [{"tableName": "connections", "onCondition": {"uuid": missing}, "withCondition": {"id": 99_999}}]
-    )
-    with pytest.raises(ValidationFailed, match="does not exist on this instance"):
-        deployment.import_package(package)
-    assert len(deployment.releases) == 1
+    # An object rule to a connection id this server does not have is refused when it is set.
+    with pytest.raises(ValidationFailed, match="connection id 99999"):
+        deployment.set_object_import_rules(
+            [{"tableName": "connections", "onCondition": {"uuid": missing}, "withCondition": {"id": 99_999}}]
+        )
+    assert deployment.object_import_rules == []
+    assert len(deployment.releases) == 2
 
 
 def test_viewers_read_but_cannot_change_deployments(admin: Client, server: Server, package: Path) -> None:
@@ -258,7 +268,7 @@ def _ok_json(env: dict[str, str], *args: str) -> Any:
 
 
 def test_cli_create_rules_import_activate_run_and_releases(
-    cli_env: dict[str, str], server: Server, package: Path, tmp_path: Path
+    cli_env: dict[str, str], server: Server, package: Path, tmp_path: Path, admin: Client
 ) -> None:
     name = _name("CLI Orders")
     created = _ok_json(cli_env, "create", name)
@@ -274,7 +284,7 @@ def test_cli_create_rules_import_activate_run_and_releases(
     rule: dict[str, Any] = {
         "tableName": "connections",
         "onCondition": {"uuid": str(uuid.uuid4())},
-        "withCondition": {"id": 1},
+        "withCondition": {"id": _connection_id(admin)},
     }
     object_file.write_text(json.dumps([rule]))
     value_file = tmp_path / "value.json"

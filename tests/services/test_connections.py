@@ -121,8 +121,12 @@ def test_add_the_seed_body_and_show_it_in_the_seed_shape(instance: svc.InstanceI
     assert set(data) == {
         "id", "uuid", "name", "description", "vendor", "vendorName", "type", "host", "port", "params",
         "ssl", "credentialType", "credentials", "isGlobal", "createdAt", "updatedAt", "creator", "updater",
+        "credentialsShared", "disableTypeInference", "workspace",
     }  # fmt: skip
-    assert data["credentials"] == [{"username": "prodDBUser"}]
+    # The seed's GET says "user", its POST answer "username": both are shown.
+    assert data["credentials"] == [{"user": "prodDBUser", "username": "prodDBUser"}]
+    assert data["credentialsShared"] is True and data["disableTypeInference"] is False
+    assert data["workspace"] == {"id": 1}
     expected = {k: v for k, v in SEED_BODY.items() if k != "credentials"}
     assert {k: data[k] for k in expected} == expected
     assert data["createdAt"].endswith("Z") and len(data["createdAt"]) == len("2018-01-24T20:20:11.181Z")

@@ -222,13 +222,20 @@ def test_deployments_are_created_listed_renamed_and_deleted_with_their_project(p
 
 def test_rule_sets_replace_the_previous_ones_and_answer_them_as_deleted(prod: Path) -> None:
     deployment_id = deployments.create_deployment({"name": "D"})["id"]
-    rule = mapped(12)
+    first = connections.add_connection({"name": "First", "vendor": "http", "host": "https://a.example"}).id
+    second = connections.add_connection({"name": "Second", "vendor": "http", "host": "https://b.example"}).id
+    rule = mapped(first)
     assert deployments.set_object_import_rules(deployment_id, [rule]) == {"deleted": []}
-    upper = {**OBJECT_RULE, "onCondition": {"uuid": DEV_CONNECTION.upper()}, "withCondition": {"id": 13}}
+    upper = {**OBJECT_RULE, "onCondition": {"uuid": DEV_CONNECTION.upper()}, "withCondition": {"id": second}}
     assert deployments.set_object_import_rules(deployment_id, [upper]) == {"deleted": [rule]}
     # Stored in the canonical form stage configurations use.
-    assert deployments.get_object_import_rules(deployment_id) == {"data": [mapped(13)], "count": 1}
-    assert deployments.set_object_import_rules(deployment_id, []) == {"deleted": [mapped(13)]}
+    assert deployments.get_object_import_rules(deployment_id) == {"data": [mapped(second)], "count": 1}
+    # A rule to a connection this instance does not have is refused when it is set, naming the id.
+    with pytest.raises(ValidationFailed, match="connection id 9999") as caught:
+        deployments.set_object_import_rules(deployment_id, [rule, mapped(9999)])
+    assert caught.value.details == {"rule": 1, "connectionId": 9999}
+    assert deployments.get_object_import_rules(deployment_id)["data"] == [mapped(second)]
+    assert deployments.set_object_import_rules(deployment_id, []) == {"deleted": [mapped(second)]}
 
     assert deployments.set_value_import_rules(deployment_id, [TABLE_RULE, PATH_RULE]) == {"deleted": []}
     assert deployments.get_value_import_rules(deployment_id)["data"] == [TABLE_RULE, PATH_RULE]
@@ -368,9 +375,12 @@ def test_hostile_packages_and_missing_rule_targets_store_nothing(prod: Path) -> 
         with pytest.raises(PackageInvalid, match=problem):
             deployments.import_release(deployment_id, data)
     assert row_counts() == before
-    deployments.set_object_import_rules(deployment_id, [mapped(4242)])
+    # A rule's connection deleted after the rule was set: the import names the missing id.
+    gone = connections.add_connection({"name": "Gone", "vendor": "http", "host": "https://gone.example"}).id
+    deployments.set_object_import_rules(deployment_id, [mapped(gone)])
+    connections.remove_connection(gone)
     before = row_counts()
-    with pytest.raises(ValidationFailed, match="connection id 4242, which does not exist"):
+    with pytest.raises(ValidationFailed, match=f"connection id {gone}, which does not exist"):
         deployments.import_release(deployment_id, good)
     with pytest.raises(ValidationFailed, match="NUL"):
         deployments.import_release(deployment_id, good, notes="a\x00b")
@@ -410,7 +420,11 @@ def test_an_exact_pin_must_be_installed_and_a_range_resolves_to_what_is(prod: Pa
 
 def test_activation_keeps_exactly_one_active_and_rolls_back(prod: Path) -> None:
     deployment_id = deployments.create_deployment({"name": "D"})["id"]
-    ids = [deployments.import_release(deployment_id, package())["release"]["id"] for _ in range(3)]
+    # Forced: the package's connection is not mapped here, and activation is what this test is about.
+    ids = [
+        deployments.import_release(deployment_id, package(), activate="force")["release"]["id"]
+        for _ in range(3)
+    ]
 
     def active() -> list[int]:
         return [
@@ -469,7 +483,13 @@ def test_run_without_an_active_release_is_a_conflict_and_starts_nothing(prod: Pa
 def test_run_with_a_connection_this_instance_lacks_names_the_stage_and_validate_flags_it(prod: Path) -> None:
     # No object rule: the stage keeps the Dev connection's uuid (the seed's red dot).
     deployment_id = deployments.create_deployment({"name": "D"})["id"]
-    report = deployments.import_release(deployment_id, package())
+    kept = deployments.import_release(deployment_id, package())
+    assert kept["activated"] is False and "stored but not activated" in kept["message"]
+    assert deployments.get_deployment(deployment_id)["activeRelease"] is None
+    with pytest.raises(Conflict, match="no active release"):
+        deployments.run_deployment(deployment_id, executor="inline")
+    report = deployments.import_release(deployment_id, package(), activate="force")
+    assert report["activated"] is True
     assert report["unresolvedConnections"] == [
         {"flow": "Wrangle Orders", "stage": "Orders_01", "connection": DEV_CONNECTION,
          "name": "Dev Redshift Conn", "vendor": "postgresql"}
@@ -489,6 +509,25 @@ def test_run_with_a_connection_this_instance_lacks_names_the_stage_and_validate_
     red = [i for i in validation["issues"] if i["code"] == "CONNECTION_NOT_FOUND"]
     assert [(i["type"], i["instanceName"]) for i in red] == [("stageIssues", "Orders_01")]
     assert DEV_CONNECTION in red[0]["humanReadableMessage"]
+
+
+def test_a_release_with_unresolved_connections_never_replaces_a_working_one(
+    prod: Path, prod_connection: dict[str, Any]
+) -> None:
+    deployment_id = ready_deployment(prod_connection)
+    working = deployments.import_release(deployment_id, package())
+    assert working["activated"] is True and working["unresolvedConnections"] == []
+    stranger = str(uuid.uuid4())
+    broken = deployments.import_release(deployment_id, package(orders_flow(connection=stranger)))
+    assert broken["activated"] is False and broken["release"]["active"] is False
+    assert f"release {working['release']['id']} stays active" in broken["message"]
+    assert [u["connection"] for u in broken["unresolvedConnections"]] == [stranger]
+    assert deployments.get_deployment(deployment_id)["activeRelease"] == {"id": working["release"]["id"]}
+    group = run(deployment_id)
+    assert group["status"] == "Complete", group["error"]
+    assert group["flow"] == {"id": working["primaryFlowIds"][0]}
+    with pytest.raises(ValidationFailed, match="activate must be 'auto' or 'force'"):
+        deployments.import_release(deployment_id, package(), activate="yes")
 
 
 def test_runs_use_the_active_release_and_a_rollback_is_verified_by_a_run(

@@ -64,7 +64,11 @@ def _issues(folder: Path, document: dict[str, Any]) -> list[tuple[str | None, st
             ">==",
         ),
         (
-            {"name": "Filter_01", "plugin": {"name": "filter"}, "configuration": {"condition": "total::VARCHAR || 'x'"}},
+            {
+                "name": "Filter_01",
+                "plugin": {"name": "filter"},
+                "configuration": {"condition": "total::VARCHAR || 'x'"},
+            },
             "boolean",
         ),
         (

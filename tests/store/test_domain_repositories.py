@@ -6,17 +6,17 @@ The same tests run on SQLite, PostgreSQL and MariaDB (see conftest.py).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, Table, inspect, text
 
 from flowport.errors import Conflict, NotFound, ValidationFailed
 from flowport.store import connections as connections_repo
 from flowport.store import flows, jobs, parameter_sets, projects, tokens, users
 from flowport.store.database import get_engine, transaction
 from flowport.store.schema import downgrade, head_revision, upgrade
-from flowport.store.tables import utcnow
+from flowport.store.tables import Base, utcnow
 
 DOMAIN_TABLES = {"users", "api_tokens", "projects", "flows", "parameter_sets", "job_groups", "jobs"}
 
@@ -52,18 +52,43 @@ def test_head_has_every_domain_table_and_the_default_project(store: str) -> None
 def test_upgrade_from_0001_keeps_its_data_and_downgrade_to_0001_keeps_it_too(empty_store: str) -> None:
     assert upgrade(empty_store) == head_revision()
     downgrade(empty_store, "0001")
-    with transaction(empty_store) as s:
-        kept = connections_repo.create(s, name="From 0001", vendor="postgresql", secret=b"token")
+    # Written as a 0001 store has it (today's model has columns 0001 did not).
+    engine = get_engine(empty_store)
+    kept_uuid = uuid.uuid4()
+    with engine.begin() as c:
+        existing = {column["name"] for column in inspect(c).get_columns("connections")}
+        model = Base.metadata.tables["connections"]
+        table = Table(
+            "connections", MetaData(), *(col._copy() for col in model.columns if col.name in existing)
+        )
+        now = datetime.now(UTC)
+        c.execute(
+            table.insert().values(
+                uuid=kept_uuid,
+                name="From 0001",
+                description="",
+                vendor="postgresql",
+                params={},
+                ssl=False,
+                credential_type="basic",
+                secret=b"token",
+                is_global=False,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     assert upgrade(empty_store) == head_revision()
     with transaction(empty_store) as s:
         row = connections_repo.get_by_name(s, "From 0001")
-        assert (row.id, row.uuid, row.secret) == (kept.id, kept.uuid, b"token")
+        assert (row.uuid, row.secret, row.credentials_shared) == (kept_uuid, b"token", True)
+        kept = row
         projects.get_by_name(s, "default")
         users.create(s, name="ann", password_hash="$argon2id$x", role="admin")
     downgrade(empty_store, "0001")
     assert not DOMAIN_TABLES & set(inspect(get_engine(empty_store)).get_table_names())
-    with transaction(empty_store) as s:
-        assert connections_repo.get_by_name(s, "From 0001").id == kept.id
+    with get_engine(empty_store).begin() as c:
+        ids = c.execute(text("SELECT id FROM connections WHERE name = 'From 0001'")).scalars().all()
+    assert ids == [kept.id]
 
 
 def test_check_constraints_refuse_unknown_roles_types_and_statuses(store: str) -> None:

@@ -257,6 +257,8 @@ def _print_import(result: ImportResult, deployment: Deployment) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if not result.dry_run and result.message and not result.activated:
+        err_console.print(f"[yellow]{escape(result.message)}[/yellow]", highlight=False, soft_wrap=True)
     for item in result.unresolved_connections:
         err_console.print(
             f"[yellow]Warning:[/yellow] stage {escape(str(item.get('stage')))} uses connection "
@@ -275,17 +277,31 @@ def deployments_import(
         bool, typer.Option("--dry-run", help="Only report what the import would do; store nothing.")
     ] = False,
     notes: Annotated[str, typer.Option("--notes", help="Release notes.")] = "",
+    force_activate: Annotated[
+        bool,
+        typer.Option(
+            "--force-activate",
+            help="Activate the release even when some stages use connections this server lacks.",
+        ),
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a package ZIP into a deployment as a new release, which becomes the active one."""
+    """Import a package ZIP into a deployment as a new release.
+
+    The release becomes the active one unless some of its stages use connections the server lacks
+    (then the previous release keeps running; --force-activate overrides).
+    Example: ``flowport deployments import "Prod deployment" flow-21.zip``
+    """
     if not package.is_file():
         fail(f"Package file '{package}' does not exist", as_json=as_json, code=2)
     try:
         with open_client(url, token, as_json) as client:
             chosen = _deployment(client, deployment, as_json)
-            result = chosen.import_package(package, dry_run=dry_run, notes=notes)
+            result = chosen.import_package(
+                package, dry_run=dry_run, notes=notes, activate="force" if force_activate else "auto"
+            )
     except FlowportError as exc:
         failed(exc, as_json=as_json)
     if as_json:

@@ -22,6 +22,7 @@ from flowport.cli.connections import connections_app
 from flowport.cli.connections import init as init_command
 from flowport.cli.deployments import deployments_app
 from flowport.cli.flows import flows_app, login, logout
+from flowport.cli.info import info as info_command
 from flowport.cli.output import (
     console,
     err_console,
@@ -69,6 +70,7 @@ app.add_typer(deployments_app, name="deployments")
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("init")(init_command)
+app.command("info")(info_command)
 app.command("server")(server_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]

@@ -3,9 +3,10 @@
 At start-up the instance is made ready to use with nothing else to do:
 the store is created or upgraded and the secret key ensured, jobs a
 previous server left unfinished are marked Failed, an ``admin`` user is
-created when there is no user yet, and the shipped example flow (with its
-sample data) is loaded into the default project. Then the URL, the docs
-URL and how to sign in are printed.
+created when there is no user yet, and — only when asked (``--example``,
+``--run-example``; ``make run`` asks) — the shipped example flow with its
+sample data is loaded into the default project. Then the URL, the docs URL
+and how to sign in are printed.
 """
 
 from __future__ import annotations
@@ -154,8 +155,15 @@ def server(
     workers_executor: Annotated[
         str, typer.Option("--workers-executor", help="How jobs run: process (a local pool) or thread.")
     ] = "process",
+    with_example: Annotated[
+        bool,
+        typer.Option(
+            "--example", help="Load the shipped example flow (and its data) into the default project."
+        ),
+    ] = False,
     run_example: Annotated[
-        bool, typer.Option("--run-example", help="Run the example flow once as a job at start-up.")
+        bool,
+        typer.Option("--run-example", help="Load the example flow and run it once as a job at start-up."),
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
@@ -174,7 +182,8 @@ def server(
         roots = instance_roots()
         interrupted = jobs.fail_interrupted_job_groups()
         user_name, generated, where = ensure_admin()
-        example, loaded = load_example()
+        # Only when asked: a Prod instance gets no flow it did not import.
+        example, loaded = load_example() if with_example or run_example else (None, False)
     except FlowportError as exc:
         err_console.print(f"[red]Error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -23,6 +23,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
 from flowport.errors import FlowportError
+from flowport.home import instance_home
 
 __all__ = [
     "KEY_FILE_NAME",
@@ -64,8 +65,7 @@ class SecretKey:
 
 
 def _home() -> Path:
-    # Same default as flowport.services.settings, which this layer may not import.
-    return Path(os.environ.get("FLOWPORT_HOME") or Path.home() / ".flowport").expanduser().resolve()
+    return instance_home()
 
 
 def key_path(home: Path | None = None) -> Path:

@@ -182,6 +182,8 @@ class ImportResult:
     unresolved_connections: list[dict[str, Any]] = field(default_factory=list)
     release: Release | None = None
     dry_run: bool = False
+    activated: bool = False
+    message: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -201,6 +203,8 @@ class ImportResult:
             unresolved_connections=list(data.get("unresolvedConnections") or []),
             release=Release(client, release) if isinstance(release, Mapping) else None,
             dry_run=bool(data.get("dryRun")),
+            activated=bool(data.get("activated")),
+            message=str(data.get("message") or ""),
             raw=dict(data),
         )
 
@@ -273,12 +277,17 @@ class Deployment:
         """The release a run runs (fetched now), or None when no release is active."""
         return next((r for r in self.releases if r.active), None)
 
-    def import_package(self, path: str | Path, dry_run: bool = False, notes: str = "") -> ImportResult:
+    def import_package(
+        self, path: str | Path, dry_run: bool = False, notes: str = "", activate: str = "auto"
+    ) -> ImportResult:
         """Import a package ZIP (as exported from a flow) as a new release, which becomes the active one.
 
         The deployment's object import rules, then its value rules in order,
         rewrite the package's flows while they are imported. ``dry_run``
-        reports what the import would do and stores nothing.
+        reports what the import would do and stores nothing. A release whose
+        stages use connections this server lacks is stored but not activated
+        (``result.activated`` is False, ``result.message`` says why) unless
+        ``activate="force"``.
 
         Raises:
             NotFound: the file does not exist, or the deployment was deleted.
@@ -293,7 +302,10 @@ class Deployment:
             if notes:
                 files["notes"] = (None, notes)  # a plain form field beside the file
             response = self._client.request(
-                "POST", self._path("/releases/dryRun" if dry_run else "/releases"), files=files
+                "POST",
+                self._path("/releases/dryRun" if dry_run else "/releases"),
+                files=files,
+                params={"activate": activate} if activate != "auto" and not dry_run else None,
             )
         return ImportResult.from_dict(self._client, response.json())
 

@@ -53,6 +53,7 @@ __all__ = [
     "StoreConnectionLookup",
     "add_connection",
     "check_connection_target",
+    "connection_counts",
     "connection_public_dict",
     "connection_spec",
     "count_connections",
@@ -181,6 +182,8 @@ class ConnectionCreate(_Body):
     credential_type: str = Field(default="basic", min_length=1, max_length=64)
     credentials: list[dict[str, Any]] = Field(default_factory=list, repr=False)
     is_global: bool = False
+    credentials_shared: bool = True
+    disable_type_inference: bool = False
 
 
 class ConnectionUpdate(_Body):
@@ -409,6 +412,8 @@ def add_connection(
             username=username,
             secret=secret,
             is_global=data.is_global,
+            credentials_shared=data.credentials_shared,
+            disable_type_inference=data.disable_type_inference,
             creator_id=creator_id,
         )
     _log.info("Connection '%s' added (id %s, uuid %s, vendor %s)", row.name, row.id, row.uuid, row.vendor)
@@ -431,6 +436,14 @@ def count_connections() -> int:
     """How many connections are stored."""
     with _transaction() as session:
         return _repo.count(session)
+
+
+def connection_counts(user_id: int | None) -> dict[str, int]:
+    """The seed's list ``count``: ``owned`` (created by the caller), ``shared`` (the others), ``count``."""
+    with _transaction() as session:
+        total = _repo.count(session)
+        owned = _repo.count(session, creator_id=user_id) if user_id is not None else 0
+    return {"owned": owned, "shared": total - owned, "count": total}
 
 
 def update_connection(
@@ -457,6 +470,8 @@ def update_connection(
         "ssl",
         "credential_type",
         "is_global",
+        "credentials_shared",
+        "disable_type_inference",
     ):
         if name in given:
             value = getattr(data, name)
@@ -467,6 +482,9 @@ def update_connection(
                 "params",
                 "ssl",
                 "credential_type",
+                "is_global",
+                "credentials_shared",
+                "disable_type_inference",
             ):
                 raise ValidationFailed(f"Invalid connection: {to_camel(name)} cannot be null")
             values[name] = value
@@ -580,8 +598,12 @@ def connection_public_dict(row: Connection) -> dict[str, Any]:
         "params": dict(row.params or {}),
         "ssl": row.ssl,
         "credentialType": row.credential_type,
-        "credentials": [{"username": row.username}] if row.username else [],
+        # The seed shows the user name as "user" (GET) and as "username" (POST answer): both.
+        "credentials": [{"user": row.username, "username": row.username}] if row.username else [],
         "isGlobal": row.is_global,
+        "credentialsShared": row.credentials_shared,
+        "disableTypeInference": row.disable_type_inference,
+        "workspace": {"id": 1},
         "createdAt": _timestamp(row.created_at),
         "updatedAt": _timestamp(row.updated_at),
         "creator": {"id": row.creator_id} if row.creator_id is not None else None,

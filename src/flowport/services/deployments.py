@@ -404,14 +404,27 @@ def set_object_import_rules(deployment_id: int, rules: Any, *, user: User | None
     Args:
         rules: ``[{"tableName": "connections", "onCondition": {"uuid": ...},
             "withCondition": {"id": ...}}]``; an empty list removes them all.
-            The local connection ids are checked when a package is imported.
+            Every local connection id must exist on this instance.
 
     Raises:
-        ValidationFailed: not a list of valid rules. NotFound: no such
-        deployment. Forbidden: a viewer.
+        ValidationFailed: not a list of valid rules, or a rule names a
+        connection id this instance does not have (``details.connectionId``).
+        NotFound: no such deployment. Forbidden: a viewer.
     """
     require_role(user, "editor")
-    return _set_rules(deployment_id, "object", _object_rules_body(rules), user)
+    body = _object_rules_body(rules)
+    with transaction() as session:
+        for index, rule in enumerate(body):
+            local_id = rule["withCondition"]["id"]
+            try:
+                _connections_repo.get_by_id(session, local_id)
+            except NotFound:
+                raise ValidationFailed(
+                    f"Object import rule {index + 1} maps to connection id {local_id}, which this instance "
+                    "does not have: create the connection first (POST /v4/connections) and use its id",
+                    details={"rule": index, "connectionId": local_id},
+                ) from None
+    return _set_rules(deployment_id, "object", body, user)
 
 
 def set_value_import_rules(deployment_id: int, rules: Any, *, user: User | None = None) -> dict[str, Any]:
@@ -578,6 +591,7 @@ def _import(
     notes: str,
     user: User | None,
     dry_run: bool,
+    activate: str = "auto",
 ) -> dict[str, Any]:
     deployment = _repo.lock(session, deployment_id)
     object_rules = [ObjectImportRule.model_validate(r) for r in _repo.rules(session, deployment_id, "object")]
@@ -648,9 +662,26 @@ def _import(
         "connections": [c.model_dump(mode="json", exclude={"credentials"}) for c in listed],
         "withPlainTextCredentials": credentials,
     }
-    _repo.activate(session, release, updater_id=user_id)
     unresolved = _unresolved(session, flows, listed)
+    # A working deployment is never replaced by a release that cannot run.
+    activated = not unresolved or activate == "force"
+    if activated:
+        _repo.activate(session, release, updater_id=user_id)
+    if not unresolved:
+        message = "The release is active."
+    elif activated:
+        message = "The release is active although some of its stages use connections this instance lacks."
+    else:
+        active = _repo.active_release(session, deployment.id)
+        kept = f"release {active.id} stays active" if active is not None else "no release is active"
+        message = (
+            f"The release was stored but not activated ({kept}): {len(unresolved)} stage(s) use "
+            "connections this instance lacks. Add object import rules for them and import again, or "
+            "activate it anyway with activate=force."
+        )
     return {
+        "activated": activated and not dry_run,
+        "message": message,
         "importRuleChanges": changes_report,
         "flowName": flows[0].name,
         "primaryFlowIds": [] if dry_run else flow_ids[:1],
@@ -669,8 +700,15 @@ def import_release(
     user: User | None = None,
     dry_run: bool = False,
     notes: str = "",
+    activate: str = "auto",
 ) -> dict[str, Any]:
     """Import a package ZIP into a deployment as a new release, which becomes its only active one.
+
+    ``activate="auto"`` (the default) activates the release only when every
+    stage's connection resolves on this instance: otherwise the release is
+    stored, the previous active release keeps running, and the answer says
+    so (``activated: false``, ``message``, ``unresolvedConnections``).
+    ``activate="force"`` activates it anyway.
 
     The upload is checked as hostile first (:func:`read_package`). Each flow
     then gets the deployment's object rules, then its value rules in order;
@@ -697,6 +735,8 @@ def import_release(
         deployment. Forbidden: a viewer.
     """
     require_role(user, "editor")
+    if activate not in ("auto", "force"):
+        raise ValidationFailed(f"activate must be 'auto' or 'force', not '{activate}'")
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValidationFailed("A package is the bytes of a ZIP file")
     if not isinstance(notes, str) or len(notes) > _MAX_NOTES:
@@ -708,7 +748,14 @@ def import_release(
     try:
         with transaction() as session:
             report = _import(
-                session, package, raw, deployment_id=deployment_id, notes=notes, user=user, dry_run=dry_run
+                session,
+                package,
+                raw,
+                deployment_id=deployment_id,
+                notes=notes,
+                user=user,
+                dry_run=dry_run,
+                activate=activate,
             )
             if dry_run:
                 raise _DryRunDone(report)
@@ -722,7 +769,9 @@ def import_release(
         len(package.flows),
         len(report["importRuleChanges"]["object"]),
         len(report["importRuleChanges"]["value"]),
-        "" if dry_run else f", release {report['release']['id']} active",
+        ""
+        if dry_run
+        else f", release {report['release']['id']}{' active' if report['activated'] else ' not activated'}",
     )
     return report
 

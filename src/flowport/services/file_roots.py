@@ -39,7 +39,7 @@ __all__ = ["PathCheck", "configured_roots", "instance_roots", "local_roots", "pa
 # Paths with these characters are globs: validation checks the folder before the first one.
 _GLOB = re.compile(r"[*?\[]")
 # Files the initial admin password and the settings live in (beside the store and the key).
-_INSTANCE_FILES = ("initial-admin-password", "flowport.toml", "logs/flowport.log")
+_INSTANCE_FILES = ("initial-admin-password", "flowport.toml", "logs/flowport.log", "cli-credentials.json")
 
 PathCheck = Callable[[str, PathUse], tuple[str, str] | None]
 

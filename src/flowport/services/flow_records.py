@@ -107,6 +107,9 @@ def flow_dict(row: FlowRecord, *, include_document: bool = True) -> dict[str, An
         "description": row.description,
         "type": row.type,
         "project": ref(row.project_id),
+        # The seed's flows sit in a folder of a workspace: here the project, in the instance's one workspace.
+        "folder": ref(row.project_id),
+        "workspace": {"id": 1},
         "createdAt": timestamp(row.created_at),
         "updatedAt": timestamp(row.updated_at),
         "creator": ref(row.creator_id),

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flowport.errors import ValidationFailed
+from flowport.errors import FlowportError, ValidationFailed
 from flowport.services import connections as _connections
 from flowport.services.settings import settings
 from flowport.store import projects as _projects
@@ -27,6 +27,7 @@ from flowport.store.database import transaction as _store_transaction
 __all__ = [
     "DEFAULT_LIMIT",
     "InstanceInfo",
+    "describe_instance",
     "init_instance",
     "page_bounds",
     "ref",
@@ -61,6 +62,61 @@ def transaction(url: str | None = None) -> Iterator[Session]:
             _ready.add(url)
     with _store_transaction(url) as session:
         yield session
+
+
+def describe_instance() -> dict[str, Any]:
+    """Which instance this is and where each of its places came from (``flowport info``).
+
+    Never a password: the store URL is shown masked; the secret key by where it lives.
+    """
+    # Imported here: only `flowport info` needs them.
+    import os
+
+    from flowport.connections.secrets import SECRET_KEY_ENV, key_path
+    from flowport.home import locate_home
+    from flowport.services.file_roots import configured_roots
+    from flowport.services.permissions import editor_permissions
+    from flowport.services.settings import DATA_DIR_ENV, data_dir, file_setting
+    from flowport.store.database import DATABASE_URL_ENV, display_url
+
+    home, home_source = locate_home()
+    url = store_url()
+    if os.environ.get(DATABASE_URL_ENV, "").strip():
+        store_source = DATABASE_URL_ENV
+    elif file_setting("store", "url"):
+        store_source = f"{settings().settings_file} [store] url"
+    else:
+        store_source = "the default (flowport.db in the instance folder)"
+    if os.environ.get(DATA_DIR_ENV, "").strip():
+        data_source = DATA_DIR_ENV
+    elif file_setting("files", "data_dir"):
+        data_source = f"{settings().settings_file} [files] data_dir"
+    else:
+        data_source = "the default (data in the instance folder)"
+    roots, roots_source = configured_roots()
+    identity: dict[str, Any] = {"uuid": None, "createdAt": None, "initialized": False}
+    try:
+        with transaction() as session:
+            from flowport.store import instance as _instance_repo
+
+            row = _instance_repo.get(session)
+            identity = {"uuid": str(row.uuid), "createdAt": timestamp(row.created_at), "initialized": True}
+    except FlowportError:
+        pass
+    key_file = key_path(home)
+    return {
+        "instance": identity,
+        "home": {"path": str(home), "from": home_source},
+        "settingsFile": {"path": str(settings().settings_file), "exists": settings().settings_file.is_file()},
+        "store": {"url": display_url(url), "from": store_source},
+        "dataDir": {"path": str(data_dir()), "from": data_source},
+        "fileRoots": {"paths": [str(r) for r in roots], "from": roots_source},
+        "secretKey": {
+            "from": SECRET_KEY_ENV if os.environ.get(SECRET_KEY_ENV) else str(key_file),
+            "exists": bool(os.environ.get(SECRET_KEY_ENV)) or key_file.is_file(),
+        },
+        "editorPermissions": sorted(editor_permissions()),
+    }
 
 
 def init_instance() -> InstanceInfo:

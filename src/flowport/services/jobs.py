@@ -50,7 +50,7 @@ from flowport.services.file_roots import instance_roots, protected_files
 from flowport.services.flow_records import check_overrides, data_dir, load_stored_flow
 from flowport.services.instance import page_bounds, ref, store_url, timestamp, transaction
 from flowport.services.permissions import require_flow_permissions
-from flowport.services.settings import settings
+from flowport.services.settings import file_setting, settings
 from flowport.store import jobs as _repo
 from flowport.store.database import DATABASE_URL_ENV
 from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
@@ -361,7 +361,7 @@ def _dispatch(task: JobTask, kind: ExecutorKind) -> None:
 
 
 def _workers() -> int:
-    raw = os.environ.get(WORKERS_ENV, "").strip() or "2"
+    raw = os.environ.get(WORKERS_ENV, "").strip() or str(file_setting("jobs", "workers") or "").strip() or "2"
     try:
         count = int(raw)
     except ValueError:

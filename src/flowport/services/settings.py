@@ -1,11 +1,19 @@
 """Instance settings: the environment, then the instance's settings file.
 
-``FLOWPORT_HOME`` (default ``~/.flowport``) is the instance folder. The
+The instance folder is found by :mod:`flowport.home` (``FLOWPORT_HOME``,
+else the nearest ``.flowport`` folder upward, else ``~/.flowport``). The
 optional settings file ``$FLOWPORT_HOME/flowport.toml`` holds what an
 operator sets once; an environment variable of the same setting wins::
 
+    [store]
+    url = "postgresql://flowport@db/flowport"          # FLOWPORT_DATABASE_URL
+
     [files]
+    data_dir = "/srv/flowport/data"                     # FLOWPORT_DATA_DIR
     roots = ["/srv/flowport/data", "/mnt/exchange"]   # FLOWPORT_FILE_ROOTS (os.pathsep-separated)
+
+    [jobs]
+    workers = 4                                         # FLOWPORT_WORKERS
 
     [permissions]
     editor = ["read-filesystem", "write-filesystem", "execute-sql", "network"]
@@ -15,13 +23,11 @@ operator sets once; an environment variable of the same setting wins::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from flowport.errors import ValidationFailed
+from flowport.home import SETTINGS_FILE, InvalidSettings, home_setting, instance_home
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -36,11 +42,6 @@ __all__ = [
 
 DATA_DIR_ENV = "FLOWPORT_DATA_DIR"
 FILE_ROOTS_ENV = "FLOWPORT_FILE_ROOTS"
-SETTINGS_FILE = "flowport.toml"
-
-
-class InvalidSettings(ValidationFailed):
-    """The instance's settings (environment or settings file) are malformed or unsafe."""
 
 
 @dataclass(frozen=True)
@@ -61,37 +62,17 @@ class Settings:
 
 
 def settings() -> Settings:
-    """Settings from ``FLOWPORT_HOME`` (default ``~/.flowport``)."""
-    home = Path(os.environ.get("FLOWPORT_HOME") or Path.home() / ".flowport").expanduser().resolve()
-    return Settings(home=home)
-
-
-@lru_cache(maxsize=8)
-def _read_settings_file(path: Path, mtime_ns: int) -> dict[str, Any]:
-    try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidSettings(f"The settings file {path} is not valid TOML: {exc}") from None
+    """Settings of the instance :func:`flowport.home.instance_home` finds."""
+    return Settings(home=instance_home())
 
 
 def file_setting(section: str, key: str) -> Any:
     """``[section] key`` of the instance's settings file, or None when the file or the key is absent."""
-    path = settings().settings_file
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    table = _read_settings_file(path, mtime).get(section)
-    if table is None:
-        return None
-    if not isinstance(table, dict):
-        raise InvalidSettings(f"The settings file {path}: [{section}] must be a table")
-    return table.get(key)
+    return home_setting(section, key, settings().home)
 
 
 def data_dir() -> Path:
     """Where relative paths of stored flows resolve: ``FLOWPORT_DATA_DIR`` or ``FLOWPORT_HOME/data``."""
-    configured = os.environ.get(DATA_DIR_ENV, "").strip()
-    folder = Path(configured).expanduser() if configured else settings().home / "data"
+    configured = os.environ.get(DATA_DIR_ENV, "").strip() or str(file_setting("files", "data_dir") or "")
+    folder = Path(configured).expanduser() if configured.strip() else settings().home / "data"
     return folder.resolve()

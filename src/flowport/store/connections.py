@@ -98,6 +98,8 @@ def create(
     username: str | None = None,
     secret: bytes | None = None,
     is_global: bool = False,
+    credentials_shared: bool = True,
+    disable_type_inference: bool = False,
     creator_id: int | None = None,
 ) -> Connection:
     """Insert a connection; Conflict when its name or uuid is taken.
@@ -124,6 +126,8 @@ def create(
         username=username,
         secret=secret,
         is_global=is_global,
+        credentials_shared=credentials_shared,
+        disable_type_inference=disable_type_inference,
         **_lookup.stamps(now, creator_id),
     )
     session.add(row)
@@ -180,9 +184,12 @@ def list_(session: Session, *, limit: int | None = None, offset: int = 0) -> Seq
     return _lookup.listed(session, select(Connection).order_by(Connection.id), limit=limit, offset=offset)
 
 
-def count(session: Session) -> int:
-    """How many connections are stored."""
-    return count_of(session, select(Connection.id))
+def count(session: Session, *, creator_id: int | None = None) -> int:
+    """How many connections are stored (created by ``creator_id`` when given)."""
+    query = select(Connection.id)
+    if creator_id is not None:
+        query = query.where(Connection.creator_id == creator_id)
+    return count_of(session, query)
 
 
 def update(session: Session, row: Connection | int, changes: Mapping[str, Any]) -> Connection:

@@ -1,9 +1,9 @@
 """Engines and sessions for the metadata database.
 
-The URL comes from ``FLOWPORT_DATABASE_URL``; without it the instance keeps
-an embedded SQLite file, ``$FLOWPORT_HOME/flowport.db``. This layer sits
-below the services, so it reads ``FLOWPORT_HOME`` itself (same default as
-:func:`flowport.services.settings.settings`) instead of importing them.
+The URL comes from ``FLOWPORT_DATABASE_URL``, else ``[store] url`` in the
+instance's ``flowport.toml``; without either the instance keeps an embedded
+SQLite file, ``flowport.db`` in the instance folder (found by
+:mod:`flowport.home`, like everything else).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowport.errors import ValidationFailed
+from flowport.home import home_setting, instance_home
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -49,20 +50,20 @@ _factories: dict[str, sessionmaker[Session]] = {}
 _lock = threading.Lock()
 
 
-def _home() -> Path:
-    return Path(os.environ.get("FLOWPORT_HOME") or Path.home() / ".flowport").expanduser().resolve()
-
-
 def database_url(home: Path | None = None) -> str:
-    """The metadata database URL: ``FLOWPORT_DATABASE_URL`` or ``sqlite:///HOME/flowport.db``.
+    """The metadata database URL: ``FLOWPORT_DATABASE_URL``, ``[store] url``, or ``sqlite:///HOME/flowport.db``.
 
     Args:
-        home: the instance folder; ``FLOWPORT_HOME`` (default ``~/.flowport``) when omitted.
+        home: the instance folder; :func:`flowport.home.instance_home` when omitted.
     """
     configured = os.environ.get(DATABASE_URL_ENV, "").strip()
     if configured:
         return configured
-    return f"sqlite:///{(home or _home()) / 'flowport.db'}"
+    folder = home or instance_home()
+    listed = home_setting("store", "url", folder)
+    if isinstance(listed, str) and listed.strip():
+        return listed.strip()
+    return f"sqlite:///{folder / 'flowport.db'}"
 
 
 def parse_url(url: str) -> URL:

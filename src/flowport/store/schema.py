@@ -156,8 +156,8 @@ def _migrate(url: str, action: str, target: str) -> None:
         ) from None
 
 
-def upgrade(url: str | None = None) -> str:
-    """Create the metadata database or upgrade it to the newest revision, keeping its data.
+def upgrade(url: str | None = None, revision: str = "head") -> str:
+    """Create the metadata database or upgrade it to ``revision`` (the newest by default), keeping its data.
 
     Upgrading a database that is already current does nothing.
 
@@ -165,10 +165,10 @@ def upgrade(url: str | None = None) -> str:
         The revision the database is at afterwards.
     """
     url = url or database_url()
-    _migrate(url, "upgrade", "head")
-    revision = current_revision(url)
-    assert revision is not None
-    return revision
+    _migrate(url, "upgrade", revision)
+    reached = current_revision(url)
+    assert reached is not None
+    return reached
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> str | None:

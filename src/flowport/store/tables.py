@@ -26,6 +26,8 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
+    true,
 )
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -162,6 +164,10 @@ class Connection(Base):
     username: Mapped[str | None] = mapped_column(String(255))
     secret: Mapped[bytes | None] = mapped_column(LargeBinary)
     is_global: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The seed's flags: whether users of the connection share its credentials, and
+    # whether column types read through it are taken as they come (no inference).
+    credentials_shared: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    disable_type_inference: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     creator_id: Mapped[int | None] = mapped_column(Integer)

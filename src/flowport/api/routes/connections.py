@@ -57,11 +57,14 @@ class ConnectionUpdateBody(ConnectionUpdate):
 
 
 @router.get("")
-def list_connections(_user: CurrentUser, page: PageQuery) -> dict[str, Any]:
-    """Connections in creation order (no secrets)."""
+def list_connections(user: CurrentUser, page: PageQuery) -> dict[str, Any]:
+    """Connections in creation order (no secrets); ``count`` is ``{owned, shared, count}`` as in the seed."""
     limit, offset = page_bounds(page.limit, page.offset, page.no_limit)
     rows = connections.list_connections(limit=limit, offset=offset)
-    return {"data": [connection_public_dict(row) for row in rows], "count": connections.count_connections()}
+    return {
+        "data": [connection_public_dict(row) for row in rows],
+        "count": connections.connection_counts(user.id),
+    }
 
 
 @router.post("", status_code=201)

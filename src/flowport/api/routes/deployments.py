@@ -125,9 +125,18 @@ def import_release(
     deployment_id: Id,
     data: Annotated[UploadFile, _UPLOAD],
     notes: Annotated[str, _NOTES] = "",
+    activate: Annotated[
+        Literal["auto", "force"],
+        Query(
+            description="auto: activate the release only when every stage's connection resolves here "
+            "(otherwise the previous active release keeps running); force: activate it anyway."
+        ),
+    ] = "auto",
 ) -> dict[str, Any]:
-    """Import the package as a new release, which becomes the active one; all or nothing."""
-    return deployments.import_release(deployment_id, data.file.read(), user=user, notes=notes)
+    """Import the package as a new release; it becomes the active one unless connections are unresolved."""
+    return deployments.import_release(
+        deployment_id, data.file.read(), user=user, notes=notes, activate=activate
+    )
 
 
 @router.post("/deployments/{deployment_id}/releases/dryRun")

@@ -1,0 +1,85 @@
+"""Where the instance lives, found the same way by every command, server and worker.
+
+One rule, in this order:
+
+1. ``FLOWPORT_HOME`` when it is set;
+2. the nearest ``.flowport`` folder from the working directory upward (so
+   ``make run`` in a checkout and a bare ``flowport`` in any of its
+   subfolders use the same instance);
+3. ``~/.flowport``.
+
+The instance's settings file, ``flowport.toml`` in that folder, holds what
+an operator sets once; an environment variable of the same setting always
+wins. This module sits below every layer (it only reads the environment and
+files), so the store, the connections and the services share it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from flowport.errors import ValidationFailed
+
+__all__ = [
+    "HOME_ENV",
+    "HOME_FOLDER",
+    "SETTINGS_FILE",
+    "InvalidSettings",
+    "home_setting",
+    "instance_home",
+    "locate_home",
+]
+
+HOME_ENV = "FLOWPORT_HOME"
+HOME_FOLDER = ".flowport"
+SETTINGS_FILE = "flowport.toml"
+
+
+class InvalidSettings(ValidationFailed):
+    """The instance's settings (environment or settings file) are malformed or unsafe."""
+
+
+def locate_home(cwd: Path | None = None) -> tuple[Path, str]:
+    """The instance folder and, in words, why it is that one."""
+    configured = os.environ.get(HOME_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser().resolve(), f"{HOME_ENV}"
+    start = (cwd or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / HOME_FOLDER
+        if candidate.is_dir():
+            return candidate, f"the nearest {HOME_FOLDER} folder above {start}"
+    return (Path.home() / HOME_FOLDER).resolve(), f"the default (~/{HOME_FOLDER})"
+
+
+def instance_home() -> Path:
+    """The instance folder (see :func:`locate_home`)."""
+    return locate_home()[0]
+
+
+@lru_cache(maxsize=8)
+def _read(path: Path, mtime_ns: int) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidSettings(f"The settings file {path} is not valid TOML: {exc}") from None
+
+
+def home_setting(section: str, key: str, home: Path | None = None) -> Any:
+    """``[section] key`` of the instance's ``flowport.toml``, or None when the file or the key is absent."""
+    path = (home or instance_home()) / SETTINGS_FILE
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    table = _read(path, mtime).get(section)
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise InvalidSettings(f"The settings file {path}: [{section}] must be a table")
+    return table.get(key)
