@@ -372,7 +372,9 @@ def test_a_failed_replace_leaves_the_target_exactly_as_it_was(make: Any, db: Db)
 def test_a_failed_append_or_upsert_adds_nothing(make: Any, db: Db, mode: str) -> None:
     table = db.name()
     load(make, db, [batch(id=[1], name=["a"])], table=table, mode="upsert", keys=["id"])
-    load(make, db, [batch(id=[1, 2], name=["A", "b"])], commit=False, table=table, mode=mode, keys=["id"])
+    # (Appending id 1 again would be an error record now: the created table has a unique key on id.)
+    data = batch(id=[1, 2], name=["A", "b"]) if mode == "upsert" else batch(id=[2, 3], name=["b", "c"])
+    load(make, db, [data], commit=False, table=table, mode=mode, keys=["id"])
     assert db.rows(table) == [(1, "a")]
     assert not leftovers(db)
 
@@ -395,13 +397,14 @@ def test_readers_see_the_old_table_until_commit(make: Any, db: Db, mode: str) ->
 
 def test_a_record_the_database_rejects_fails_the_stage_and_nothing_is_written(make: Any, db: Db) -> None:
     table = db.name()
-    db.run(f"CREATE TABLE {db.quote(table)} (id INTEGER NOT NULL, name VARCHAR(20))")
+    # NOT NULL and key violations are error records (test_sql_dependents.py); a CHECK is the database's.
+    db.run(f"CREATE TABLE {db.quote(table)} (id INTEGER CHECK (id > 0), name VARCHAR(20))")
     db.run(f"INSERT INTO {db.quote(table)} VALUES (1, 'old')")
     destination = make(SqlTableDestination, db.lookup, connection=db.spec.name, table=table, mode="append")
     destination.open()
     with pytest.raises(StageError) as failure:
-        destination.write(batch(id=[2, None], name=["ok", "no id"]))
-        destination.commit()  # SQLite and DuckDB check NOT NULL when the rows move to the target
+        destination.write(batch(id=[2, -1], name=["ok", "negative"]))
+        destination.commit()  # the check runs when the rows move to the target
     destination.abort()
     assert "SQL_01" in failure.value.message
     assert db.rows(table) == [(1, "old")]

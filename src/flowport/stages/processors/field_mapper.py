@@ -49,7 +49,9 @@ class FieldMapping(StageConfig):
         None,
         label="Type",
         description="Type to convert to, in DuckDB or PostgreSQL spelling (text, integer, numeric(10,2), "
-        "timestamptz, ...). Empty keeps the source type. Values that do not convert become error records.",
+        "timestamptz, ...). Empty keeps the source type. Values that do not convert become error records. "
+        "Constraints after the type (PRIMARY KEY, NOT NULL, UNIQUE, DEFAULT <literal>) are kept for SQL "
+        "destinations that create the table.",
     )
 
     @field_validator("target", "type")

@@ -7,15 +7,23 @@ standard library for SQLite and DuckDB's own Python API.
 
 Identifiers go through :meth:`SqlConnection.quote` without exception; values
 always travel as bound parameters.
+
+Besides columns, the catalog look-ups answer two questions a table load
+asks: which constraints an existing table enforces (:meth:`SqlConnection.constraints`)
+and what depends on it (:meth:`SqlConnection.dependents`: views, foreign
+keys, triggers, grants...), which decides how a ``replace`` publishes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import pyarrow as pa
@@ -27,10 +35,18 @@ from flowport.stages._stream import FedStream
 from flowport.stages.sql._identifiers import TableName, check_identifier, work_table_name
 from flowport.stages.sql._params import ParamStyle, bind_named
 from flowport.stages.sql._rows import RowBatcher, sqlite_declared_arrow
-from flowport.stages.sql._types import DeclaredType, declared_type, decode_extensions
-from flowport.stages.sqltypes import SQL_TYPE_METADATA_KEY
+from flowport.stages.sql._types import (
+    DeclaredType,
+    KeyConstraint,
+    TableConstraints,
+    declared_type,
+    decode_extensions,
+)
+from flowport.stages.sqltypes import SQL_TYPE_METADATA_KEY, DefaultValue
 
 __all__ = [
+    "Dependent",
+    "Dependents",
     "DuckDbConnection",
     "MariaDbConnection",
     "PostgresConnection",
@@ -67,6 +83,42 @@ def _param_text(value: Any) -> str | None:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Dependent:
+    """Something outside a table's own definition that a rename swap would break or lose.
+
+    ``kind`` says what it is (view, foreign key, trigger, grants...);
+    ``blocks_swap`` is False for dependents the vendor resolves by name, which
+    a swap keeps (MariaDB views).
+    """
+
+    kind: str
+    name: str = ""
+    blocks_swap: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}".strip()
+
+
+@dataclass
+class Dependents:
+    """What depends on a table, as far as a load needs to know.
+
+    ``referenced_keys``: the table's columns referenced by foreign keys that
+    the database enforces (deleting a referenced row fails or cascades).
+    ``can_truncate``: TRUNCATE is allowed (privilege) and transactional.
+    """
+
+    items: list[Dependent] = dataclasses.field(default_factory=list)
+    referenced_keys: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
+    can_truncate: bool = False
+
+    @property
+    def block_swap(self) -> list[Dependent]:
+        """The dependents a rename swap would break or lose."""
+        return [d for d in self.items if d.blocks_swap]
+
+
 class SqlConnection(ABC):
     """A connection to one SQL database, with the vendor's SQL spelled out."""
 
@@ -78,6 +130,8 @@ class SqlConnection(ABC):
     backslash_escapes: ClassVar[bool] = False
     names_ignore_case: ClassVar[bool] = False
     supports_on_conflict: ClassVar[bool] = True
+    #: Whether the database enforces primary keys and unique constraints (Redshift does not).
+    enforces_unique: ClassVar[bool] = True
 
     def __init__(self, spec: ConnectionSpec, raw: Any) -> None:
         self.spec = spec
@@ -159,13 +213,48 @@ class SqlConnection(ABC):
         *,
         unique: Sequence[str] = (),
         temporary: bool = False,
+        constraints: TableConstraints | None = None,
     ) -> str:
-        """``CREATE TABLE`` with these (name, type) columns and an optional unique key."""
-        parts = [f"{self.quote(name)} {sql_type}" for name, sql_type in columns]
+        """``CREATE TABLE`` with these (name, type) columns, an optional unique key and constraints.
+
+        ``constraints`` adds NOT NULL and DEFAULT to its columns, and the
+        primary key and unique constraints as table constraints.
+        """
+        not_null = set(constraints.not_null) if constraints is not None else set()
+        defaults = constraints.defaults if constraints is not None else {}
+        parts = []
+        for name, sql_type in columns:
+            part = f"{self.quote(name)} {sql_type}"
+            if name in defaults:
+                part += f" DEFAULT {self.default_sql(defaults[name])}"
+            if name in not_null:
+                part += " NOT NULL"
+            parts.append(part)
+        for key in constraints.keys if constraints is not None else []:
+            named = f"CONSTRAINT {self.quote(key.name)} " if key.name else ""
+            parts.append(f"{named}{key.kind} ({', '.join(self.quote(c) for c in key.columns)})")
         if unique:
             parts.append(f"UNIQUE ({', '.join(self.quote(k) for k in unique)})")
         kind = "TEMPORARY TABLE" if temporary else "TABLE"
         return f"CREATE {kind} {self.table_sql(table)} ({', '.join(parts)}){self.table_options()}"
+
+    def string_literal(self, text: str) -> str:
+        """``text`` as a SQL string literal (for DDL, where parameters cannot go)."""
+        quoted = text.replace("'", "''")
+        if self.backslash_escapes:
+            quoted = quoted.replace("\\", "\\\\")
+        return f"'{quoted}'"
+
+    def default_sql(self, default: DefaultValue) -> str:
+        """A literal column default in this vendor's spelling."""
+        if default.kind == "text":
+            return self.string_literal(default.value)
+        if default.kind == "number":
+            return default.value
+        if default.kind == "keyword" and default.value in ("CURRENT_TIMESTAMP", "CURRENT_DATE"):
+            # Expression defaults need parentheses on MariaDB and SQLite; PostgreSQL and DuckDB take them too.
+            return f"({default.value})"
+        return default.value  # NULL, TRUE, FALSE
 
     def table_options(self) -> str:
         """Text after the column list of CREATE TABLE."""
@@ -220,6 +309,14 @@ class SqlConnection(ABC):
     @abstractmethod
     def unique_keys(self, table: TableName) -> list[frozenset[str]]:
         """The column sets of the table's unique constraints and indexes."""
+
+    @abstractmethod
+    def constraints(self, table: TableName) -> TableConstraints:
+        """The NOT NULL columns, primary key and unique keys an existing table enforces."""
+
+    @abstractmethod
+    def dependents(self, table: TableName) -> Dependents:
+        """What depends on an existing table (views, foreign keys, triggers, grants...)."""
 
     def has_unique_key(self, table: TableName, keys: Sequence[str]) -> bool:
         """Whether a unique constraint or index covers exactly ``keys``."""
@@ -363,6 +460,54 @@ def _from_adbc(batch: pa.RecordBatch) -> pa.RecordBatch:
     return decode_extensions(plain)
 
 
+def _keys(rows: Sequence[Row]) -> list[KeyConstraint]:
+    """(constraint name, is primary, column) rows, grouped in order, as key constraints."""
+    grouped: dict[str, tuple[bool, list[str]]] = {}
+    for name, primary, column in rows:
+        grouped.setdefault(str(name), (bool(primary), []))[1].append(str(column))
+    return [
+        KeyConstraint("PRIMARY KEY" if primary else "UNIQUE", tuple(columns), name)
+        for name, (primary, columns) in grouped.items()
+    ]
+
+
+# One row (kind, name) per thing a drop-and-rename swap of the table $1 would break or lose.
+_PG_DEPENDENTS = """
+WITH t AS (SELECT to_regclass($1) AS oid)
+SELECT 'view', v.oid::regclass::text FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid JOIN pg_catalog.pg_class v ON v.oid = r.ev_class, t
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+  AND d.refobjid = t.oid AND r.ev_class <> t.oid
+UNION SELECT 'rule', r.rulename::text FROM pg_catalog.pg_rewrite r, t WHERE r.ev_class = t.oid
+UNION SELECT 'foreign key', c.conname || ' of ' || c.conrelid::regclass::text
+  FROM pg_catalog.pg_constraint c, t
+  WHERE c.contype = 'f' AND (c.confrelid = t.oid OR c.conrelid = t.oid)
+UNION SELECT 'trigger', g.tgname::text FROM pg_catalog.pg_trigger g, t
+  WHERE g.tgrelid = t.oid AND NOT g.tgisinternal
+UNION SELECT 'grants', '' FROM pg_catalog.pg_class c, t WHERE c.oid = t.oid AND c.relacl IS NOT NULL
+UNION SELECT 'owner', pg_catalog.pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c, t
+  WHERE c.oid = t.oid AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+UNION SELECT 'row security', '' FROM pg_catalog.pg_class c, t WHERE c.oid = t.oid
+  AND (c.relrowsecurity OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = t.oid))
+UNION SELECT 'comment', '' FROM t WHERE pg_catalog.obj_description(t.oid, 'pg_class') IS NOT NULL
+UNION SELECT 'partitions', '' FROM pg_catalog.pg_class c, t WHERE c.oid = t.oid AND c.relkind = 'p'
+UNION SELECT 'inheritance', i.inhrelid::regclass::text || ' of ' || i.inhparent::regclass::text
+  FROM pg_catalog.pg_inherits i, t WHERE i.inhparent = t.oid OR i.inhrelid = t.oid
+UNION SELECT 'publication', p.pubname::text FROM pg_catalog.pg_publication_rel pr
+  JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid, t WHERE pr.prrelid = t.oid
+UNION SELECT 'sequence', s.oid::regclass::text FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_class s ON s.oid = d.objid, t
+  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refobjid = t.oid AND d.deptype = 'a'
+  AND s.relkind = 'S'
+UNION SELECT 'object', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_catalog.pg_depend d, t
+  WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = t.oid AND d.deptype = 'n'
+  AND d.classid NOT IN ('pg_catalog.pg_rewrite'::regclass, 'pg_catalog.pg_constraint'::regclass)
+  AND NOT (d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = t.oid)
+ORDER BY 1, 2
+"""
+
+
 class PostgresConnection(_PostgresFamily):
     """PostgreSQL through ADBC: binary COPY in and out, Arrow end to end.
 
@@ -488,6 +633,51 @@ class PostgresConnection(_PostgresFamily):
             found.setdefault(index, set()).add(str(column))
         return [frozenset(columns) for columns in found.values()]
 
+    def constraints(self, table: TableName) -> TableConstraints:
+        """NOT NULL columns (``attnotnull``) and unique indexes over plain columns, the primary key first."""
+        regclass = self.table_sql(table)
+        not_null = self.query(
+            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+            "AND NOT attisdropped AND attnotnull ORDER BY attnum",
+            [regclass],
+        )
+        rows = self.query(
+            "SELECT c.relname, i.indisprimary, a.attname FROM pg_catalog.pg_index i "
+            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+            "CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL "
+            "AND i.indexprs IS NULL AND k.n <= i.indnkeyatts "
+            "ORDER BY i.indisprimary DESC, c.relname, k.n",
+            [regclass],
+        )
+        return TableConstraints(not_null=[str(r[0]) for r in not_null], keys=_keys(rows))
+
+    def dependents(self, table: TableName) -> Dependents:
+        """Views, rules, foreign keys (either way), triggers, grants, another owner, row security, a
+        comment, partitions, inheritance, publications and serial sequences: all lost or broken by
+        dropping the table and renaming another in its place (``LIKE ... INCLUDING ALL`` copies none).
+        """
+        regclass = self.table_sql(table)
+        rows = self.query(_PG_DEPENDENTS, [regclass])
+        referenced = self.query(
+            "SELECT c.oid::bigint, a.attname FROM pg_catalog.pg_constraint c "
+            "CROSS JOIN LATERAL unnest(c.confkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum "
+            "WHERE c.contype = 'f' AND c.confrelid = to_regclass($1) ORDER BY c.oid, k.n",
+            [regclass],
+        )
+        truncate = self.query("SELECT has_table_privilege(to_regclass($1), 'TRUNCATE')", [regclass])
+        keys: dict[Any, list[str]] = {}
+        for constraint, column in referenced:
+            keys.setdefault(constraint, []).append(str(column))
+        return Dependents(
+            items=[Dependent(str(kind), str(name or "")) for kind, name in rows],
+            referenced_keys=list(dict.fromkeys(tuple(k) for k in keys.values())),
+            # TRUNCATE is transactional in PostgreSQL, but refused on a table a foreign key references.
+            can_truncate=bool(truncate and truncate[0][0]) and not keys,
+        )
+
     def _parameter_types(self, sql: str) -> list[str]:
         """The types PostgreSQL infers for ``$n`` in ``sql`` (PREPARE, then ask the catalog)."""
         self.execute(f"PREPARE fp_parameter_types AS {sql}")
@@ -587,6 +777,7 @@ class RedshiftConnection(_PostgresFamily):
     vendor = "redshift"
     param_style = "format"
     supports_on_conflict = False
+    enforces_unique = False
 
     @classmethod
     def open(cls, spec: ConnectionSpec) -> RedshiftConnection:
@@ -658,6 +849,38 @@ class RedshiftConnection(_PostgresFamily):
     def unique_keys(self, table: TableName) -> list[frozenset[str]]:
         """None that can be relied on: Redshift does not enforce unique constraints."""
         return []
+
+    def constraints(self, table: TableName) -> TableConstraints:
+        """NOT NULL columns only: Redshift does not enforce keys."""
+        p = self.param(1)
+        rows = self.query(
+            f"SELECT column_name FROM information_schema.columns WHERE table_schema = {p} "
+            f"AND table_name = {p} AND is_nullable = 'NO' ORDER BY ordinal_position",
+            [table.schema, table.name],
+        )
+        return TableConstraints(not_null=[str(r[0]) for r in rows])
+
+    def dependents(self, table: TableName) -> Dependents:
+        """Views (bound ones block a DROP), grants and another owner. Foreign keys are informational
+        on Redshift, and TRUNCATE commits the transaction, so it is never offered."""
+        p = self.param(1)
+        relation = (
+            "(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            f"ON n.oid = c.relnamespace WHERE n.nspname = {p} AND c.relname = {p})"
+        )
+        rows = self.query(
+            "SELECT DISTINCT 'view', v.relname FROM pg_catalog.pg_depend d "
+            "JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
+            "JOIN pg_catalog.pg_class v ON v.oid = r.ev_class "
+            f"WHERE d.refobjid = {relation} AND r.ev_class <> d.refobjid "
+            "UNION SELECT 'grants', '' FROM pg_catalog.pg_class c "
+            f"WHERE c.oid = {relation} AND c.relacl IS NOT NULL "
+            "UNION SELECT 'owner', pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c "
+            f"WHERE c.oid = {relation} AND c.relowner <> (SELECT usesysid FROM pg_catalog.pg_user "
+            "WHERE usename = current_user)",
+            [table.schema, table.name] * 3,
+        )
+        return Dependents(items=[Dependent(str(kind), str(name or "")) for kind, name in rows])
 
     def insert_rows(self, table: TableName, names: Sequence[str], data: pa.Table) -> None:
         """Multi-row INSERTs, as many rows per statement as the protocol's 65535 parameters allow."""
@@ -926,6 +1149,70 @@ class MariaDbConnection(SqlConnection):
             found.setdefault(str(index), set()).add(str(column))
         return [frozenset(columns) for columns in found.values()]
 
+    def constraints(self, table: TableName) -> TableConstraints:
+        """NOT NULL columns, the primary key and unique indexes (prefix indexes left out)."""
+        p = self.param(1)
+        database = self._database(table)
+        not_null = self.query(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+            f"WHERE TABLE_SCHEMA = {p} AND TABLE_NAME = {p} AND IS_NULLABLE = 'NO' ORDER BY ORDINAL_POSITION",
+            [database, table.name],
+        )
+        rows = self.query(
+            "SELECT INDEX_NAME, INDEX_NAME = 'PRIMARY', COLUMN_NAME FROM information_schema.STATISTICS s "
+            f"WHERE TABLE_SCHEMA = {p} AND TABLE_NAME = {p} AND NON_UNIQUE = 0 AND NOT EXISTS ("
+            "SELECT 1 FROM information_schema.STATISTICS x WHERE x.TABLE_SCHEMA = s.TABLE_SCHEMA "
+            "AND x.TABLE_NAME = s.TABLE_NAME AND x.INDEX_NAME = s.INDEX_NAME AND x.SUB_PART IS NOT NULL) "
+            "ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+            [database, table.name],
+        )
+        return TableConstraints(not_null=[str(r[0]) for r in not_null], keys=_keys(rows))
+
+    def dependents(self, table: TableName) -> Dependents:
+        """Foreign keys (either way) and triggers, which ``RENAME TABLE`` takes along to the old table
+        (and ``CREATE TABLE ... LIKE`` does not copy). Views are listed but do not block a swap:
+        MariaDB resolves them by name when they are queried, so they read the new table.
+        TRUNCATE is DDL here (it commits), so it is never offered.
+        """
+        p = self.param(1)
+        database = self._database(table)
+        needle = f"{self.quote(database)}.{self.quote(table.name)}"
+        items = [
+            Dependent("view", f"{schema}.{name}", blocks_swap=False)
+            for schema, name in self.query(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.VIEWS "
+                f"WHERE LOCATE({p}, VIEW_DEFINITION) > 0 ORDER BY TABLE_SCHEMA, TABLE_NAME",
+                [needle],
+            )
+        ]
+        referencing = self.query(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, REFERENCED_COLUMN_NAME "
+            "FROM information_schema.KEY_COLUMN_USAGE "
+            f"WHERE REFERENCED_TABLE_SCHEMA = {p} AND REFERENCED_TABLE_NAME = {p} "
+            "ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, POSITION_IN_UNIQUE_CONSTRAINT",
+            [database, table.name],
+        )
+        keys: dict[tuple[str, str, str], list[str]] = {}
+        for schema, name, constraint, column in referencing:
+            keys.setdefault((str(schema), str(name), str(constraint)), []).append(str(column))
+        items += [Dependent("foreign key", f"{c} of {s}.{n}") for s, n, c in keys]
+        outgoing = self.query(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            f"WHERE CONSTRAINT_SCHEMA = {p} AND TABLE_NAME = {p} ORDER BY CONSTRAINT_NAME",
+            [database, table.name],
+        )
+        items += [Dependent("foreign key", f"{r[0]} of {database}.{table.name}") for r in outgoing]
+        triggers = self.query(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+            f"WHERE EVENT_OBJECT_SCHEMA = {p} AND EVENT_OBJECT_TABLE = {p} ORDER BY TRIGGER_NAME",
+            [database, table.name],
+        )
+        items += [Dependent("trigger", str(r[0])) for r in triggers]
+        return Dependents(
+            items=list(dict.fromkeys(items)),
+            referenced_keys=list(dict.fromkeys(tuple(k) for k in keys.values())),
+        )
+
     def stream(
         self,
         query: str,
@@ -1086,6 +1373,73 @@ class SqliteConnection(SqlConnection):
                 keys.append(frozenset(str(c) for c in columns))
         return keys
 
+    def constraints(self, table: TableName) -> TableConstraints:
+        """Columns declared NOT NULL, the primary key and unique indexes that are not partial.
+
+        SQLite lets NULL into a primary key other than an INTEGER one (which
+        makes NULL a new rowid), so only an explicit NOT NULL counts.
+        """
+        schema = table.schema or "main"
+        columns = self.query(
+            'SELECT name, "notnull", pk FROM pragma_table_info(?, ?) ORDER BY cid', [table.name, schema]
+        )
+        not_null = [str(name) for name, required, _ in columns if required]
+        primary = [str(name) for name, _, pk in sorted(columns, key=lambda r: int(r[2])) if pk]
+        keys = [KeyConstraint("PRIMARY KEY", tuple(primary))] if primary else []
+        indexes = self.query(
+            'SELECT name, origin FROM pragma_index_list(?, ?) WHERE "unique" = 1 AND partial = 0 '
+            "ORDER BY name",
+            [table.name, schema],
+        )
+        for index, origin in indexes:
+            names = self.query("SELECT name FROM pragma_index_info(?, ?) ORDER BY seqno", [index, schema])
+            found = tuple(str(r[0]) for r in names if r[0] is not None)
+            if origin == "pk" or len(found) != len(names) or not found:
+                continue  # the primary key again, or an index over expressions
+            keys.append(KeyConstraint("UNIQUE", found, str(index)))
+        return TableConstraints(not_null=not_null, keys=keys)
+
+    @property
+    def foreign_keys_enforced(self) -> bool:
+        """Whether this connection enforces foreign keys (``PRAGMA foreign_keys``, off by default)."""
+        rows = self.query("PRAGMA foreign_keys")
+        return bool(rows and rows[0][0])
+
+    def dependents(self, table: TableName) -> Dependents:
+        """Views and triggers naming the table, and foreign keys of other tables referencing it.
+
+        Loads into SQLite replace rows in place, so only the foreign keys
+        matter, and only when this connection enforces them.
+        """
+        schema = table.schema or "main"
+        master = f"{self.quote(schema)}.sqlite_master"
+        word = re.compile(rf"(?<![\w$]){re.escape(table.name)}(?![\w$])", re.IGNORECASE)
+        items = [
+            Dependent(str(kind), str(name))
+            for kind, name, sql in self.query(
+                f"SELECT type, name, sql FROM {master} WHERE type IN ('view', 'trigger') ORDER BY type, name"
+            )
+            if sql and word.search(str(sql))
+        ]
+        rows = self.query(
+            f'SELECT m.name, f.id, f."to" FROM {master} AS m, pragma_foreign_key_list(m.name, ?) AS f '
+            "WHERE m.type = 'table' AND f.\"table\" = ? COLLATE NOCASE ORDER BY m.name, f.id, f.seq",
+            [schema, table.name],
+        )
+        keys: dict[tuple[str, int], list[str | None]] = {}
+        for name, constraint, column in rows:
+            keys.setdefault((str(name), int(constraint)), []).append(None if column is None else str(column))
+        items += [Dependent("foreign key", f"of {name}") for name, _ in keys]
+        referenced: list[tuple[str, ...]] = []
+        if keys and self.foreign_keys_enforced:
+            primary = self.constraints(table).primary_key
+            for columns in keys.values():
+                if all(c is not None for c in columns):
+                    referenced.append(tuple(str(c) for c in columns))
+                elif primary is not None:  # "REFERENCES parent" without columns: the primary key
+                    referenced.append(primary.columns)
+        return Dependents(items=items, referenced_keys=list(dict.fromkeys(referenced)))
+
     def stream(
         self,
         query: str,
@@ -1211,6 +1565,46 @@ class DuckDbConnection(SqlConnection):
             [table.schema, table.name],
         )
         return [frozenset(str(c) for c in columns) for (columns,) in rows]
+
+    def constraints(self, table: TableName) -> TableConstraints:
+        """NOT NULL columns, the primary key and unique constraints."""
+        not_null = self.query(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND lower(schema_name) = lower(?) AND table_name = ? AND NOT is_nullable ORDER BY column_index",
+            [table.schema, table.name],
+        )
+        rows = self.query(
+            "SELECT constraint_name, constraint_type, constraint_column_names FROM duckdb_constraints() "
+            "WHERE database_name = current_database() AND lower(schema_name) = lower(?) "
+            "AND table_name = ? AND constraint_type IN ('PRIMARY KEY', 'UNIQUE') "
+            "ORDER BY constraint_type = 'PRIMARY KEY' DESC, constraint_index",
+            [table.schema, table.name],
+        )
+        keys = [
+            KeyConstraint(str(kind), tuple(str(c) for c in columns), name) for name, kind, columns in rows
+        ]
+        return TableConstraints(not_null=[str(r[0]) for r in not_null], keys=keys)
+
+    def dependents(self, table: TableName) -> Dependents:
+        """Views naming the table and the foreign keys referencing it (DuckDB always enforces them).
+
+        Loads into DuckDB replace rows in place, so only the foreign keys matter.
+        """
+        views = self.query(
+            "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
+            "AND database_name = current_database() AND contains(lower(sql), lower(?)) ORDER BY 1, 2",
+            [table.name],
+        )
+        rows = self.query(
+            "SELECT table_name, constraint_name, referenced_column_names FROM duckdb_constraints() "
+            "WHERE database_name = current_database() AND constraint_type = 'FOREIGN KEY' "
+            "AND lower(referenced_table) = lower(?) ORDER BY 1, 2",
+            [table.name],
+        )
+        items = [Dependent("view", f"{schema}.{name}") for schema, name in views]
+        items += [Dependent("foreign key", f"{constraint} of {name}") for name, constraint, _ in rows]
+        referenced = [tuple(str(c) for c in columns) for _, _, columns in rows]
+        return Dependents(items=items, referenced_keys=list(dict.fromkeys(referenced)))
 
     def stream(
         self,

@@ -15,7 +15,46 @@ Modes:
 
 Where the target does not exist (and ``create_table`` is on) it is created
 from the incoming Arrow schema, with each column's declared SQL type when a
-Field Mapper set one, and a unique key on ``keys`` when they are given.
+Field Mapper set one, the constraints declared after it (``PRIMARY KEY``,
+``NOT NULL``, ``UNIQUE``, literal ``DEFAULT``), and a unique key on ``keys``
+when they are given. Staging tables stay unconstrained.
+
+Constraints are checked on every batch before it is staged (:class:`RowChecks`):
+a record with NULL in a NOT NULL column, or whose primary or unique key an
+earlier record of the load (or, appending, a row of the table) already has,
+comes back from :meth:`TableLoad.write` as rejected, with a code and a
+message naming the column and the constraint, and is not loaded; the other
+records load. The checks are vectorised (Arrow null counts and masks; keys
+seen so far kept in a private on-disk DuckDB database, one anti-join per
+batch). The database keeps the last word: what it still refuses at publish
+(a collation that makes ``'a'`` equal ``'A'``, a concurrent writer) fails the
+load as before, leaving the target as it was.
+
+How ``replace`` publishes depends on what depends on the target
+(:meth:`SqlConnection.dependents`):
+
+* ``rename swap`` (PostgreSQL, Redshift, MariaDB, when nothing depends on
+  the target): the staging table, shaped like the target, takes its place
+  (DROP + RENAME in the load's transaction on PostgreSQL; one atomic
+  ``RENAME TABLE`` on MariaDB). The cheapest: rows are written once.
+* ``truncate and insert`` (PostgreSQL with dependent views, grants, triggers,
+  outgoing foreign keys...): ``TRUNCATE`` then ``INSERT ... SELECT`` from
+  the staging table (a temporary one) in the same transaction. Rows are
+  written a second time, and TRUNCATE locks the target against readers
+  until COMMIT (they wait, then see the new rows; never a half-loaded table).
+* ``delete and insert`` (MariaDB, where TRUNCATE is DDL and commits; Redshift;
+  SQLite and DuckDB always): ``DELETE`` then ``INSERT ... SELECT`` in one
+  transaction. Readers keep seeing the old rows until COMMIT (MVCC); the old
+  rows stay behind as dead rows / undo until vacuumed or purged.
+* ``merge on key`` (a foreign key the database enforces references the
+  target): deleting every row would fail or cascade into the referencing
+  table, so the rows whose key is not in the load are deleted and the others
+  are inserted or updated on the key (``ON CONFLICT``/``ON DUPLICATE KEY``),
+  in one transaction. It costs an index look-up per row; a referencing row
+  whose key disappears from the load makes the database refuse the publish.
+
+Whatever the strategy, a failure leaves the target exactly as it was, and
+the chosen strategy and its reasons are logged.
 """
 
 from __future__ import annotations
@@ -23,16 +62,25 @@ from __future__ import annotations
 import logging
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, cast
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowport.connections.drivers import allow_local_infile
 from flowport.errors import StageError
-from flowport.stages._duckdb import DuckSession, arange, nested_to_json, quote_ident, sql_literal
+from flowport.stages._duckdb import (
+    DuckSession,
+    arange,
+    duckdb_message,
+    nested_to_json,
+    quote_ident,
+    sql_literal,
+)
 from flowport.stages._files import conform_to
 from flowport.stages.sql._dialects import (
     IngestStream,
@@ -40,11 +88,31 @@ from flowport.stages.sql._dialects import (
     PostgresConnection,
     RedshiftConnection,
     SqlConnection,
+    SqliteConnection,
 )
 from flowport.stages.sql._identifiers import TableName
-from flowport.stages.sql._types import decode_extensions, flatten_dictionaries
+from flowport.stages.sql._types import (
+    KeyConstraint,
+    TableConstraints,
+    declared_constraints,
+    decode_extensions,
+    flatten_dictionaries,
+)
 
-__all__ = ["LoadMode", "TableLoad", "table_load"]
+__all__ = [
+    "DELETE_INSERT",
+    "DUPLICATE_KEY",
+    "MERGE",
+    "NOT_NULL_VIOLATION",
+    "RENAME_SWAP",
+    "TRUNCATE_INSERT",
+    "LoadMode",
+    "Publish",
+    "Rejected",
+    "RowChecks",
+    "TableLoad",
+    "table_load",
+]
 
 log = logging.getLogger("flowport.stages.sql")
 
@@ -57,6 +125,244 @@ _DEDUPED = "__fp_d"
 _TARGET_ALIAS = "__fp_t"
 _SOURCE_ALIAS = "__fp_s"
 
+#: Error codes of the records a load rejects.
+NOT_NULL_VIOLATION = "SQL_NOT_NULL_VIOLATION"
+DUPLICATE_KEY = "SQL_DUPLICATE_KEY"
+
+#: How a ``replace`` publishes (see the module docstring for what each costs).
+RENAME_SWAP = "rename swap"
+TRUNCATE_INSERT = "truncate and insert"
+DELETE_INSERT = "delete and insert"
+MERGE = "merge on key"
+
+_SHOWN_VALUE_CHARS = 80
+
+
+@dataclass(frozen=True)
+class Publish:
+    """The strategy a ``replace`` publishes with, the merge key, and what depends on the target."""
+
+    strategy: str
+    key: tuple[str, ...] = ()
+    dependents: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``merge on key (id)``, ``truncate and insert``..."""
+        return f"{self.strategy} ({', '.join(self.key)})" if self.key else self.strategy
+
+
+@dataclass
+class Rejected:
+    """Records of one batch a load refused: their positions in the batch, codes and messages."""
+
+    positions: pa.Array[Any]
+    codes: pa.Array[Any]
+    messages: pa.Array[Any]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= _SHOWN_VALUE_CHARS else text[: _SHOWN_VALUE_CHARS - 3] + "..."
+
+
+def _ints(array: pa.Array[Any]) -> list[int]:
+    return [int(cast(int, v)) for v in array.to_pylist()]
+
+
+def _flat(array: Any) -> pa.Array[Any]:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+class RowChecks:
+    """NOT NULL and key constraints checked on each batch before it is staged.
+
+    NOT NULL costs one null count per column on the happy path. Keys are
+    checked in a private on-disk DuckDB database (it spills, so memory stays
+    bounded) holding every key accepted so far, and, when appending, the
+    keys the table already holds: per batch and key, one query finds the
+    rows whose key is already known or repeats an earlier row of the batch.
+    Rows with NULL in a key column are not compared (NULLs are distinct in a
+    unique key; a primary key's NULLs are NOT NULL violations).
+    """
+
+    def __init__(
+        self, stage: str, table: str, not_null: Sequence[str], keys: Sequence[KeyConstraint]
+    ) -> None:
+        self.stage = stage
+        self.table = table
+        self.not_null = list(not_null)
+        self.keys = list(keys)
+        self._session: DuckSession | None = None
+        self._created = [False] * len(self.keys)
+
+    @property
+    def _duck(self) -> DuckSession:
+        if self._session is None:
+            self._session = DuckSession(on_disk=True)
+        return self._session
+
+    def close(self) -> None:
+        """Drop the keys seen (the DuckDB database and its folder)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    @staticmethod
+    def _names(key: KeyConstraint) -> list[str]:
+        return [f"k{i}" for i in range(len(key.columns))]
+
+    def _create(self, index: int, types: Sequence[pa.DataType]) -> None:
+        if self._created[index]:
+            return
+        key = self.keys[index]
+        empty = pa.table([pa.array([], t) for t in types], names=self._names(key))
+        columns = ", ".join(self._names(key))
+        with self._duck.registered("__fp_empty", empty):
+            self._duck.execute(
+                f"CREATE TABLE seen{index} AS "
+                f"SELECT {columns}, CAST(NULL AS VARCHAR) AS src FROM __fp_empty LIMIT 0"
+            )
+        self._created[index] = True
+
+    def start(self, schema: pa.Schema) -> None:
+        """Fix the key types from the first batch (keys over NULL-typed columns cannot be compared)."""
+        kept = []
+        for key in self.keys:
+            types = [schema.field(c).type for c in key.columns]
+            if not any(pa.types.is_null(t) for t in types):
+                kept.append((key, types))
+        self.keys = [k for k, _ in kept]
+        self._created = [False] * len(self.keys)
+        for index, (_, types) in enumerate(kept):
+            self._create(index, types)
+
+    def seed(self, key: KeyConstraint, batches: Iterable[pa.RecordBatch]) -> None:
+        """Remember the keys the target already holds (``batches`` of its key columns, in order)."""
+        if key not in self.keys:
+            return
+        index = self.keys.index(key)
+        names = self._names(key)
+        types = self._duck.table(
+            f"SELECT data_type FROM duckdb_columns() WHERE table_name = 'seen{index}' ORDER BY column_index"
+        ).column(0)
+        casts = ", ".join(f"TRY_CAST({n} AS {t})" for n, t in zip(names, types.to_pylist(), strict=False))
+        present = " AND ".join(f"{n} IS NOT NULL" for n in names)
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            data = pa.Table.from_batches([batch]).rename_columns(names)
+            with self._duck.registered("__fp_target", data):
+                self._duck.execute(
+                    f"INSERT INTO seen{index} SELECT {casts}, 'table' FROM __fp_target WHERE {present}"
+                )
+
+    def check(self, data: pa.Table) -> tuple[pa.Table, Rejected | None]:
+        """The rows of ``data`` that pass, and the rejected ones (None when all pass)."""
+        bad: pa.Array[Any] | None = None
+        nulls: list[tuple[str, pa.Array[Any]]] = []
+        for column in self.not_null:
+            values = data.column(column)
+            if values.null_count:
+                mask = _flat(pc.is_null(values))
+                nulls.append((column, mask))
+                bad = mask if bad is None else pc.or_(bad, mask)
+        duplicates: list[tuple[KeyConstraint, pa.Array[Any], pa.Array[Any]]] = []
+        try:
+            for index, key in enumerate(self.keys):
+                positions, sources = self._duplicates(index, key, data, bad)
+                if len(positions):
+                    duplicates.append((key, positions, sources))
+                    mask = pc.is_in(arange(data.num_rows), value_set=positions)
+                    bad = mask if bad is None else pc.or_(bad, mask)
+            accepted = data if bad is None else data.filter(pc.invert(bad))
+            for index, key in enumerate(self.keys):
+                self._remember(index, key, accepted)
+        except duckdb.Error as exc:
+            raise StageError(
+                self.stage, f"checking the keys of the records failed: {duckdb_message(exc)}"
+            ) from exc
+        if bad is None or accepted.num_rows == data.num_rows:
+            return data, None
+        return accepted, self._rejected(data, bad, nulls, duplicates)
+
+    def _duplicates(
+        self, index: int, key: KeyConstraint, data: pa.Table, bad: pa.Array[Any] | None
+    ) -> tuple[pa.Array[Any], pa.Array[Any]]:
+        """Positions of the rows whose key is known already or repeats an earlier row, and where from."""
+        names = self._names(key)
+        keys = pa.table(
+            [data.column(c) for c in key.columns] + [arange(data.num_rows)], names=[*names, "pos"]
+        )
+        candidate: pa.Array[Any] | None = None if bad is None else pc.invert(bad)
+        for name in names:
+            if keys.column(name).null_count:
+                valid = _flat(pc.is_valid(keys.column(name)))
+                candidate = valid if candidate is None else pc.and_(candidate, valid)
+        if candidate is not None:
+            keys = keys.filter(candidate)
+        if not keys.num_rows:
+            return pa.array([], pa.int64()), pa.array([], pa.string())
+        match = " AND ".join(f"k.{n} = s.{n}" for n in names)
+        partition = ", ".join(f"k.{n}" for n in names)
+        with self._duck.registered("__fp_keys", keys):
+            found = self._duck.table(
+                f"SELECT k.pos, s.src FROM __fp_keys AS k LEFT JOIN seen{index} AS s ON {match} "
+                "QUALIFY s.src IS NOT NULL "
+                f"OR row_number() OVER (PARTITION BY {partition} ORDER BY k.pos) > 1 "
+                "ORDER BY k.pos"
+            )
+        return _flat(found.column(0)).cast(pa.int64()), _flat(found.column(1))
+
+    def _remember(self, index: int, key: KeyConstraint, accepted: pa.Table) -> None:
+        names = self._names(key)
+        keys = pa.table([accepted.column(c) for c in key.columns], names=names)
+        present = " AND ".join(f"{n} IS NOT NULL" for n in names)
+        with self._duck.registered("__fp_keys", keys):
+            self._duck.execute(
+                f"INSERT INTO seen{index} SELECT {', '.join(names)}, 'load' FROM __fp_keys WHERE {present}"
+            )
+
+    def _rejected(
+        self,
+        data: pa.Table,
+        bad: pa.Array[Any],
+        nulls: list[tuple[str, pa.Array[Any]]],
+        duplicates: list[tuple[KeyConstraint, pa.Array[Any], pa.Array[Any]]],
+    ) -> Rejected:
+        """Codes and messages for the rejected rows only (the happy path never gets here)."""
+        positions = pc.indices_nonzero(bad)
+        reasons: dict[int, list[tuple[str, str]]] = {p: [] for p in _ints(positions)}
+        for column, mask in nulls:
+            for p in _ints(pc.indices_nonzero(mask)):
+                reasons[p].append(
+                    (
+                        NOT_NULL_VIOLATION,
+                        f"column '{column}' of table '{self.table}' is NOT NULL and the record has no value",
+                    )
+                )
+        for key, rows, sources in duplicates:
+            values = data.select(list(key.columns)).take(rows).to_pylist()
+            for p, source, row in zip(_ints(rows), sources.to_pylist(), values, strict=True):
+                shown = ", ".join(_shown(v) for v in row.values())
+                where = (
+                    "the table already holds this key"
+                    if source == "table"
+                    else "an earlier record of this load has the same key"
+                )
+                reasons[p].append(
+                    (
+                        DUPLICATE_KEY,
+                        f"duplicate key ({', '.join(key.columns)})=({shown}) violates the {key.kind} "
+                        f"of table '{self.table}': {where}",
+                    )
+                )
+        ordered = [reasons[p] for p in _ints(positions)]
+        return Rejected(
+            positions=positions,
+            codes=pa.array([r[0][0] for r in ordered], pa.string()),
+            messages=pa.array(["; ".join(m for _, m in r) for r in ordered], pa.string()),
+        )
+
 
 def _decoded(table: pa.Table) -> pa.Table:
     if not any(isinstance(f.type, pa.BaseExtensionType) for f in table.schema):
@@ -68,6 +374,9 @@ def _decoded(table: pa.Table) -> pa.Table:
 
 class TableLoad(ABC):
     """Loading one run's records into one table, staged until :meth:`commit`."""
+
+    #: Whether ``replace`` can swap a staging table in by renaming (else rows are replaced in place).
+    can_swap: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -97,6 +406,12 @@ class TableLoad(ABC):
         self.rows = 0
         self.started = False
         self.finished = False
+        #: The constraints of the existing target (read at prepare) or of the one to create (declared).
+        self.target_constraints = TableConstraints()
+        self.declared = TableConstraints()
+        self.checks: RowChecks | None = None
+        #: ``replace`` into an existing target: the rows are replaced in place (no rename swap).
+        self.in_place = False
 
     # -- lifecycle --------------------------------------------------------
     def prepare(self) -> None:
@@ -105,6 +420,10 @@ class TableLoad(ABC):
         self.conn.check_table(self.target)
         if self.exists:
             self.target_columns = self.conn.columns(self.target)
+            self.target_constraints = self.conn.constraints(self.target)
+            if self.mode == "replace":
+                # Decided now because it shapes the staging table; checked again at publish.
+                self.in_place = not self.can_swap or bool(self.conn.dependents(self.target).block_swap)
         elif not self.create_table:
             raise StageError(
                 self.stage,
@@ -112,19 +431,24 @@ class TableLoad(ABC):
                 "create it first or turn create_table on",
             )
 
-    def write(self, data: pa.Table) -> None:
-        """Stage one batch (the first one fixes the columns)."""
+    def write(self, data: pa.Table) -> Rejected | None:
+        """Stage one batch (the first one fixes the columns); the records violating a constraint
+        of the target are not staged but returned."""
         data = _decoded(flatten_dictionaries(data))
         if not self.started:
             self._begin(data.schema)
         assert self.incoming is not None
         data = conform_to(data, self.incoming, self.stage)
         data = data.rename_columns(self.renames)
+        rejected = None
+        if self.checks is not None:
+            data, rejected = self.checks.check(data)
         if self.mode == "upsert":
             data = data.append_column(SEQ, pc.add(arange(data.num_rows), self.rows))
         if data.num_rows:
             self._load(data)
         self.rows += data.num_rows
+        return rejected
 
     def commit(self) -> None:
         """Make the staged rows visible at once."""
@@ -137,10 +461,12 @@ class TableLoad(ABC):
                 log.warning("stage %s received no records: table %s was not created", self.stage, self.target)
             self.finished = True
             self._cleanup()
+            self.close()
             return
         self._publish()
         self.finished = True
         self._cleanup()
+        self.close()
 
     def abort(self) -> None:
         """Throw the staged rows away; the target stays as it was."""
@@ -151,6 +477,12 @@ class TableLoad(ABC):
             self._discard()
         finally:
             self._cleanup()
+            self.close()
+
+    def close(self) -> None:
+        """Release what the checks hold (after commit or abort)."""
+        if self.checks is not None:
+            self.checks.close()
 
     # -- column mapping ---------------------------------------------------
     def _begin(self, schema: pa.Schema) -> None:
@@ -173,11 +505,8 @@ class TableLoad(ABC):
                     )
                 renames.append(match[0])
             self.renames = renames
-            types = dict(self.target_columns)
-            self.types = {c: types[c] for c in renames}
         else:
             self.renames = list(names)
-            self.types = {f.name: self.conn.column_sql(f, key=self._is_key(f.name)) for f in schema}
         self.columns = list(self.renames)
         lowered = [c.lower() if self.conn.names_ignore_case else c for c in self.columns]
         if len(set(lowered)) != len(lowered):
@@ -191,11 +520,87 @@ class TableLoad(ABC):
                     f"(columns: {', '.join(names)})",
                 )
             self.keys = [next(c for c in self.columns if self.conn.same_name(k, c)) for k in self.keys]
+        if self.exists:
+            types = dict(self.target_columns)
+            self.types = {c: types[c] for c in self.columns}
+        else:
+            self.declared = self._declared_constraints(schema)
+            self.types = {f.name: self.conn.column_sql(f, key=self._is_key(f.name)) for f in schema}
+        self.checks = self._row_checks(schema)
         self.started = True
         self._create_stage()
 
     def _is_key(self, name: str) -> bool:
-        return any(self.conn.same_name(k, name) for k in self.keys)
+        return any(self.conn.same_name(k, name) for k in self.keys) or any(
+            name in key.columns for key in self.declared.keys
+        )
+
+    def _declared_constraints(self, schema: pa.Schema) -> TableConstraints:
+        """The constraints a Field Mapper declared after the types, and a unique key on ``keys``."""
+        declared = TableConstraints()
+        primary: list[str] = []
+        primary_name: str | None = None
+        unique: list[KeyConstraint] = []
+        for f in schema:
+            column = declared_constraints(f)
+            if column.primary_key:
+                primary.append(f.name)
+                primary_name = primary_name or column.primary_key_name
+            if column.required:
+                declared.not_null.append(f.name)
+            if column.unique and not column.primary_key:
+                unique.append(KeyConstraint("UNIQUE", (f.name,), column.unique_name))
+            if column.default is not None:
+                declared.defaults[f.name] = column.default
+        if len(primary) > 1:
+            raise StageError(
+                self.stage,
+                f"PRIMARY KEY is declared on {len(primary)} columns ({', '.join(primary)}); a table has one "
+                "primary key: declare it on one column (UNIQUE or NOT NULL on the others), or list the "
+                "columns in keys",
+            )
+        if primary:
+            declared.keys.append(KeyConstraint("PRIMARY KEY", tuple(primary), primary_name))
+        declared.keys += unique
+        # Keys identify a row whatever the mode (a dataset's PRIMARY KEY), so a created table enforces them.
+        if self.keys and not any(set(k.columns) == set(self.keys) for k in declared.keys):
+            declared.keys.append(KeyConstraint("UNIQUE", tuple(self.keys)))
+        return declared
+
+    def _row_checks(self, schema: pa.Schema) -> RowChecks | None:
+        """The checks for the constraints of the target that the loaded columns can violate.
+
+        NOT NULL in every mode; keys in ``replace`` (the load is the new
+        content) and ``append`` (with the keys already in the table), not in
+        ``upsert`` (a key coming again updates its row).
+        """
+        constraints = self.target_constraints if self.exists else self.declared
+
+        def loaded(name: str) -> str | None:
+            return next((c for c in self.columns if self.conn.same_name(c, name)), None)
+
+        not_null = [c for c in (loaded(n) for n in constraints.not_null) if c is not None]
+        keys: list[KeyConstraint] = []
+        if self.mode != "upsert" and self.conn.enforces_unique:
+            for key in constraints.keys:
+                columns = [loaded(c) for c in key.columns]
+                if all(c is not None for c in columns):
+                    keys.append(KeyConstraint(key.kind, tuple(c for c in columns if c is not None), key.name))
+        if not not_null and not keys:
+            return None
+        checks = RowChecks(self.stage, str(self.configured), not_null, keys)
+        incoming = pa.schema([pa.field(c, f.type) for c, f in zip(self.columns, schema, strict=True)])
+        try:
+            checks.start(incoming)
+            if self.mode == "append" and self.exists:
+                for key in checks.keys:
+                    listed = ", ".join(self._q(c) for c in key.columns)
+                    query = f"SELECT {listed} FROM {self.conn.table_sql(self.target)}"
+                    checks.seed(key, self.conn.stream(query, {}, 65536))
+        except BaseException:
+            checks.close()
+            raise
+        return checks
 
     def _ddl_columns(self) -> list[tuple[str, str]]:
         return [(c, self.types[c]) for c in self.columns]
@@ -276,7 +681,9 @@ class TableLoad(ABC):
     def _publish_statements(self, target_sql: str, stage_sql: str, *, created: bool) -> list[str]:
         """The statements that move staged rows into an existing (or just created) target."""
         if self.mode == "replace":
-            return [f"DELETE FROM {target_sql}", self._insert(target_sql, stage_sql)]
+            if created or not self.exists:
+                return [self._insert(target_sql, stage_sql)]
+            return self._in_place_statements(target_sql, stage_sql, self._plan(swap=False))
         if self.mode == "append" or created:
             return [self._insert(target_sql, stage_sql)]
         unique = self.conn.has_unique_key(self.target, self.keys)
@@ -290,9 +697,80 @@ class TableLoad(ABC):
         return self._upsert_statements(target_sql, stage_sql, unique=unique)
 
     def _create_target_sql(self, table: TableName) -> str:
-        # Keys identify a row whatever the mode (a dataset's PRIMARY KEY), so a created table enforces them.
-        unique = self.keys
-        return self.conn.create_table_sql(table, self._ddl_columns(), unique=unique)
+        return self.conn.create_table_sql(table, self._ddl_columns(), constraints=self.declared)
+
+    # -- replace: how the rows get into the target ---------------------------
+    def _plan(self, *, swap: bool) -> Publish:
+        """How this ``replace`` publishes now (``swap``: a rename swap is possible), logged."""
+        found = self.conn.dependents(self.target)
+        dependents = tuple(str(d) for d in found.items)
+        if swap and self.can_swap and not found.block_swap:
+            plan = Publish(RENAME_SWAP, dependents=dependents)
+        elif found.referenced_keys and (key := self._merge_key(found.referenced_keys)):
+            plan = Publish(MERGE, key, dependents)
+        else:
+            plan = Publish(TRUNCATE_INSERT if found.can_truncate else DELETE_INSERT, dependents=dependents)
+        log.info(
+            "stage %s: replacing the rows of %s by %s%s",
+            self.stage,
+            self.target,
+            plan.describe(),
+            f"; depending on it: {', '.join(dependents)}" if dependents else "; nothing depends on it",
+        )
+        return plan
+
+    def _merge_key(self, referenced: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+        """A unique key of the target that the load carries: a referenced one first, else the primary key."""
+        candidates = [*referenced, *(k.columns for k in self.target_constraints.keys)]
+        for key in candidates:
+            columns = [next((c for c in self.columns if self.conn.same_name(c, k)), None) for k in key]
+            if columns and all(c is not None for c in columns):
+                return tuple(c for c in columns if c is not None)
+        return ()
+
+    def _in_place_statements(self, target_sql: str, source_sql: str | None, plan: Publish) -> list[str]:
+        """Statements replacing the target's rows with those of ``source_sql`` (None: no row arrived)."""
+        empty = (
+            f"TRUNCATE TABLE {target_sql}"
+            if plan.strategy == TRUNCATE_INSERT
+            else f"DELETE FROM {target_sql}"
+        )
+        if source_sql is None:
+            return [empty]
+        if plan.strategy == MERGE:
+            return self._merge_statements(target_sql, source_sql, plan.key)
+        return [empty, self._insert(target_sql, source_sql)]
+
+    def _merge_statements(self, target_sql: str, source_sql: str, key: Sequence[str]) -> list[str]:
+        """Delete the rows whose key is not in the load, then insert or update the others on ``key``."""
+        source = self._source(source_sql)
+        s = self._q(_SOURCE_ALIAS)
+        match = " AND ".join(f"{s}.{self._q(k)} = {target_sql}.{self._q(k)}" for k in key)
+        return [
+            f"DELETE FROM {target_sql} WHERE NOT EXISTS (SELECT 1 FROM ({source}) AS {s} WHERE {match})",
+            self._merge_upsert(target_sql, source, key),
+        ]
+
+    def _unloaded(self) -> list[str]:
+        """Target columns the load does not carry (a replace leaves them at their defaults)."""
+        return [c for c, _ in self.target_columns if c not in self.columns]
+
+    def _reset(self, column: str) -> str:
+        """The value a column the load does not carry gets when a merge updates its row."""
+        return "DEFAULT"
+
+    def _merge_upsert(self, target_sql: str, source: str, key: Sequence[str]) -> str:
+        s = self._q(_SOURCE_ALIAS)
+        columns = self._column_list()
+        assignments = [f"{self._q(c)} = EXCLUDED.{self._q(c)}" for c in self.columns if c not in key]
+        assignments += [f"{self._q(c)} = {self._reset(c)}" for c in self._unloaded()]
+        action = "DO UPDATE SET " + ", ".join(assignments) if assignments else "DO NOTHING"
+        keys = ", ".join(self._q(k) for k in key)
+        # "WHERE true": SQLite would otherwise read ON CONFLICT as a join constraint.
+        return (
+            f"INSERT INTO {target_sql} ({columns}) SELECT {columns} FROM ({source}) AS {s} "
+            f"WHERE true ON CONFLICT ({keys}) {action}"
+        )
 
     # -- vendor hooks -----------------------------------------------------
     @abstractmethod
@@ -411,14 +889,20 @@ class PostgresLoad(TableLoad):
     readers see the old target until COMMIT, and a failed or killed run
     leaves nothing behind (the server rolls it back). ``replace`` fills a
     staging table shaped like the target, then DROPs the target and RENAMEs
-    the staging table in its place; ``append``/``upsert`` load a temporary
-    table and INSERT from it.
+    the staging table in its place; when something depends on the target
+    (views, foreign keys, grants, triggers...) the staging table is a
+    temporary one and its rows replace the target's in place (TRUNCATE, or
+    DELETE, or a merge on the key a foreign key references). ``append`` and
+    ``upsert`` load a temporary table and INSERT from it.
     """
+
+    can_swap = True
 
     def __init__(self, conn: SqlConnection, table: TableName, **kwargs: Any) -> None:
         super().__init__(conn, table, **kwargs)
         self._duck: DuckSession | None = None
-        self.stage_table: TableName | None = None  # the real staging table (replace)
+        self.stage_table: TableName | None = None  # the typed staging table (replace)
+        self.stage_temporary = False  # a temporary staging table, for a replace in place
         self.raw_table: TableName | None = None  # the temporary table batches land in
         self.binary_types: dict[str, pa.DataType] | None = None
         self._raw_created = False
@@ -436,9 +920,21 @@ class PostgresLoad(TableLoad):
         raw_name = self.conn.work_table(self.target, "load", self.run_id).name
         self.raw_table = TableName(raw_name)
         if self.mode == "replace":
-            self.stage_table = self.conn.work_table(self.target, "stage", self.run_id)
-            self._create_replacement(self.stage_table)
-            stage_types = dict(self.conn.columns(self.stage_table))
+            if self.in_place:
+                # Only rows go from here into the target: a temporary table (no WAL, no indexes,
+                # the TEMP privilege rather than CREATE on the schema) with the loaded columns typed
+                # like the target's, and no constraints or defaults (a serial's sequence is used once).
+                self.stage_table = TableName(self.conn.work_table(self.target, "stage", self.run_id).name)
+                self.stage_temporary = True
+                self.conn.execute(
+                    f"CREATE TEMPORARY TABLE {self.conn.table_sql(self.stage_table)} AS "
+                    f"SELECT {self._column_list()} FROM {self.conn.table_sql(self.target)} LIMIT 0"
+                )
+                stage_types = dict(self.target_columns)
+            else:
+                self.stage_table = self.conn.work_table(self.target, "stage", self.run_id)
+                self._create_replacement(self.stage_table)
+                stage_types = dict(self.conn.columns(self.stage_table))
             if isinstance(self.conn, PostgresConnection):
                 binary: dict[str, pa.DataType] = {}
                 assert self.incoming is not None
@@ -492,23 +988,22 @@ class PostgresLoad(TableLoad):
                             self.stage, f"column '{name}' does not fit {self.types[name]}: {exc}"
                         ) from exc
                 columns.append(column)
-            self._feed(self.stage_table, pa.table(columns, names=self.columns), temporary=False)
+            data = pa.table(columns, names=self.columns)
+            self._feed(self.stage_table, data, temporary=self.stage_temporary, create=False)
             return
         loose = _pg_loose(data, self.duck)
         if isinstance(self.conn, PostgresConnection):
-            self._feed(self.raw_table, loose, temporary=True)
+            self._feed(self.raw_table, loose, temporary=True, create=not self._raw_created)
             self._raw_created = True
         else:
             assert isinstance(self.conn, RedshiftConnection)
             self.conn.insert_rows(self.raw_table, loose.column_names, loose)
 
-    def _feed(self, table: TableName, data: pa.Table, *, temporary: bool) -> None:
+    def _feed(self, table: TableName, data: pa.Table, *, temporary: bool, create: bool) -> None:
         """Send a batch into the load's single COPY stream (started by the first batch)."""
         assert isinstance(self.conn, PostgresConnection)
         if self._stream is None:
-            self._stream = self.conn.ingest_stream(
-                table, data.schema, create=temporary and not self._raw_created, temporary=temporary
-            )
+            self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
         self._stream.put(data)
 
     def _end_stream(self, *, cancel: bool = False) -> None:
@@ -528,7 +1023,19 @@ class PostgresLoad(TableLoad):
         conn = self.conn
         target_sql = conn.table_sql(self.target)
         raw_sql = conn.table_sql(self.raw_table) if self.raw_table is not None else ""
-        if self.mode == "replace":
+        plan = self._plan(swap=not self.in_place) if self.mode == "replace" and self.exists else None
+        if plan is not None and plan.strategy != RENAME_SWAP:
+            source: str | None = None  # no record arrived: the target is emptied
+            if self._raw_created:
+                source = raw_sql
+            elif self.stage_table is not None:
+                source = conn.table_sql(self.stage_table)
+            for statement in self._in_place_statements(target_sql, source, plan):
+                conn.execute(statement)
+            if self.stage_table is not None:
+                conn.execute(f"DROP TABLE {conn.table_sql(self.stage_table)}")
+                self.stage_table = None
+        elif self.mode == "replace":
             if self.stage_table is None:  # no record arrived: the target is emptied
                 self.stage_table = conn.work_table(self.target, "stage", self.run_id)
                 self._create_replacement(self.stage_table)
@@ -608,12 +1115,18 @@ class MariaDbLoad(TableLoad):
     MariaDB commits DDL implicitly, so the swap cannot be a transaction:
     ``replace`` loads a real staging table and swaps it in with one
     ``RENAME TABLE target TO old, stage TO target`` (atomic: readers see the
-    old or the new table, never neither), then drops the old one.
-    ``append``/``upsert`` load a temporary table (invisible to other
-    sessions, gone with the session) and INSERT from it in one transaction.
-    A target that does not exist yet is filled under a work name and
-    renamed into place, so it never appears half-filled.
+    old or the new table, never neither), then drops the old one. Views
+    survive the swap (MariaDB resolves them by name); foreign keys and
+    triggers would follow the old table, so a target that has them gets its
+    rows replaced in place instead: DELETE + INSERT ... SELECT from a
+    temporary staging table in one transaction (TRUNCATE would commit), or
+    a merge on the referenced key. ``append``/``upsert`` load a temporary
+    table (invisible to other sessions, gone with the session) and INSERT
+    from it in one transaction. A target that does not exist yet is filled
+    under a work name and renamed into place, so it never appears half-filled.
     """
+
+    can_swap = True
 
     def __init__(self, conn: SqlConnection, table: TableName, **kwargs: Any) -> None:
         super().__init__(conn, table, **kwargs)
@@ -634,7 +1147,8 @@ class MariaDbLoad(TableLoad):
         self.stage_table = self.conn.work_table(self.target, "stage", self.run_id)
         stage_sql = self.conn.table_sql(self.stage_table)
         target_sql = self.conn.table_sql(self.target)
-        if self.mode == "replace":
+        self.temporary = self.mode != "replace" or self.in_place
+        if self.mode == "replace" and not self.in_place:
             if self.exists:
                 self.conn.execute(f"CREATE TABLE {stage_sql} LIKE {target_sql}")
             else:
@@ -753,6 +1267,12 @@ class MariaDbLoad(TableLoad):
     def _publish(self) -> None:
         conn = self.conn
         target_sql = conn.table_sql(self.target)
+        plan = self._plan(swap=not self.in_place) if self.mode == "replace" and self.exists else None
+        if plan is not None and plan.strategy != RENAME_SWAP:
+            stage_sql = conn.table_sql(self.stage_table) if self.stage_table is not None else None
+            self._in_transaction(self._in_place_statements(target_sql, stage_sql, plan))
+            self._discard()
+            return
         if self.mode == "replace":
             if self.stage_table is None:  # no record arrived: the target is emptied
                 self.stage_table = conn.work_table(self.target, "stage", self.run_id)
@@ -770,15 +1290,7 @@ class MariaDbLoad(TableLoad):
         assert self.stage_table is not None
         stage_sql = conn.table_sql(self.stage_table)
         if self.exists:
-            statements = self._publish_statements(target_sql, stage_sql, created=False)
-            conn.begin()
-            try:
-                for statement in statements:
-                    conn.execute(statement)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
+            self._in_transaction(self._publish_statements(target_sql, stage_sql, created=False))
         else:
             fresh = conn.work_table(self.target, "new", self.run_id)
             fresh_sql = conn.table_sql(fresh)
@@ -791,6 +1303,32 @@ class MariaDbLoad(TableLoad):
                 raise
         conn.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage_sql}")
         self.stage_table = None
+
+    def _in_transaction(self, statements: Sequence[str]) -> None:
+        """Run DML statements in one transaction (no DDL in between: it would commit)."""
+        conn = self.conn
+        conn.begin()
+        try:
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def _reset(self, column: str) -> str:
+        return f"DEFAULT({self._q(column)})"
+
+    def _merge_upsert(self, target_sql: str, source: str, key: Sequence[str]) -> str:
+        s = self._q(_SOURCE_ALIAS)
+        columns = self._column_list()
+        updates = [c for c in self.columns if c not in key] or list(key[:1])
+        assignments = [f"{self._q(c)} = VALUES({self._q(c)})" for c in updates]
+        assignments += [f"{self._q(c)} = {self._reset(c)}" for c in self._unloaded()]
+        return (
+            f"INSERT INTO {target_sql} ({columns}) SELECT {columns} FROM ({source}) AS {s} "
+            f"ON DUPLICATE KEY UPDATE {', '.join(assignments)}"
+        )
 
     def _upsert_statements(self, target_sql: str, stage_sql: str, *, unique: bool) -> list[str]:
         source = self._source(stage_sql)
@@ -856,7 +1394,9 @@ class SqliteLoad(TableLoad):
 
     At commit one ``BEGIN IMMEDIATE`` transaction moves the rows into the
     target (``replace`` deletes the target's rows first, keeping its
-    definition), so readers see the old or the new rows, never a mix.
+    definition, views and triggers; a merge on the key when a foreign key
+    this connection enforces references it), so readers see the old or the
+    new rows, never a mix.
     """
 
     def __init__(self, conn: SqlConnection, table: TableName, **kwargs: Any) -> None:
@@ -910,6 +1450,15 @@ class SqliteLoad(TableLoad):
             raise
         self._discard()
 
+    def _reset(self, column: str) -> str:
+        # SQLite has no DEFAULT in UPDATE: the column's default expression from the catalog, else NULL.
+        assert isinstance(self.conn, SqliteConnection)
+        rows = self.conn.query(
+            "SELECT dflt_value FROM pragma_table_info(?, ?) WHERE name = ?",
+            [self.target.name, self.target.schema or "main", column],
+        )
+        return f"({rows[0][0]})" if rows and rows[0][0] is not None else "NULL"
+
     def _discard(self) -> None:
         self.conn.rollback()
         if self.stage_table is not None:
@@ -928,7 +1477,11 @@ class SqliteLoad(TableLoad):
 
 
 class DuckDbLoad(TableLoad):
-    """DuckDB: the staging table, the load and the publish are one transaction (MVCC isolates readers)."""
+    """DuckDB: the staging table, the load and the publish are one transaction (MVCC isolates readers).
+
+    ``replace`` deletes the target's rows and inserts the staged ones (a
+    merge on the key when a foreign key references the target).
+    """
 
     def __init__(self, conn: SqlConnection, table: TableName, **kwargs: Any) -> None:
         super().__init__(conn, table, **kwargs)

@@ -5,10 +5,15 @@ The Field Mapper keeps the SQL type a user asked for (``numeric(10,2)``,
 also come from files an origin read, so the text is never pasted into DDL:
 it is parsed into a :class:`DeclaredType` and rendered again for the target
 vendor; anything unrecognised falls back to the mapping from the Arrow type.
+Constraints written after the type (``PRIMARY KEY``, ``NOT NULL``,
+``UNIQUE``, literal ``DEFAULT``) are parsed the same way
+(:func:`declared_constraints`) and gathered per table in a
+:class:`TableConstraints`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,10 +22,13 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowport.stages.sqltypes import SQL_TYPE_METADATA_KEY
+from flowport.stages.sqltypes import SQL_TYPE_METADATA_KEY, ColumnConstraints, DefaultValue, split_declared
 
 __all__ = [
     "DeclaredType",
+    "KeyConstraint",
+    "TableConstraints",
+    "declared_constraints",
     "declared_type",
     "decode_extensions",
     "flatten_dictionaries",
@@ -80,8 +88,47 @@ class DeclaredType:
     scale: int | None = None
 
 
+@dataclass(frozen=True)
+class KeyConstraint:
+    """A primary key or unique constraint: its kind, its columns in order and its name (if known)."""
+
+    kind: str  # "PRIMARY KEY" or "UNIQUE"
+    columns: tuple[str, ...]
+    name: str | None = None
+
+    def describe(self) -> str:
+        """``PRIMARY KEY (id)``, ``UNIQUE (region, code)``."""
+        return f"{self.kind} ({', '.join(self.columns)})"
+
+
+@dataclass
+class TableConstraints:
+    """The constraints of a table: declared for one to be created, or read from an existing one.
+
+    ``not_null`` lists the columns that refuse NULL (primary key columns
+    included where the vendor enforces it); ``keys`` the primary key and
+    unique constraints; ``defaults`` literal defaults by column.
+    """
+
+    not_null: list[str] = dataclasses.field(default_factory=list)
+    keys: list[KeyConstraint] = dataclasses.field(default_factory=list)
+    defaults: dict[str, DefaultValue] = dataclasses.field(default_factory=dict)
+
+    @property
+    def primary_key(self) -> KeyConstraint | None:
+        """The primary key, if any."""
+        return next((k for k in self.keys if k.kind == "PRIMARY KEY"), None)
+
+
 def parse_declared(text: str) -> DeclaredType | None:
-    """The declared type ``text`` (PostgreSQL or DuckDB spelling), or None when it is not one we render."""
+    """The declared type ``text`` (PostgreSQL or DuckDB spelling), or None when it is not one we render.
+
+    Constraints after the type are left out (see :func:`declared_constraints`).
+    """
+    try:
+        text = split_declared(text)[0]
+    except ValueError:
+        return None
     normalised = " ".join(text.strip().lower().split())
     if normalised in _SIMPLE:
         kind = _SIMPLE[normalised]
@@ -116,6 +163,18 @@ def declared_type(field: pa.Field[Any]) -> DeclaredType | None:
         return parse_declared(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return None
+
+
+def declared_constraints(field: pa.Field[Any]) -> ColumnConstraints:
+    """The constraints after the type in ``field``'s ``flowport.sql_type`` metadata (none when invalid)."""
+    metadata = field.metadata or {}
+    raw = metadata.get(SQL_TYPE_METADATA_KEY)
+    if raw is None:
+        return ColumnConstraints()
+    try:
+        return split_declared(raw.decode("utf-8"))[1]
+    except (UnicodeDecodeError, ValueError):
+        return ColumnConstraints()
 
 
 def _storage(array: Any) -> Any:

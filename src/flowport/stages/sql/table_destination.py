@@ -8,7 +8,7 @@ import pyarrow as pa
 from pydantic import field_validator, model_validator
 
 from flowport.errors import StageError
-from flowport.plugins.contract import Destination, StageOutput, setting, visible_columns
+from flowport.plugins.contract import Destination, ErrorBatch, StageOutput, setting, visible_columns
 from flowport.stages.sql._common import SqlConnectionConfig, driver_errors, open_sql
 from flowport.stages.sql._dialects import SqlConnection
 from flowport.stages.sql._identifiers import check_identifier, parse_table_name
@@ -36,13 +36,14 @@ class SqlTableDestinationConfig(SqlConnectionConfig):
         [],
         label="Keys",
         description="Columns identifying a row: required for upsert. A table this stage creates gets a "
-        "unique key on them (in every mode).",
+        "unique key on them (in every mode), unless a Field Mapper declared them PRIMARY KEY.",
     )
     create_table: bool = setting(
         True,
         label="Create table",
         description="Create the table from the records' columns when it does not exist, with the SQL "
-        "types a Field Mapper declared, else types mapped from the data.",
+        "types a Field Mapper declared (and the constraints after them: PRIMARY KEY, NOT NULL, UNIQUE, "
+        "DEFAULT), else types mapped from the data.",
     )
 
     @field_validator("table")
@@ -75,8 +76,17 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
     transaction; DuckDB: straight from Arrow; Redshift: multi-row INSERTs).
     Nothing reaches the target before :meth:`commit`, which publishes the
     whole load in one step; :meth:`abort` drops the staging table and leaves
-    the target exactly as it was. A record the database rejects fails the
-    stage with the database's message, and the run's load is aborted.
+    the target exactly as it was. In ``replace`` mode the publish swaps the
+    staging table in by renaming when nothing depends on the target, and
+    otherwise replaces the rows in place in one transaction, so views, foreign
+    keys, grants and triggers stay (see :mod:`flowport.stages.sql._staging`).
+
+    A record that violates a NOT NULL, primary key or unique constraint of
+    the target (declared by a Field Mapper for a table this stage creates) is
+    an error record of this stage (``SQL_NOT_NULL_VIOLATION``,
+    ``SQL_DUPLICATE_KEY``) and the others load. Any other record the database
+    rejects fails the stage with the database's message, and the run's load
+    is aborted.
     """
 
     name = "sql_table_destination"
@@ -110,13 +120,17 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
         self._load = load
 
     def write(self, batch: pa.RecordBatch) -> StageOutput | None:
-        """Stage one batch in the staging table."""
+        """Stage one batch in the staging table; records violating a constraint come back as errors."""
         if getattr(self, "_load", None) is None:
             self.open()
         assert self._load is not None and self._conn is not None
         with driver_errors(self.context.stage_name, self._conn.spec, f"loading '{self.config.table}' failed"):
-            self._load.write(visible_columns(batch))
-        return None
+            rejected = self._load.write(visible_columns(batch))
+        if rejected is None:
+            return None
+        # The records as this stage received them (lineage column included), in batch order.
+        records = pa.Table.from_batches([batch]).take(rejected.positions)
+        return StageOutput(errors=ErrorBatch(records, rejected.codes, rejected.messages))
 
     def commit(self) -> None:
         """Publish the load in one step."""
@@ -140,6 +154,8 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
         try:
             if load is not None and not load.finished:
                 self.abort()
+            if load is not None:
+                load.close()
         finally:
             self._load = None
             if conn is not None:
