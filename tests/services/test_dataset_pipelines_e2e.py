@@ -116,7 +116,8 @@ def _module(folder: Path, base_url: str) -> Path:
                 target_db = 'datasets_db'
                 source_connection = 'datahub'
                 start_date = datetime.now().replace(day=1)
-                end_date = datetime(2019, 12, 1)
+                # The seed's end_date (2019) is before its start_date (this month): refused now.
+                end_date = datetime(2099, 12, 1)
                 field_mapping = [
                     ('reference', 'omis_order_reference', 'character varying(100) PRIMARY KEY'),
                     ('company__name', 'company_name', 'character varying(255) NOT NULL'),
@@ -146,6 +147,18 @@ def _module(folder: Path, base_url: str) -> Path:
                     date_trunc('month', to_date('{{ ds }}', 'YYYY-MM-DD'));
                 '''
                 schedule_interval = '@monthly'
+
+
+            class AllOMISViewPipeline:
+                view_name = 'all_omis'
+                dataset_pipeline = OMISDatasetPipeline
+                fields = True
+
+
+            class BrokenViewPipeline:
+                view_name = 'broken'
+                dataset_pipeline = OMISDatasetPipeline
+                fields = 'everything'
             """
         )
     )
@@ -184,9 +197,11 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
     runner = CliRunner()
 
     compiled = runner.invoke(app, ["pipelines", "compile", str(module), "--json"])
-    assert compiled.exit_code == 0, compiled.output
+    # One broken class: reported (exit 1 for the whole module), the others compiled.
+    assert compiled.exit_code == 1, compiled.output
     names = [f["name"] for f in json.loads(compiled.stdout)]
-    assert names == ["OMISDatasetPipeline", "CompletedOMISOrderViewPipeline"]
+    assert names == ["OMISDatasetPipeline", "AllOMISViewPipeline", "CompletedOMISOrderViewPipeline"]
+    assert compiled.stderr.startswith("Error: BrokenViewPipeline.fields must be True")
 
     result = runner.invoke(app, ["pipelines", "run", str(module), "OMISDatasetPipeline", "--json"])
     assert result.exit_code == 0, result.output
@@ -208,6 +223,9 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
     assert rows[0] == ("ORD-001", "Company 1", 1000) and len(rows) == len(ROWS)
     assert types["completion_date"] == "timestamp with time zone"
     assert types["delivery_date"] == "date"
+    # The field_mapping's constraints exist on the target: a PRIMARY KEY, and NOT NULL where declared.
+    assert _constraints(datasets_db, "omis_dataset") == {("PRIMARY KEY", "omis_order_reference")}
+    assert _not_null(datasets_db, "omis_dataset") == {"omis_order_reference", "company_name"}
 
     # Running again replaces the table (no duplicates).
     again = runner.invoke(app, ["pipelines", "run", str(module), "OMISDatasetPipeline", "--json"])
@@ -224,4 +242,56 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
     assert count == (len(ROWS),)
     expected = [r for r in ROWS if r["order_status"] == "complete" and r["completed_on"]]
     assert len(in_view) == len(expected) > 0
+
+    # fields = True: a view of every dataset column under its own name.
+    every = runner.invoke(app, ["pipelines", "run", str(module), "AllOMISViewPipeline", "--json"])
+    assert every.exit_code == 0, every.output
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=datasets_db) as conn:
+        view_columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'all_omis' "
+                "ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+    assert view_columns == [
+        "omis_order_reference",
+        "company_name",
+        "completion_date",
+        "delivery_date",
+        "order_status",
+        "subtotal",
+        "cancellation_reason",
+    ]
+
+    # Views depend on the dataset's table now: it still reloads, twice, keeping them and its constraints.
+    for _ in range(2):
+        reload = runner.invoke(app, ["pipelines", "run", str(module), "OMISDatasetPipeline", "--json"])
+        assert reload.exit_code == 0, reload.output
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=datasets_db) as conn:
+        assert conn.execute("SELECT count(*) FROM all_omis").fetchone() == (len(ROWS),)
+        assert len(conn.execute("SELECT * FROM completed_omis_orders").fetchall()) == len(expected)
+    assert _constraints(datasets_db, "omis_dataset") == {("PRIMARY KEY", "omis_order_reference")}
+    assert _not_null(datasets_db, "omis_dataset") == {"omis_order_reference", "company_name"}
     assert all(HAWK_KEY not in text for text in (compiled.output, result.output, view.output, caplog.text))
+
+
+def _constraints(database: str, table: str) -> set[tuple[str, str]]:
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
+        rows = conn.execute(
+            "SELECT tc.constraint_type, kcu.column_name FROM information_schema.table_constraints tc "
+            "JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = tc.constraint_name "
+            "AND kcu.table_schema = tc.table_schema AND kcu.table_name = tc.table_name "
+            "WHERE tc.table_name = %s AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+            (table,),
+        ).fetchall()
+    return {(str(kind), str(column)) for kind, column in rows}
+
+
+def _not_null(database: str, table: str) -> set[str]:
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname=database) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND is_nullable = 'NO'",
+            (table,),
+        ).fetchall()
+    return {str(r[0]) for r in rows}

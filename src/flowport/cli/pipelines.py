@@ -1,12 +1,25 @@
-"""``flowport pipelines``: declarative dataset and view pipelines."""
+"""``flowport pipelines``: declarative dataset and view pipelines.
+
+A module may hold classes that do not compile; each is reported on stderr
+as one line naming the class, and the others still compile and run:
+
+- ``compile MODULE`` prints every flow that compiles and exits 1 when any
+  class is broken (the whole module was asked for);
+- ``compile MODULE NAME`` and ``run MODULE NAME`` exit 1 only when ``NAME``
+  itself is broken (the other broken classes are warnings), and 2 when the
+  module has no pipeline ``NAME``.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from rich.markup import escape
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError
@@ -15,13 +28,20 @@ from flowport.services import dataset_pipelines
 
 __all__ = ["pipelines_app"]
 
+_log = logging.getLogger(__name__)
+
 pipelines_app = typer.Typer(
     help="Declarative dataset and view pipelines (Python classes compiled to flows).", no_args_is_help=True
 )
 
 ModuleArg = Annotated[str, typer.Argument(help="Pipelines module: a .py file or a dotted module name.")]
 DsOpt = Annotated[
-    str | None, typer.Option("--ds", help="Logical date YYYY-MM-DD (default: today, UTC) for view templates.")
+    str | None,
+    typer.Option(
+        "--ds",
+        help="Logical date YYYY-MM-DD for view templates (default: the start of the last complete "
+        "interval of the pipeline's schedule, UTC, as Airflow).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")]
 
@@ -35,22 +55,60 @@ def _ds(value: str | None) -> date | None:
         raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)", param_hint="--ds") from None
 
 
-@pipelines_app.command("compile")
-def compile_(module: ModuleArg, ds: DsOpt = None, as_json: JsonOpt = False) -> None:
-    """Print the flows a pipelines module compiles to."""
-    logical = _ds(ds)
+def _error(message: str) -> None:
+    err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _compile(
+    module: str, ds: date | None, on_error: Callable[[str], None]
+) -> dataset_pipelines.CompiledPipelines:
+    """Load and compile a module; a module that cannot be loaded at all is one line and exit 1."""
     try:
-        flows = dataset_pipelines.compile_module(dataset_pipelines.load_module(module), logical)
+        return dataset_pipelines.compile_module(dataset_pipelines.load_module(module), ds)
     except FlowportError as exc:
-        err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
-    documents = [flow_to_dict(flow) for flow in flows.values()]
+        on_error(exc.message)
+    except Exception as exc:  # a Flowport bug: still one line, the traceback to the debug log
+        _log.debug("Compiling %s failed", module, exc_info=True)
+        on_error(f"compiling '{module}' failed unexpectedly: {type(exc).__name__}: {exc}")
+    raise typer.Exit(1)
+
+
+def _unknown(name: str, module: str, compiled: dataset_pipelines.CompiledPipelines) -> str:
+    return f"no pipeline '{name}' in {module}; it has: {', '.join(compiled.names) or 'none'}"
+
+
+@pipelines_app.command("compile")
+def compile_(
+    module: ModuleArg,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Only this pipeline class (default: every class).", show_default=False),
+    ] = None,
+    ds: DsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the flows a pipelines module compiles to; report each class that does not compile."""
+    compiled = _compile(module, _ds(ds), _error)
+    if name is not None and name not in compiled.names:
+        _error(_unknown(name, module, compiled))
+        raise typer.Exit(2)
+    flows = [f for n, f in compiled.flows.items() if name is None or n == name]
+    for broken, message in compiled.errors.items():
+        (_error if name is None or broken == name else _warn)(message)
     if as_json:
-        print_json(documents)
-        return
-    for flow in flows.values():
-        stages = " -> ".join(f"{s.name} ({s.plugin.name})" for s in flow.stages)
-        console.print(f"[bold]{flow.name}[/bold]: {stages}", highlight=False)
+        print_json([flow_to_dict(flow) for flow in flows])
+    else:
+        for flow in flows:
+            stages = " -> ".join(f"{s.name} ({s.plugin.name})" for s in flow.stages)
+            when = f" (ds {flow.parameters['ds']})" if "ds" in flow.parameters else ""
+            title = f"[bold]{escape(flow.name)}[/bold]{escape(when)}"
+            console.print(f"{title}: {escape(stages)}", highlight=False, soft_wrap=True)
+    failed = name in compiled.errors if name is not None else bool(compiled.errors)
+    raise typer.Exit(1 if failed else 0)
 
 
 @pipelines_app.command("run")
@@ -60,16 +118,22 @@ def run(
     ds: DsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run one pipeline of a module now."""
+    """Run one pipeline of a module now (other classes of the module may be broken)."""
     from flowport.cli.main import run_and_report
 
-    logical = _ds(ds)
-    try:
-        flows = dataset_pipelines.compile_module(dataset_pipelines.load_module(module), logical)
-    except FlowportError as exc:
-        err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
-    if name not in flows:
-        err_console.print(f"[red]Error:[/red] no pipeline '{name}' in {module}; it has: {', '.join(flows)}")
-        raise typer.Exit(2)
-    run_and_report(flows[name], {}, Path.cwd(), as_json)
+    def fail(message: str, code: int = 1) -> NoReturn:
+        if as_json:
+            print_json({"status": "Failed", "stages": {}, "error": {"stage": None, "message": message}})
+        else:
+            _error(message)
+        raise typer.Exit(code)
+
+    compiled = _compile(module, _ds(ds), fail)
+    if name not in compiled.names:
+        fail(_unknown(name, module, compiled), 2)
+    if name in compiled.errors:
+        fail(compiled.errors[name])
+    for broken, message in compiled.errors.items():
+        if broken != name:
+            _warn(message)
+    run_and_report(compiled.flows[name], {}, Path.cwd(), as_json)
