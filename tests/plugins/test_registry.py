@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ def test_discovers_a_user_artifact_from_an_extra_path(plugin_sites: dict[str, Pa
     assert (info.name, info.label, info.kind) == ("uppercase", "Uppercase", StageKind.PROCESSOR)
     assert info.artifact.scope == "USER"
     assert info.artifact.version == ArtifactVersion.parse("1.0.0")
-    assert list(info.config_model.model_fields) == ["fields"]
+    assert list(info.config_model.model_fields) == ["fields", "version_field"]
     assert info.config_model.model_validate({"fields": ["a"]}).fields == ["a"]  # type: ignore[attr-defined]
 
 
@@ -119,6 +121,92 @@ def test_an_unusable_version_is_reported_not_fatal(plugin_sites: dict[str, Path]
         e.startswith(f"{ARTIFACT} 1.3.0+build5") and "'1.3.0+build5' is not a version" in e
         for e in registry.load_errors
     )
+
+
+def test_a_lookup_imports_only_the_version_it_resolves(plugin_sites: dict[str, Path]) -> None:
+    # 9.9.9 raises when imported: it is imported only when a reference resolves to it.
+    paths = [str(plugin_sites[v]) for v in ("9.9.9", "1.0.0", "1.2.0")]
+    registry = PluginRegistry.discover(paths=paths)
+    assert registry.resolve(ref(version="[1.0,2.0)")).plugin is not None
+    cls = registry.plugin_class(ref(version="[1.0,2.0)"))
+    assert sys.modules[cls.__module__].__version__ == "1.2.0"
+    assert registry.load_errors == []
+    # The highest version fails to import: the next one in range is used, and the failure reported.
+    latest = registry.resolve(ref())
+    assert latest.plugin is not None
+    assert str(latest.plugin.artifact.version) == "1.2.0"
+    assert len(registry.load_errors) == 1
+    assert registry.load_errors[0].startswith(f"{ARTIFACT} 9.9.9: entry point 'uppercase' failed to load")
+
+
+def test_discovery_lists_distributions_without_importing(plugin_sites: dict[str, Path]) -> None:
+    registry = PluginRegistry.discover(paths=[str(plugin_sites["9.9.9"]), str(plugin_sites["1.2.0"])])
+    mine = [d for d in registry.distributions() if d.artifact.name == ARTIFACT]
+    assert [(str(d.artifact.version), d.location, d.on_sys_path) for d in mine] == [
+        ("1.2.0", plugin_sites["1.2.0"], False),
+        ("9.9.9", plugin_sites["9.9.9"], False),
+    ]
+    assert all(d.entry_points == ("uppercase",) for d in mine)
+    assert registry.load_errors == []
+    core = [d for d in registry.distributions() if d.artifact.name == "flowport-core"]
+    assert len(core) == 1 and core[0].artifact.scope == "SYSTEM" and core[0].on_sys_path
+
+
+@pytest.fixture
+def clean_plugin_module() -> Iterator[None]:
+    """Forget the plugin module a test imported from sys.path, so later tests cannot see it."""
+    sys.modules.pop("flowport_test_plugin", None)
+    yield
+    sys.modules.pop("flowport_test_plugin", None)
+
+
+@pytest.mark.usefixtures("clean_plugin_module")
+def test_two_versions_on_sys_path_each_run_their_own_code(
+    plugin_sites: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The issue's case: 2.0.0 comes first on sys.path, so `import flowport_test_plugin` gives 2.0.0;
+    # a flow pinned to [1.0.0,2.0.0) must still run 1.2.0's code.
+    monkeypatch.syspath_prepend(str(plugin_sites["1.2.0"]))
+    monkeypatch.syspath_prepend(str(plugin_sites["2.0.0"]))
+    registry = PluginRegistry.discover()
+    for spec, version in (("[1.0.0,2.0.0)", "1.2.0"), ("[2.0.0,3.0.0)", "2.0.0")):
+        cls = registry.plugin_class(ref(version=spec))
+        module = sys.modules[cls.__module__]
+        assert module.__version__ == version
+        assert Path(module.__file__ or "").parent == plugin_sites[version]
+        stage = cls(cls.config_model(fields=[], version_field="v"), StageContext(stage_name="U"))  # type: ignore[call-arg]
+        out = stage.process(pa.record_batch({"n": [1]}))  # type: ignore[attr-defined]
+        assert out.records.to_pydict() == {"n": [1], "v": [version]}
+    mine = {str(d.artifact.version): d for d in registry.distributions() if d.artifact.name == ARTIFACT}
+    assert set(mine) == {"1.2.0", "2.0.0"} and all(d.on_sys_path for d in mine.values())
+
+
+def test_a_version_in_an_extra_path_wins_over_the_same_version_on_sys_path(
+    plugin_sites: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(plugin_sites["1.0.0"]))
+    registry = PluginRegistry.discover(paths=[str(plugin_sites["1.0.0-other"])])
+    cls = registry.plugin_class(ref(version="1.0.0"))
+    module = sys.modules[cls.__module__]
+    assert module.FLAVOUR == "other"
+    assert "flowport_test_plugin" not in sys.modules  # the sys.path copy was not imported
+    (dist,) = [d for d in registry.distributions() if d.artifact.name == ARTIFACT]
+    assert (dist.location, dist.on_sys_path, dist.shadowed) == (
+        plugin_sites["1.0.0-other"],
+        False,
+        (plugin_sites["1.0.0"],),
+    )
+
+
+def test_first_use_from_several_threads_imports_the_module_once(slow_import_site: Path) -> None:
+    # The module sleeps while it is imported: without the import lock, a second thread would
+    # import it again (another class object) or find it half-initialised (no Uppercase yet).
+    registries = [PluginRegistry.discover(paths=[str(slow_import_site)]) for _ in range(3)]
+    registries.append(registries[0])
+    with ThreadPoolExecutor(max_workers=len(registries)) as pool:
+        classes = list(pool.map(lambda r: r.plugin_class(ref(version="3.0.0")), registries))
+    assert all(cls is classes[0] for cls in classes)
+    assert all(r.load_errors == [] for r in registries)
 
 
 # -- registry behaviour with classes added directly ------------------------------------------

@@ -7,6 +7,22 @@ Each entry point belongs to a distribution, which is the plugin's artifact
 versions of one artifact may be installed side by side (on different paths),
 and a stage reference is resolved to the highest installed version its
 version spec admits, as in CDAP.
+
+The class that runs is the class of the resolved version:
+
+- Discovery reads metadata only. A plugin is imported when a reference
+  resolves to it, so a run imports exactly the versions its flow resolved
+  (listing every plugin, :attr:`PluginRegistry.plugins`, imports them all).
+- A distribution found in an extra install location (``paths``, e.g. an
+  instance's artifact folders) is imported from its own directory under a
+  private module name, and so is a second copy of a distribution further
+  down ``sys.path``: two versions of one plugin module never share
+  ``sys.modules``, so flows using different versions can run at the same
+  time in one process.
+- One name and version is one artifact: when it is installed in several
+  places, the first copy wins: the extra paths in their order, then
+  ``sys.path``. The others are listed as shadowed
+  (:attr:`InstalledDistribution.shadowed`).
 """
 
 from __future__ import annotations
@@ -16,6 +32,7 @@ import importlib
 import importlib.metadata as md
 import importlib.util
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,11 +45,24 @@ from flowport.model.flow import PluginRef
 from flowport.model.versions import ArtifactVersion, parse_version_spec
 from flowport.plugins.contract import StagePlugin
 
-__all__ = ["ENTRY_POINT_GROUP", "SYSTEM_ARTIFACT", "PluginRegistry", "RegisteredPlugin"]
+__all__ = [
+    "CORE_DISTRIBUTION",
+    "ENTRY_POINT_GROUP",
+    "SYSTEM_ARTIFACT",
+    "InstalledDistribution",
+    "PluginRegistry",
+    "RegisteredPlugin",
+]
 
 ENTRY_POINT_GROUP = "flowport.stages"
 SYSTEM_ARTIFACT = "flowport-core"
-_CORE_DISTRIBUTION = "flowport"
+#: The distribution that is the SYSTEM artifact (Flowport itself).
+CORE_DISTRIBUTION = "flowport"
+
+# Private plugin modules are created and executed under this lock: two runs
+# starting at once must not both execute a module, nor one of them see the
+# other's half-initialised module in sys.modules.
+_IMPORT_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -43,6 +73,35 @@ class RegisteredPlugin:
     cls: type[StagePlugin[Any]] = field(compare=False)
 
 
+@dataclass(frozen=True)
+class InstalledDistribution:
+    """A distribution that provides stage plugins, as discovery found it (nothing imported).
+
+    Attributes:
+        artifact: The artifact it is (name, version, scope).
+        location: The directory holding its ``.dist-info`` (its install location).
+        on_sys_path: Found on ``sys.path`` rather than in an extra install location.
+        entry_points: Names of its ``flowport.stages`` entry points.
+        shadowed: Install locations of other copies of the same name and
+            version, which are not used.
+    """
+
+    artifact: ArtifactInfo
+    location: Path
+    on_sys_path: bool
+    entry_points: tuple[str, ...]
+    shadowed: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An entry point discovered but not imported yet."""
+
+    ep_name: str
+    artifact: ArtifactInfo
+    load: Callable[[], None] = field(compare=False)
+
+
 def _normalise(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
@@ -51,82 +110,138 @@ def _label_key(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
+def _location(dist: md.Distribution) -> Path:
+    return Path(str(dist.locate_file("")))
+
+
 class PluginRegistry:
-    """Installed plugins, looked up by name or label and resolved by version."""
+    """Installed plugins, looked up by name or label and resolved by version.
+
+    A registry may be shared by threads (runs of a server process): imports
+    and lookups are serialised by a lock.
+    """
 
     def __init__(self) -> None:
         self._plugins_loaded: list[RegisteredPlugin] = []
-        # Entry points not imported yet, by entry point name (= plugin name by
-        # convention): a run imports only the plugins its flow uses, so start-up
-        # does not pay for every installed stage and its libraries.
-        self._pending: list[tuple[str, Callable[[], None]]] = []
+        # Entry points not imported yet: a run imports only the plugin
+        # versions its flow resolves to, so start-up does not pay for every
+        # installed stage and its libraries, and no other version's code runs.
+        self._pending: list[_Pending] = []
+        self._distributions: list[InstalledDistribution] = []
+        self._errors: dict[tuple[str, ArtifactVersion], list[str]] = {}
+        self._lock = threading.RLock()
         self.load_errors: list[str] = []
 
     # -- building ---------------------------------------------------------
     @classmethod
-    def discover(cls, paths: Sequence[str] | None = None) -> PluginRegistry:
-        """Build a registry from the entry points installed on ``sys.path`` (plus ``paths``).
+    def discover(cls, paths: Sequence[str | Path] | None = None) -> PluginRegistry:
+        """Build a registry from the entry points installed in ``paths`` and on ``sys.path``.
 
         Each directory of ``paths`` is a separate install location (e.g. made
         with ``pip install --target``), so several versions of one artifact
-        can be installed side by side. Plugins that fail to load are skipped
-        and described in ``load_errors``.
+        can be installed side by side; each is imported from its own
+        directory. A name and version found in several places is taken from
+        the first: ``paths`` in their order, then ``sys.path``. Nothing is
+        imported here; plugins that fail to load later, and versions that
+        are no artifact version, are described in ``load_errors``.
         """
         registry = cls()
-        seen: set[tuple[str, str, str]] = set()
-        search: list[list[str] | None] = [None]
-        if paths:
-            search.append([str(p) for p in paths])
-        for path in search:
-            dists = md.distributions() if path is None else md.distributions(path=path)
-            for dist in dists:
-                for ep in dist.entry_points:
-                    if ep.group != ENTRY_POINT_GROUP:
-                        continue
-                    name = dist.metadata["Name"] or ""
-                    key = (_normalise(name), dist.version, ep.name)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    # Load from the directory this distribution lives in, not
-                    # from the first extra path holding a module of that name:
-                    # with two versions installed, that would be the wrong one.
-                    root = None if path is None else Path(str(dist.locate_file("")))
-                    registry._pending.append(
-                        (ep.name, partial(registry._load_entry_point, ep, name, dist.version, root))
-                    )
+        found: dict[tuple[str, ArtifactVersion], tuple[md.Distribution, Path, bool, list[Path]]] = {}
+        bad_versions: set[tuple[str, str]] = set()
+
+        def consider(dist: md.Distribution, location: Path, on_sys_path: bool) -> None:
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+            if not eps:
+                return
+            name = dist.metadata["Name"] or ""
+            try:
+                version = ArtifactVersion.parse(dist.version)
+            except VersionSyntaxError as exc:
+                if (_normalise(name), dist.version) not in bad_versions:
+                    bad_versions.add((_normalise(name), dist.version))
+                    for ep in eps:
+                        registry.load_errors.append(
+                            f"{name} {dist.version}: entry point '{ep.name}' failed to load: {exc.message}"
+                        )
+                return
+            key = (_normalise(name), version)
+            if key in found:
+                if location != found[key][1] and location not in found[key][3]:
+                    found[key][3].append(location)
+                return
+            found[key] = (dist, location, on_sys_path, [])
+
+        for path in paths or ():
+            for dist in md.distributions(path=[str(path)]):
+                if _normalise(dist.metadata["Name"] or "") == CORE_DISTRIBUTION:
+                    continue  # Flowport itself is never loaded from an artifact folder
+                consider(dist, _location(dist), False)
+        first_by_name: dict[str, Path] = {}
+        private: set[tuple[str, str]] = set()
+        for dist in md.distributions():
+            name = _normalise(dist.metadata["Name"] or "")
+            location = _location(dist)
+            if name not in first_by_name:
+                first_by_name[name] = location
+            elif location != first_by_name[name]:
+                if name == CORE_DISTRIBUTION:
+                    continue  # a stale copy of Flowport itself: never imported
+                # Shadowed on sys.path: a plain import would give the first copy's code.
+                private.add((name, str(location)))
+            consider(dist, location, True)
+
+        for (name, version), (dist, location, on_sys_path, shadowed) in found.items():
+            dist_name = dist.metadata["Name"] or ""
+            core = name == CORE_DISTRIBUTION
+            artifact = ArtifactInfo(
+                SYSTEM_ARTIFACT if core else dist_name, version, "SYSTEM" if core else "USER"
+            )
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+            registry._distributions.append(
+                InstalledDistribution(
+                    artifact, location, on_sys_path, tuple(ep.name for ep in eps), tuple(shadowed)
+                )
+            )
+            # Load from the directory this distribution lives in, not from the
+            # first location holding a module of that name: with two versions
+            # installed, that would be the wrong one.
+            root = location if not on_sys_path or (name, str(location)) in private else None
+            for ep in eps:
+                load = partial(registry._load_entry_point, ep, dist, artifact, root)
+                registry._pending.append(_Pending(ep.name, artifact, load))
+        registry._distributions.sort(key=lambda d: (d.artifact.name, d.artifact.version))
         return registry
 
     def _load(self, name: str | None = None) -> None:
         """Import pending entry points: those called ``name``, or all of them."""
-        if not self._pending:
-            return
-        todo = [item for item in self._pending if name is None or item[0] == name]
-        self._pending = [item for item in self._pending if not (name is None or item[0] == name)]
-        for _, load in todo:
-            load()
+        with self._lock:
+            if not self._pending:
+                return
+            todo = [item for item in self._pending if name is None or item.ep_name == name]
+            self._import(todo)
+
+    def _import(self, items: Sequence[_Pending]) -> None:
+        with self._lock:
+            self._pending = [item for item in self._pending if item not in items]
+            for item in items:
+                item.load()
 
     @property
     def _plugins(self) -> list[RegisteredPlugin]:
-        self._load()
-        return self._plugins_loaded
+        with self._lock:
+            self._load()
+            return list(self._plugins_loaded)
 
     def _load_entry_point(
-        self, ep: md.EntryPoint, dist_name: str, dist_version: str, root: Path | None
+        self, ep: md.EntryPoint, dist: md.Distribution, artifact: ArtifactInfo, root: Path | None
     ) -> None:
-        core = _normalise(dist_name) == _CORE_DISTRIBUTION
         try:
-            plugin_cls = _load_isolated(ep, root)
-            self.add(
-                plugin_cls,
-                artifact=SYSTEM_ARTIFACT if core else dist_name,
-                version=dist_version,
-                scope="SYSTEM" if core else "USER",
-            )
+            plugin_cls = _load_isolated(ep, root, _identity(dist) if root is not None else "")
+            self.add(plugin_cls, artifact=artifact.name, version=str(artifact.version), scope=artifact.scope)
         except Exception as exc:  # a broken third-party plugin must not break Flowport
-            self.load_errors.append(
-                f"{dist_name} {dist_version}: entry point '{ep.name}' failed to load: {exc}"
-            )
+            message = f"{dist.metadata['Name']} {dist.version}: entry point '{ep.name}' failed to load: {exc}"
+            self.load_errors.append(message)
+            self._errors.setdefault((_normalise(artifact.name), artifact.version), []).append(message)
 
     def add(
         self, plugin_cls: type[StagePlugin[Any]], *, artifact: str, version: str, scope: str = "USER"
@@ -150,12 +265,23 @@ class PluginRegistry:
             restrictions=frozenset(getattr(plugin_cls, "restrictions", frozenset())),
             path_settings=tuple(dict(getattr(plugin_cls, "path_settings", {})).items()),
         )
-        self._plugins_loaded = [
-            p
-            for p in self._plugins_loaded
-            if not (p.info.name == info.name and p.info.artifact == info.artifact)
-        ]
-        self._plugins_loaded.append(RegisteredPlugin(info, plugin_cls))
+        with self._lock:
+            self._plugins_loaded = [
+                p
+                for p in self._plugins_loaded
+                if not (p.info.name == info.name and p.info.artifact == info.artifact)
+            ]
+            self._plugins_loaded.append(RegisteredPlugin(info, plugin_cls))
+
+    # -- what is installed ------------------------------------------------
+    def distributions(self) -> list[InstalledDistribution]:
+        """The discovered distributions, each name and version once, without importing anything."""
+        return list(self._distributions)
+
+    def errors_of(self, artifact: ArtifactInfo) -> list[str]:
+        """Why plugins of ``artifact`` failed to load (so far: plugins load when first needed)."""
+        with self._lock:
+            return list(self._errors.get((_normalise(artifact.name), artifact.version), []))
 
     # -- looking up -------------------------------------------------------
     @property
@@ -203,20 +329,36 @@ class PluginRegistry:
         return found.cls
 
     def _find(self, ref: PluginRef) -> RegisteredPlugin | Resolution:
-        self._load(ref.name)
-        candidates = [p for p in self._plugins_loaded if p.info.name == ref.name]
+        with self._lock:
+            while True:
+                found = self._choose(ref)
+                if not isinstance(found, list):
+                    return found
+                # Import only what the choice needs, then choose again: an import may
+                # fail, or give a class of another name, and then the next best wins.
+                self._import(found)
+
+    def _choose(self, ref: PluginRef) -> RegisteredPlugin | Resolution | list[_Pending]:
+        """The plugin ``ref`` means, or the pending entry points to import before knowing."""
+        candidates: list[RegisteredPlugin | _Pending] = [
+            p for p in self._plugins_loaded if p.info.name == ref.name
+        ]
+        candidates += [item for item in self._pending if item.ep_name == ref.name]
         if not candidates and self._pending:
             # An entry point named differently from its plugin: look everywhere.
-            candidates = [p for p in self._plugins if p.info.name == ref.name]
+            self._load()
+            candidates = [p for p in self._plugins_loaded if p.info.name == ref.name]
         if not candidates:
             return Resolution(
                 None, "PLUGIN_NOT_FOUND", f"No installed artifact provides the stage plugin '{ref.name}'"
             )
         art = ref.artifact
         if art is not None and art.name:
-            named = [p for p in candidates if _normalise(p.info.artifact.name) == _normalise(art.name)]
+            named = [c for c in candidates if _normalise(_artifact(c).name) == _normalise(art.name)]
             if not named:
-                have = ", ".join(sorted({p.info.artifact.name for p in candidates}))
+                if any(isinstance(c, _Pending) for c in candidates):
+                    return [c for c in candidates if isinstance(c, _Pending)]
+                have = ", ".join(sorted({_artifact(c).name for c in candidates}))
                 return Resolution(
                     None,
                     "ARTIFACT_NOT_FOUND",
@@ -224,74 +366,99 @@ class PluginRegistry:
                 )
             candidates = named
         if art is not None and art.scope:
-            scoped = [p for p in candidates if p.info.artifact.scope == art.scope]
+            scoped = [c for c in candidates if _artifact(c).scope == art.scope]
             if scoped:
                 candidates = scoped
         try:
             spec = parse_version_spec(art.version if art is not None else None)
         except VersionSyntaxError as exc:
             return Resolution(None, "BAD_VERSION", exc.message)
-        by_version = {p.info.artifact.version: p for p in candidates}
+        by_version: dict[ArtifactVersion, RegisteredPlugin | _Pending] = {}
+        for candidate in candidates:
+            version = _artifact(candidate).version
+            # A class already imported beats an entry point of the same version.
+            if version not in by_version or isinstance(by_version[version], _Pending):
+                by_version[version] = candidate
         best = spec.best(by_version)
         if best is None:
+            pending = [c for c in candidates if isinstance(c, _Pending)]
+            if pending:
+                # The message lists installed versions: only those that load are installed.
+                return pending
             installed = ", ".join(str(v) for v in sorted(by_version))
-            artifact_name = candidates[0].info.artifact.name
+            artifact_name = _artifact(candidates[0]).name
             return Resolution(
                 None,
                 "ARTIFACT_VERSION_NOT_FOUND",
                 f"No installed version of artifact '{artifact_name}' matches {spec} for plugin '{ref.name}'; "
                 f"installed: {installed}",
             )
-        return by_version[best]
+        chosen = by_version[best]
+        return [chosen] if isinstance(chosen, _Pending) else chosen
 
 
-def _load_isolated(ep: md.EntryPoint, root: Path | None) -> type[StagePlugin[Any]]:
-    """Load an entry point; for a distribution on an extra path, import it from its own directory.
+def _artifact(candidate: RegisteredPlugin | _Pending) -> ArtifactInfo:
+    return candidate.artifact if isinstance(candidate, _Pending) else candidate.info.artifact
+
+
+def _identity(dist: md.Distribution) -> str:
+    """What tells two installs in one directory apart: the hashes of their files (``RECORD``)."""
+    try:
+        record = dist.read_text("RECORD") or ""
+    except OSError:
+        record = ""
+    return hashlib.sha256(f"{dist.version}|{record}".encode()).hexdigest()
+
+
+def _load_isolated(ep: md.EntryPoint, root: Path | None, identity: str = "") -> type[StagePlugin[Any]]:
+    """Load an entry point; for a distribution with a ``root``, import it from that directory.
 
     Two versions of one plugin module cannot share ``sys.modules``, so a
-    plugin found on an extra path is imported from there under a private
-    module name.
+    plugin with a root is imported from there under a private module name.
     """
-    loaded = ep.load() if root is None else _load_from_root(ep, root)
+    loaded = ep.load() if root is None else _load_from_root(ep, root, identity)
     if not isinstance(loaded, type) or not issubclass(loaded, StagePlugin):
         raise TypeError(f"'{ep.value}' is not a StagePlugin subclass")
     return loaded
 
 
-def _load_from_root(ep: md.EntryPoint, root: Path) -> Any:
+def _load_from_root(ep: md.EntryPoint, root: Path, identity: str = "") -> Any:
     """Import ``ep`` from the distribution installed in ``root``, under a private top-level name.
 
     The whole top-level package is loaded privately (with its directory as
     search location), so relative imports inside the plugin package work.
     Absolute imports of the plugin's own package from within itself still go
     through ``sys.path``; plugins installed side by side should use relative
-    imports.
+    imports. The private name depends on the directory and on ``identity``
+    (the hashes of the installed files), so a copy reinstalled in the same
+    directory with other code is imported afresh.
     """
     top, *rest = ep.module.split(".")
-    digest = hashlib.sha256(f"{root}|{top}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{root}|{top}|{identity}".encode()).hexdigest()[:12]
     private = f"_flowport_plugin_{digest}_{top}"
-    if private not in sys.modules:
-        package_init = root / top / "__init__.py"
-        single = root / f"{top}.py"
-        if package_init.is_file():
-            spec = importlib.util.spec_from_file_location(
-                private, package_init, submodule_search_locations=[str(root / top)]
-            )
-        elif single.is_file() and not rest:
-            spec = importlib.util.spec_from_file_location(private, single)
-        else:
-            # Never fall back to sys.path: it may hold another version of the plugin.
-            raise ImportError(f"module '{ep.module}' is not a Python source module or package in {root}")
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import '{ep.module}' from {root}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[private] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[private]
-            raise
-    obj: Any = importlib.import_module(".".join([private, *rest]))
+    with _IMPORT_LOCK:
+        if private not in sys.modules:
+            package_init = root / top / "__init__.py"
+            single = root / f"{top}.py"
+            if package_init.is_file():
+                spec = importlib.util.spec_from_file_location(
+                    private, package_init, submodule_search_locations=[str(root / top)]
+                )
+            elif single.is_file() and not rest:
+                spec = importlib.util.spec_from_file_location(private, single)
+            else:
+                # Never fall back to sys.path: it may hold another version of the plugin.
+                raise ImportError(f"module '{ep.module}' is not a Python source module or package in {root}")
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import '{ep.module}' from {root}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[private] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[private]
+                raise
+        obj: Any = importlib.import_module(".".join([private, *rest]))
     for name in ep.attr.split(".") if ep.attr else []:
         obj = getattr(obj, name)
     return obj

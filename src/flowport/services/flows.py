@@ -8,7 +8,6 @@ interface behaves the same.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +41,16 @@ class FlowInvalid(ValidationFailed):
         self.result = result
 
 
-@lru_cache(maxsize=1)
 def plugin_registry() -> PluginRegistry:
-    """The plugins installed in this Python environment (discovered once)."""
-    return PluginRegistry.discover()
+    """The plugins of this instance: Flowport's Python environment plus the instance's artifact folders.
+
+    Cached, and discovered again when an artifact is installed or removed
+    (by this process or another): see :mod:`flowport.services.artifacts`.
+    """
+    # Imported here: the artifacts service is not needed to import this module.
+    from flowport.services.artifacts import instance_registry
+
+    return instance_registry()
 
 
 def load_flow(path: str | Path) -> Flow:
