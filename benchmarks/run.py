@@ -27,6 +27,7 @@ in its own process).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -115,7 +116,8 @@ def duckdb_query(csv: Path, out: Path) -> str:
     """
 
 
-PG_DATABASE = "flowport_bench"
+# A database of this run's own: the benchmark never drops a database it did not create.
+PG_DATABASE = f"flowport_bench_{os.getpid()}_{int(time.time())}"
 PG_TABLE_SQL = (
     "(order_id integer, customer varchar, country varchar, total numeric(10,2), ordered_at timestamp)"
 )
@@ -210,11 +212,16 @@ def _pg_rows(table: str) -> int:
 
 
 def prepare_postgres() -> None:
-    """A fresh benchmark database."""
-    subprocess.run(
-        _psql("-c", f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)", database="postgres"), check=True
-    )
+    """A new benchmark database, created by this run and dropped when it ends (never another one)."""
     subprocess.run(_psql("-c", f"CREATE DATABASE {PG_DATABASE}", database="postgres"), check=True)
+
+    def drop() -> None:
+        subprocess.run(
+            _psql("-c", f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)", database="postgres"),
+            check=False,
+        )
+
+    atexit.register(drop)
 
 
 def dlt_python() -> Path | None:

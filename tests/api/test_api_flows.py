@@ -13,7 +13,7 @@ from flowport.services import flow_records
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 FLOW_KEYS = {
     "id", "uuid", "name", "description", "type", "project", "projectId", "createdAt", "updatedAt",
-    "creator", "updater", "folder", "workspace",
+    "creator", "updater", "folder", "workspace", "engineVersion",
 }  # fmt: skip
 
 

@@ -97,12 +97,16 @@ def test_run_takes_overrides_in_both_spellings(make_instance: MakeInstance, stor
     assert first["parameters"] == {"min_total": "1000"} and second["parameters"] == {"min_total": "100"}
     none = api.wait(first["id"])
     some = api.wait(second["id"])
+    # Nothing passes min_total 1000: by default a run that loads nothing fails (and publishes nothing).
+    assert none["status"] == "Failed" and "No record reached a destination" in none["error"]
     assert none["result"]["stages"]["JSON_01"]["outputRecords"] == 0
     assert 0 < some["result"]["stages"]["JSON_01"]["outputRecords"] < 194
 
     groups = api.ok("GET", "/v4/jobGroups", params={"flowId": flow["id"]})
     assert groups["count"] == 2 and [g["id"] for g in groups["data"]] == [second["id"], first["id"]]
-    assert api.ok("GET", "/v4/jobGroups", params={"status": "Failed"})["count"] == 0
+    assert api.ok("GET", "/v4/jobGroups", params={"status": "Failed"})["count"] == 1
+    unknown = api.post(f"/v4/flows/{flow['id']}/run", json={"parameters": {"min_totl": 5}})
+    assert unknown.status_code == 422 and "did you mean 'min_total'" in unknown.json()["exception"]["message"]
     assert api.get("/v4/jobGroups", params={"status": "Done"}).status_code == 422
     assert api.get("/v4/jobGroups/999").status_code == 404
 

@@ -490,7 +490,7 @@ def test_plain_text_credentials_are_for_admins_and_marked(dev: Instance, prod: I
     # Importing it stores the flow; the credentials go nowhere and are never echoed.
     report = upload(prod, response.content)
     assert report.status_code == 201 and PLANTED not in report.text
-    assert prod.ok("GET", "/v4/connections")["count"] == 0
+    assert prod.ok("GET", "/v4/connections")["count"]["count"] == 0
 
 
 def test_export_errors(dev: Instance) -> None:

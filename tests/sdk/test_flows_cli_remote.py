@@ -119,8 +119,10 @@ def test_list_export_import_run_after_login(server: Server, flow_name: str, tmp_
     assert started.exit_code == 0 and "Started job" in started.stdout
     finished = ok_json("flows", "run", flow_name, "--wait")
     assert finished["status"] == "Complete" and finished["metrics"]["Trash_01"]["inputRecords"] == 1
-    shown_run = invoke("flows", "run", flow_name, "--wait", "--param", "x=1")
+    shown_run = invoke("flows", "run", flow_name, "--wait")
     assert shown_run.exit_code == 0 and "Complete" in shown_run.stdout
+    typo = invoke("flows", "run", flow_name, "--param", "x=1")  # the flow has no parameter x
+    assert typo.exit_code == 1 and "Unknown parameter 'x'" in typo.output
     assert invoke("flows", "run", flow_name, "--param", "novalue").exit_code == 2
 
 

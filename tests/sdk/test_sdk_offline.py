@@ -168,7 +168,7 @@ def test_client_arguments_and_auth_headers() -> None:
 
 
 def test_flow_repr_kind_and_attributes(flow: BatchFlow) -> None:
-    assert repr(flow) == "BatchFlow(name='Orders', description='d', flow_id=7)"
+    assert repr(flow) == "BatchFlow(name='Orders', description='d', flow_id=7, engine_version=None)"
     streaming = flow_from_record(flow._client, _record("streaming"))
     assert isinstance(streaming, StreamingFlow) and repr(streaming).startswith("StreamingFlow(name='Orders'")
     flow.description = "new"
@@ -297,7 +297,9 @@ def test_use_parameter_set_adds_name_and_constants(flow: BatchFlow) -> None:
             "project": {"id": 1},
         },
     )
-    assert repr(ps) == "ParameterSet(name='orders', parameters={'min': '5', 'n': 2}, description='')"
+    assert repr(ps) == (
+        "ParameterSet(name='orders', parameters={'min': '5', 'n': 2}, description='', value_sets=[])"
+    )
     assert flow.use_parameter_set(ps) is flow
     flow.use_parameter_set(ps)
     assert flow.document.parameter_sets == ["orders"]
@@ -334,7 +336,9 @@ def test_results_have_the_seeds_reprs() -> None:
     assert issue.instanceName == issue.instance_name == "Trash_01" and issue.code == "FIRST_STAGE_NOT_ORIGIN"
     assert issue.humanReadableMessage == issue.human_readable_message
     stage = PreviewStage.from_dict({"instanceName": "CSVFile_01", "input": [], "output": [{"a": 1}]})
-    assert repr(stage) == "PreviewStage(instance_name='CSVFile_01')" and stage.output == [{"a": 1}]
+    # Records print as the seed's tuples and keep their field names.
+    assert repr(stage) == "PreviewStage(instance_name='CSVFile_01')" and stage.output == [(1,)]
+    assert stage.output[0].to_dict() == {"a": 1} and stage.output[0]["a"] == 1
 
 
 def test_unsaved_changes_warn_before_server_side_actions() -> None:

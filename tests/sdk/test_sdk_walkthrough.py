@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from tests.sdk.flowport_server import Server
 
+import flowport
 from flowport.sdk import (
     Client,
     NotFound,
@@ -29,7 +30,7 @@ def test_flows_sdk_walkthrough(
     assert isinstance(new_flow, StreamingFlow)
     assert repr(new_flow) == (
         "StreamingFlow(name='My streaming flow', description='optional description', "
-        f"flow_id={new_flow.flow_id})"
+        f"flow_id={new_flow.flow_id}, engine_version='{flowport.__version__}')"
     )
 
     # Retrieving flows
@@ -69,8 +70,9 @@ def test_flows_sdk_walkthrough(
     assert response.status_code == 200
     assert repr(new_flow) == (
         f"StreamingFlow(name='new flow name', description='new description for the flow', "
-        f"flow_id={new_flow.flow_id})"
+        f"flow_id={new_flow.flow_id}, engine_version='{flowport.__version__}')"
     )
+    assert repr(response) == "<Response [200]>" and response.ok
     stored = project.flows.get(flow_id=new_flow.flow_id)
     assert stored.name == "new flow name" and stored.description == "new description for the flow"
     assert [(e.from_, e.to) for e in stored.document.edges] == [("CSVFile_01", "Trash_01")]
@@ -83,13 +85,14 @@ def test_flows_sdk_walkthrough(
     )
     assert repr(duplicated_flow) == (
         f"StreamingFlow(name='duplicated flow', description='duplicated flow description', "
-        f"flow_id={duplicated_flow.flow_id})"
+        f"flow_id={duplicated_flow.flow_id}, engine_version='{flowport.__version__}')"
     )
     assert duplicated_flow.flow_id != new_flow.flow_id and duplicated_flow.uuid != new_flow.uuid
     assert [s.instance_name for s in duplicated_flow.stages] == ["CSVFile_01", "Trash_01"]
 
     # Deleting a flow
-    assert project.delete_flow(duplicated_flow).status_code == 204
+    deleted = project.delete_flow(duplicated_flow)
+    assert repr(deleted) == "<Response [204]>" and deleted.ok and deleted.status_code == 204
     with pytest.raises(NotFound):
         project.flows.get(name="duplicated flow")
     with pytest.raises(NotFound):
@@ -115,9 +118,10 @@ def test_flows_sdk_walkthrough(
     )
     origin_preview, trash_preview = preview
     assert isinstance(origin_preview, PreviewStage)
-    assert not origin_preview.input
-    assert origin_preview.output == [{"a": "abc", "b": "xyz", "c": "lmn"}]
-    assert trash_preview.input == [{"a": "abc", "b": "xyz", "c": "lmn"}]
+    assert origin_preview.input is None  # as the seed prints it
+    assert origin_preview.output == [("abc", "xyz", "lmn")]
+    assert origin_preview.output[0].to_dict() == {"a": "abc", "b": "xyz", "c": "lmn"}
+    assert trash_preview.input == [("abc", "xyz", "lmn")]
 
     # Exporting flows
     exported = project.export_flow(flow=new_flow)
@@ -167,7 +171,7 @@ def test_flows_sdk_walkthrough(
     assert len(sets) == 1 and isinstance(sets[0], ParameterSet)
     assert repr(sets[0]) == (
         "ParameterSet(name='my_streaming_params', parameters={'file': 'seed.csv', 'delimiter': ','}, "
-        "description='')"
+        "description='', value_sets=[])"
     )
     assert new_flow.validate().success
 

@@ -202,10 +202,13 @@ def test_a_symlink_that_leaves_the_root_is_refused_when_validated_and_when_the_r
 # -- DuckDB: SQL that reads or writes files ------------------------------------------------------
 
 
-def _sql_attack(name: str, orders: str, *processors: dict[str, Any]) -> dict[str, Any]:
+def _sql_attack(name: str, source: str, *processors: dict[str, Any]) -> dict[str, Any]:
+    # A CSV origin's schema is known before the run (validation binds the SQL); a JSON origin's is not
+    # (the run's sandbox refuses it).
+    plugin = "csv_file_origin" if source.endswith(".csv") else "json_file_origin"
     return _flow(
         name,
-        _stage("Orders_01", "csv_file_origin", {"path": orders}),
+        _stage("Orders_01", plugin, {"path": source}),
         *processors,
         _stage("JSON_01", "json_file_destination", {"path": f"out/{name.replace(' ', '_')}.jsonl"}),
     )
@@ -236,31 +239,43 @@ def _sql_reads_passwd(home: Path, data: Path) -> dict[str, Any]:
     )
 
 
+@pytest.mark.parametrize("source", ["orders.csv", "orders.jsonl"])
 @pytest.mark.parametrize(
     "make",
     [_expression_reads_key, _fused_filter_reads_key, _filter_reads_inside_root, _sql_reads_passwd],
 )
 def test_sql_in_a_stage_cannot_read_files(
-    target: Target, editor: httpx.Client, orders: str, make: Any
+    target: Target, editor: httpx.Client, orders: str, make: Any, source: str
 ) -> None:
+    (target.data_dir / "orders.jsonl").write_text('{"id": 1, "total": 10}\n', encoding="utf-8")
     stage = make(target.home, target.data_dir)
-    label = make.__name__.strip("_")
-    flow_id = _create(editor, _sql_attack(label, orders, stage))
-    group = _run(editor, flow_id)
-    assert group["status"] == "Failed", group
-    assert f"Stage '{stage['name']}'" in group["error"]
-    assert "sandbox" in group["error"]
-    assert not (target.data_dir / "out" / f"{label}.jsonl").exists()
-    _assert_no_secret(target, str(group), editor.get(f"/v4/jobGroups/{group['id']}/logs").text)
+    label = f"{make.__name__.strip('_')}_{source.rsplit('.', 1)[1]}"
+    flow_id = _create(editor, _sql_attack(label, source, stage))
+    output = target.data_dir / "out" / f"{label}.jsonl"
+    if source.endswith(".csv"):
+        # The schema is known: validation binds the SQL, the sandbox refuses, the stage is named.
+        issues = _issues(editor, flow_id)
+        assert [(i["instanceName"], i["code"]) for i in issues] == [(stage["name"], "SQL_INVALID")]
+        assert "sandbox" in issues[0]["humanReadableMessage"]
+        for action in ("preview", "run"):
+            refused = editor.post(f"/v4/flows/{flow_id}/{action}", json={})
+            assert refused.status_code == 422, refused.text
+            _assert_no_secret(target, refused.text)
+    else:
+        group = _run(editor, flow_id)
+        assert group["status"] == "Failed", group
+        assert f"Stage '{stage['name']}'" in group["error"] and "sandbox" in group["error"]
+        _assert_no_secret(target, str(group), editor.get(f"/v4/jobGroups/{group['id']}/logs").text)
+    assert not output.exists()
 
 
 def test_copy_to_from_a_sql_stage_writes_nothing(target: Target, editor: httpx.Client, orders: str) -> None:
     escaped = target.home.parent / "copied.csv"
     sql = _stage("SQL_01", "sql", {"query": f"COPY (SELECT * FROM input) TO '{escaped}'"})
     flow_id = _create(editor, _sql_attack("copy out", orders, sql))
-    group = _run(editor, flow_id)
-    assert group["status"] == "Failed"
-    assert "SQL_01" in group["error"]
+    issues = _issues(editor, flow_id)
+    assert [(i["instanceName"], i["code"]) for i in issues] == [("SQL_01", "SQL_INVALID")]
+    assert editor.post(f"/v4/flows/{flow_id}/run").status_code == 422
     assert not escaped.exists()
 
 

@@ -555,3 +555,51 @@ def test_runs_use_the_active_release_and_a_rollback_is_verified_by_a_run(
     assert len(output_rows()) == len(PROD_ROWS)
     with pytest.raises(ValidationFailed, match="parameter name"):
         deployments.run_deployment(deployment_id, {"bad name": 1}, executor="inline")
+
+
+# -- release diff ------------------------------------------------------------------------------
+
+
+def test_a_release_diff_lists_exactly_what_changed(prod: Path, prod_connection: dict[str, Any]) -> None:
+    deployment_id = ready_deployment(prod_connection)
+    first = deployments.import_release(deployment_id, package(orders_flow(condition="total > 10")))
+    assert first["diff"]["from"] == "no active release"
+    assert first["diff"]["flows"]["added"] == ["Wrangle Orders"]
+    changed = orders_flow(condition="total > 20", table="Dev-Orders2", version=CORE)
+    dry = deployments.import_release(deployment_id, package(changed), dry_run=True)
+    second = deployments.import_release(deployment_id, package(changed))
+    diff = deployments.release_diff(second["release"]["id"], first["release"]["id"])
+    assert dry["diff"]["flows"] == diff["flows"]  # the dry run says beforehand what the import changes
+    assert (
+        diff["from"] == f"release {first['release']['id']}"
+        and diff["to"] == f"release {second['release']['id']}"
+    )
+    assert diff["flows"]["added"] == diff["flows"]["removed"] == diff["flows"]["renamed"] == []
+    (flow,) = diff["flows"]["changed"]
+    assert flow["flow"] == "Wrangle Orders"
+    assert flow["stages"]["added"] == flow["stages"]["removed"] == []
+    stages = {s["stage"]: s for s in flow["stages"]["changed"]}
+    assert set(stages) == {"Orders_01", "Filter_01"}
+    assert stages["Filter_01"]["configuration"] == {
+        "added": [],
+        "removed": [],
+        "changed": [{"key": "condition", "from": "total > 10", "to": "total > 20"}],
+    }
+    # The table name as the value rule rewrote it, and the artifact pin.
+    assert stages["Orders_01"]["configuration"]["changed"] == [
+        {"key": "table", "from": "Prod-Orders", "to": "Prod-Orders2"}
+    ]
+    assert stages["Orders_01"]["artifact"] == {
+        "from": f"flowport-core:[{CORE},99.0.0)",
+        "to": f"flowport-core:{CORE}",
+    }
+    for part in ("parameters", "errorStage", "configuration"):
+        assert flow[part] == {"added": [], "removed": [], "changed": []}, part
+    assert flow["edges"] == {"added": [], "removed": []}
+    assert diff["importRules"]["to"]["value"] == [TABLE_RULE, PATH_RULE]  # the rules that fired
+    # Against the active release (the second): nothing changes.
+    assert deployments.release_diff(second["release"]["id"])["flows"]["changed"] == []
+    with pytest.raises(ValidationFailed, match="against"):
+        deployments.release_diff(second["release"]["id"], "latest")
+    with pytest.raises(NotFound):
+        deployments.release_diff(second["release"]["id"], 99_999)

@@ -48,7 +48,7 @@ def test_create_from_a_full_document_keeps_it_and_shows_the_api_shape() -> None:
     created = svc.create_flow(document)
     assert set(created) == {
         "id", "uuid", "name", "description", "type", "project", "createdAt", "updatedAt",
-        "creator", "updater", "document",
+        "creator", "updater", "document", "folder", "workspace", "engineVersion",
     }  # fmt: skip
     assert created["uuid"] == document["uuid"] and created["name"] == "Wrangle Orders"
     assert created["project"] == {"id": projects.default_project()["id"]}

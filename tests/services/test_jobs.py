@@ -267,6 +267,7 @@ def test_roles_lists_and_conflicts() -> None:
     second = jobs.run_flow(flow["id"], executor="inline", overrides={"min_total": 1000})
     assert second["parameters"] == {"min_total": "1000"}
     assert second["result"]["stages"]["Filter_01"]["outputRecords"] == 0
+    assert second["status"] == "Failed"  # nothing reached a destination: fail_on_no_output
     with pytest.raises(Forbidden):
         jobs.cancel_job_group(first["id"], user=viewer)
     with pytest.raises(Conflict, match="already ended"):
@@ -277,7 +278,7 @@ def test_roles_lists_and_conflicts() -> None:
     listed = jobs.list_job_groups(flow_id=flow["id"])
     assert listed["count"] == 2 and [g["id"] for g in listed["data"]] == [second["id"], first["id"]]
     assert "jobs" not in listed["data"][0]
-    assert jobs.list_job_groups(status="Failed")["count"] == 0
+    assert jobs.list_job_groups(status="Failed")["count"] == 1
     assert jobs.list_job_groups(limit=1)["data"][0]["id"] == second["id"]
     with pytest.raises(ValidationFailed, match="Unknown job status"):
         jobs.list_job_groups(status="Done")

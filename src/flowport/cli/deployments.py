@@ -335,6 +335,76 @@ def deployments_activate(
     )
 
 
+@deployments_app.command("diff")
+def deployments_diff(
+    release_id: Annotated[int, typer.Argument(help="The release's id.", min=1, show_default=False)],
+    against: Annotated[
+        str, typer.Option("--against", help="The release to compare with: an id, or 'active'.")
+    ] = "active",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a release changes compared with another (default: the active one).
+
+    Example: ``flowport deployments diff 7 --against 5``
+    """
+    try:
+        with open_client(url, token, as_json) as client:
+            try:
+                release = client.deployments.get_release(release_id)
+            except NotFound:
+                fail(f"No release with id {release_id} on {client.url}", as_json=as_json, code=2)
+            diff = release.diff(against)
+    except FlowportError as exc:
+        failed(exc, as_json=as_json)
+    if as_json:
+        print_json(diff)
+        return
+    for line in _diff_lines(diff):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+def _diff_lines(diff: dict[str, Any]) -> list[str]:
+    lines = [f"{diff['to']} compared with {diff['from']}:"]
+    flows = diff["flows"]
+    lines += [f"  + flow {name}" for name in flows["added"]]
+    lines += [f"  - flow {name}" for name in flows["removed"]]
+    lines += [f"  ~ flow {item['from']} -> {item['to']}" for item in flows["renamed"]]
+    for flow in flows["changed"]:
+        lines.append(f"  flow {flow['flow']}:")
+        lines += [f"    + stage {name}" for name in flow["stages"]["added"]]
+        lines += [f"    - stage {name}" for name in flow["stages"]["removed"]]
+        for stage in flow["stages"]["changed"]:
+            for what in ("plugin", "artifact"):
+                if what in stage:
+                    lines.append(f"    {stage['stage']}.{what}: {stage[what]['from']} -> {stage[what]['to']}")
+            config = stage.get("configuration") or {}
+            lines += [f"    {stage['stage']}: + {key}" for key in config.get("added", [])]
+            lines += [f"    {stage['stage']}: - {key}" for key in config.get("removed", [])]
+            lines += [
+                f"    {stage['stage']}.{c['key']}: {json.dumps(c['from'])} -> {json.dumps(c['to'])}"
+                for c in config.get("changed", [])
+            ]
+        lines += [f"    + edge {e['from']} -> {e['to']}" for e in flow["edges"]["added"]]
+        lines += [f"    - edge {e['from']} -> {e['to']}" for e in flow["edges"]["removed"]]
+        for part in ("parameters", "errorStage", "configuration"):
+            changes = flow[part]
+            lines += [f"    {part}: + {key}" for key in changes["added"]]
+            lines += [f"    {part}: - {key}" for key in changes["removed"]]
+            lines += [
+                f"    {part}.{c['key']}: {json.dumps(c['from'])} -> {json.dumps(c['to'])}"
+                for c in changes["changed"]
+            ]
+    lines += [
+        f"  artifact {a['artifact']} ({a['flow']} / {a['stage']}): {a['from']} -> {a['to']}"
+        for a in diff["artifacts"]
+    ]
+    if len(lines) == 1:
+        lines.append("  no change")
+    return lines
+
+
 @deployments_app.command("releases")
 def deployments_releases(
     deployment: DeploymentArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False

@@ -102,16 +102,24 @@ def _read_password(password_stdin: bool) -> str:
 
 
 def login(
-    url: Annotated[
-        str, typer.Option("--url", envvar="FLOWPORT_URL", help="Server URL, e.g. http://localhost:8000.")
-    ],
     user: Annotated[str, typer.Option("--user", help="User name on the server.", show_default=False)],
+    url: Annotated[
+        str,
+        typer.Option(
+            "--url",
+            envvar="FLOWPORT_URL",
+            help="Server URL; `flowport server` listens on http://127.0.0.1:8080 by default.",
+        ),
+    ] = "http://127.0.0.1:8080",
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sign in to a server: create an API token and store it for the `flows` commands."""
+    """Sign in to a server: create an API token and store it for the `flows` commands.
+
+    Example: ``flowport login --user admin --password-stdin < .flowport/initial-admin-password``
+    """
     password = _read_password(password_stdin)
     if not password:
         raise typer.BadParameter("the password is empty", param_hint="password")

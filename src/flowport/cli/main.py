@@ -18,6 +18,7 @@ import typer
 from rich.live import Live
 
 from flowport import __version__
+from flowport.cli.artifacts import artifacts_app
 from flowport.cli.connections import connections_app
 from flowport.cli.connections import init as init_command
 from flowport.cli.deployments import deployments_app
@@ -51,7 +52,8 @@ app = typer.Typer(
     name="flowport",
     help="Flowport: design, validate, preview and run data flows.",
     no_args_is_help=True,
-    add_completion=False,
+    # `flowport --install-completion` installs shell completion for bash, zsh, fish or PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 stages_app = typer.Typer(help="Stage plugins installed on this machine.", no_args_is_help=True)
@@ -67,6 +69,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(flows_app, name="flows")
 app.add_typer(deployments_app, name="deployments")
+app.add_typer(artifacts_app, name="artifacts")
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("init")(init_command)
@@ -211,9 +214,12 @@ def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) ->
 
 @stages_app.command("list")
 def stages_list(as_json: JsonOpt = False) -> None:
-    """List installed stage plugins with their artifacts."""
+    """List installed stage plugins with their artifacts and restrictions.
+
+    Example: ``flowport stages list --json`` (names are never cut: long ones wrap).
+    """
     registry = flows.plugin_registry()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": p.info.name,
             "label": p.info.label,
@@ -221,6 +227,7 @@ def stages_list(as_json: JsonOpt = False) -> None:
             "artifact": p.info.artifact.name,
             "version": str(p.info.artifact.version),
             "scope": p.info.artifact.scope,
+            "restrictions": sorted(p.info.restrictions),
         }
         for p in registry.latest()
     ]
@@ -230,13 +237,105 @@ def stages_list(as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title="Stage plugins", title_justify="left")
-    for column in ("Name", "Label", "Kind", "Artifact", "Version", "Scope"):
-        table.add_column(column)
+    # The name is never cut or wrapped (it is what you type back); the other columns wrap.
+    widest = max((len(r["name"]) for r in rows), default=4)
+    table.add_column("Name", no_wrap=True, min_width=widest)
+    for column in ("Label", "Kind", "Artifact", "Version", "Scope", "Restrictions"):
+        table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["label"], r["kind"], r["artifact"], r["version"], r["scope"])
+        table.add_row(
+            r["name"],
+            r["label"],
+            r["kind"],
+            r["artifact"],
+            r["version"],
+            r["scope"],
+            ", ".join(r["restrictions"]),
+        )
     console.print(table)
     for problem in registry.load_errors:
         err_console.print(f"[yellow]Warning:[/yellow] {problem}")
+
+
+@stages_app.command("describe")
+def stages_describe(
+    name: Annotated[str, typer.Argument(help="Plugin name or label, e.g. csv_file_origin or 'CSV File'.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a stage plugin: its settings with types and defaults, its restrictions, and an example stage.
+
+    Example: ``flowport stages describe filter``
+    """
+    from flowport.model.flow import PluginRef
+
+    registry = flows.plugin_registry()
+    try:
+        plugin_name = registry.name_for(name)
+        cls = registry.plugin_class(PluginRef(name=plugin_name))
+    except FlowportError as exc:
+        raise _fail(exc.message, as_json=as_json, code=2) from None
+    info = registry.resolve(PluginRef(name=plugin_name)).plugin
+    assert info is not None
+    schema = cls.config_model.model_json_schema()
+    required = set(schema.get("required", []))
+    settings = []
+    for key, spec in (schema.get("properties") or {}).items():
+        kind = spec.get("type") or " | ".join(
+            str(option.get("type", option.get("$ref", "?")).split("/")[-1])
+            for option in spec.get("anyOf", [])
+        )
+        settings.append(
+            {
+                "name": key,
+                "type": kind or "object",
+                "required": key in required,
+                "default": spec.get("default"),
+                "description": spec.get("description", ""),
+            }
+        )
+    example_config = {s["name"]: f"<{s['type']}>" for s in settings if s["required"]}
+    described: dict[str, Any] = {
+        "name": info.name,
+        "label": info.label,
+        "kind": info.kind.value,
+        "artifact": info.artifact.as_ref(),
+        "description": getattr(cls, "description", "") or "",
+        "restrictions": sorted(info.restrictions),
+        "settings": settings,
+        "example": {
+            "name": f"{info.name.title().replace('_', '')}_01",
+            "plugin": {"name": info.name},
+            "configuration": example_config,
+        },
+    }
+    if as_json:
+        print_json(described)
+        return
+    from rich.table import Table
+
+    headline = f"[bold]{info.label}[/bold] ({info.name}, {info.kind.value})"
+    console.print(f"{headline} — {escape_text(described['description'])}")
+    console.print(
+        f"Artifact {info.artifact.name} {info.artifact.version} ({info.artifact.scope}); "
+        f"restrictions: {', '.join(described['restrictions']) or 'none'}",
+        highlight=False,
+    )
+    table = Table(title="Settings", title_justify="left")
+    for column in ("Setting", "Type", "Required", "Default", "Description"):
+        table.add_column(column, overflow="fold")
+    for s in settings:
+        default = "" if s["required"] else json.dumps(s["default"])
+        table.add_row(s["name"], s["type"], "yes" if s["required"] else "", default, s["description"])
+    console.print(table)
+    console.print("Example stage:", highlight=False)
+    console.print_json(json.dumps(described["example"]))
+
+
+def escape_text(text: str) -> str:
+    """``text`` safe for rich markup."""
+    from rich.markup import escape
+
+    return escape(text)
 
 
 @schema_app.command("flow")

@@ -52,6 +52,7 @@ from flowport.sdk.flows import (
     Flow,
     FlowList,
     FlowValidationError,
+    PreviewRecord,
     PreviewStage,
     Stage,
     StageConfiguration,
@@ -62,7 +63,8 @@ from flowport.sdk.flows import (
 )
 from flowport.sdk.jobs import Job
 from flowport.sdk.parameter_sets import ParameterSet, ParameterSetList
-from flowport.sdk.projects import ImportReport, Project, ProjectList, Projects
+from flowport.sdk.projects import ImportedFlows, ImportReport, Project, ProjectList, Projects
+from flowport.sdk.response import Response
 
 __all__ = [
     "BatchFlow",
@@ -80,17 +82,20 @@ __all__ = [
     "Forbidden",
     "ImportReport",
     "ImportResult",
+    "ImportedFlows",
     "Job",
     "NotFound",
     "ParameterSet",
     "ParameterSetList",
     "PluginNotFound",
+    "PreviewRecord",
     "PreviewStage",
     "Project",
     "ProjectList",
     "Projects",
     "Release",
     "ReleaseList",
+    "Response",
     "RunFailed",
     "Stage",
     "StageConfiguration",

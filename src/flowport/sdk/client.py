@@ -99,7 +99,7 @@ class Client:
     Authenticate with a user name and password (HTTP Basic) or with an API
     token (``Authorization: Bearer``)::
 
-        client = Client('http://localhost:8000', username='admin', password='...')
+        client = Client('http://127.0.0.1:8080', username='admin', password='...')
         project = client.projects.get(name='default')
 
     Args:

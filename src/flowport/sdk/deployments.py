@@ -137,6 +137,17 @@ class Release:
         self._record = dict(record.json())
         return self
 
+    def diff(self, other: Release | int | str = "active") -> dict[str, Any]:
+        """What this release changes compared with ``other`` (a release, its id, or ``"active"``).
+
+        Returns the API's diff: ``{"from", "to", "flows": {"added", "removed",
+        "renamed", "changed": [{"flow", "stages", "edges", "parameters", ...}]},
+        "artifacts", "importRules"}``. Secrets in configurations are never shown.
+        """
+        against = other.release_id if isinstance(other, Release) else other
+        body = self._client.get_json(f"/v4/releases/{self.release_id}/diff", against=str(against))
+        return dict(body)
+
     def download_package(self, destination: str | Path) -> Path:
         """Write the package ZIP the release was imported from, byte for byte; returns the path.
 

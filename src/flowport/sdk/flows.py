@@ -50,6 +50,7 @@ __all__ = [
     "Flow",
     "FlowList",
     "FlowValidationError",
+    "PreviewRecord",
     "PreviewStage",
     "Stage",
     "StageConfiguration",
@@ -427,6 +428,36 @@ class ValidationResult:
         return self.success
 
 
+class PreviewRecord(tuple[Any, ...]):
+    """One previewed record: a tuple of its values (the seed prints ``('abc', 'xyz', 'lmn')``) that
+    keeps its field names: ``record.fields``, ``record['name']``, ``record.to_dict()``."""
+
+    fields: tuple[str, ...]
+
+    def __new__(cls, values: Mapping[str, Any]) -> PreviewRecord:
+        record = super().__new__(cls, tuple(values.values()))
+        record.fields = tuple(values)
+        return record
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self.fields.index(key))
+            except ValueError:
+                raise KeyError(key) from None
+        return tuple.__getitem__(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as ``{field: value}``."""
+        return dict(zip(self.fields, self, strict=True))
+
+
+def _records(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(item, Mapping) for item in value):
+        return [PreviewRecord(item) for item in value]
+    return value
+
+
 @dataclass
 class PreviewStage:
     """What one stage received (``input``), produced (``output``) and rejected (``errors``) in a preview."""
@@ -437,12 +468,12 @@ class PreviewStage:
     errors: list[Any] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PreviewStage:
-        """From the API's ``{instanceName, input, output, errors}``."""
+    def from_dict(cls, data: Mapping[str, Any], *, origin: bool = False) -> PreviewStage:
+        """From the API's ``{instanceName, input, output, errors}``; records become :class:`PreviewRecord`."""
         return cls(
             instance_name=str(data.get("instanceName", data.get("instance_name"))),
-            input=data.get("input"),
-            output=data.get("output"),
+            input=None if origin else _records(data.get("input")),
+            output=_records(data.get("output")),
             errors=list(data.get("errors") or []),
         )
 
@@ -504,8 +535,14 @@ class Flow:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, description={self.description!r}, "
-            f"flow_id={self.flow_id!r})"
+            f"flow_id={self.flow_id!r}, engine_version={self.engine_version!r})"
         )
+
+    @property
+    def engine_version(self) -> str | None:
+        """The version of the engine (Flowport) on the server that stores and runs the flow."""
+        value = self._record.get("engineVersion")
+        return str(value) if value is not None else None
 
     # -- attributes ---------------------------------------------------------------
 
@@ -821,7 +858,9 @@ class Flow:
             json={"rows": rows, "parameters": dict(parameters or {})},
         ).json()
         data = body.get("data", []) if isinstance(body, Mapping) else body
-        return [PreviewStage.from_dict(item) for item in data]
+        # An origin receives nothing: its input is None, as the seed shows.
+        origins = {s.name for s in self._document.stages} - {e.to for e in self._document.edges}
+        return [PreviewStage.from_dict(item, origin=item.get("instanceName") in origins) for item in data]
 
     def run(self, parameters: Mapping[str, Any] | None = None) -> Job:
         """Start a job of the stored flow on the server; ``job.wait()`` waits for its end.

@@ -41,8 +41,13 @@ class ParameterSet:
     def __repr__(self) -> str:
         return (
             f"ParameterSet(name={self.name!r}, parameters={self.parameters!r}, "
-            f"description={self.description!r})"
+            f"description={self.description!r}, value_sets={self.value_sets!r})"
         )
+
+    @property
+    def value_sets(self) -> list[dict[str, Any]]:
+        """Alternative value sets of the seed's parameter sets; Flowport's sets have one set of values."""
+        return list(self._record.get("valueSets") or [])
 
     @property
     def parameter_set_id(self) -> int:

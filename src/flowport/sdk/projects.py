@@ -7,7 +7,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx
 
@@ -15,13 +15,29 @@ from flowport.errors import NotFound
 from flowport.sdk._listing import Listing
 from flowport.sdk.flows import Flow, FlowList, flow_from_record
 from flowport.sdk.parameter_sets import ParameterSet, ParameterSetList, parameters_dict
+from flowport.sdk.response import Response
 
 if TYPE_CHECKING:
     from flowport.sdk.client import Client
 
-__all__ = ["DEFAULT_EXPORT_FILE", "ImportReport", "Project", "ProjectList", "Projects"]
+__all__ = ["DEFAULT_EXPORT_FILE", "ImportReport", "ImportedFlows", "Project", "ProjectList", "Projects"]
 
 DEFAULT_EXPORT_FILE = "flows.zip"
+# Chunks of an export streamed with export_flow(..., stream=True).
+_CHUNK_BYTES = 64 * 1024
+
+
+class ImportedFlows(list[Flow]):
+    """The flows an import stored, with the names it skipped (a conflict resolved by ``skip``)."""
+
+    def __init__(self, flows: Iterable[Flow], *, skipped: Iterable[str] = ()) -> None:
+        super().__init__(flows)
+        self.skipped = list(skipped)
+
+    def __repr__(self) -> str:
+        return f"ImportedFlows({list(self)!r}, skipped={self.skipped!r})"
+
+
 ConflictResolution = Literal["skip", "replace", "rename"]
 _RESOLUTIONS = ("skip", "replace", "rename")
 _CHUNK = 64 * 1024
@@ -151,8 +167,8 @@ class Project:
         if not isinstance(flow, Flow):
             raise TypeError(f"Expected a Flow (project.flows.get(...)), got {type(flow).__name__}")
 
-    def update_flow(self, flow: Flow) -> httpx.Response:
-        """Save the flow: send its whole document (name, stages, configuration, ...). Returns the 200 answer.
+    def update_flow(self, flow: Flow) -> Response:
+        """Save the flow: send its whole document (stages, configuration, ...). Returns ``<Response [200]>``.
 
         Raises:
             ValidationFailed: the document is not valid. Conflict: the name is taken.
@@ -160,7 +176,7 @@ class Project:
         self._check_flow(flow)
         response = self._client.request("PATCH", f"/v4/flows/{flow.flow_id}", json=flow.to_dict())
         flow._saved_as(response.json())
-        return response
+        return Response(response)
 
     def duplicate_flow(self, flow: Flow, name: str, description: str = "") -> Flow:
         """Copy the stored flow under a new name (and a new uuid) and return the copy.
@@ -174,10 +190,10 @@ class Project:
         ).json()
         return self._flow(record)
 
-    def delete_flow(self, flow: Flow) -> httpx.Response:
-        """Delete the flow (its jobs' history stays). Returns the 204 answer."""
+    def delete_flow(self, flow: Flow) -> Response:
+        """Delete the flow (its jobs' history stays). Returns ``<Response [204]>``."""
         self._check_flow(flow)
-        return self._client.request("DELETE", f"/v4/flows/{flow.flow_id}")
+        return Response(self._client.request("DELETE", f"/v4/flows/{flow.flow_id}"))
 
     # -- packages -------------------------------------------------------------------
 
@@ -191,13 +207,39 @@ class Project:
         temporary.replace(path)
         return path
 
+    @overload
     def export_flow(
-        self, flow: Flow, destination: str | Path | None = None, with_plain_text_credentials: bool = False
-    ) -> Path:
+        self,
+        flow: Flow,
+        destination: str | Path | None = None,
+        with_plain_text_credentials: bool = False,
+        *,
+        stream: Literal[False] = False,
+    ) -> Path: ...
+
+    @overload
+    def export_flow(
+        self,
+        flow: Flow,
+        destination: str | Path | None = None,
+        with_plain_text_credentials: bool = False,
+        *,
+        stream: Literal[True],
+    ) -> Iterator[bytes]: ...
+
+    def export_flow(
+        self,
+        flow: Flow,
+        destination: str | Path | None = None,
+        with_plain_text_credentials: bool = False,
+        *,
+        stream: bool = False,
+    ) -> Path | Iterator[bytes]:
         """Export one flow as a package ZIP and return where it was written (default ``flows.zip``).
 
         ``with_plain_text_credentials`` writes the referenced connections'
-        credentials in clear (admins only).
+        credentials in clear (admins only). ``stream=True`` writes no file
+        and yields the ZIP's bytes in chunks instead (as the seed does).
         """
         self._check_flow(flow)
         response = self._client.request(
@@ -205,6 +247,8 @@ class Project:
             f"/v4/flows/{flow.flow_id}/package",
             params={"withPlainTextCredentials": True} if with_plain_text_credentials else None,
         )
+        if stream:
+            return response.iter_bytes(_CHUNK_BYTES)
         return self._write(response, destination)
 
     def export_flows(
@@ -279,8 +323,9 @@ class Project:
     ) -> Flow | list[Flow]:
         """Import the flows of a package ZIP; returns the imported flow, or a list when there are several.
 
-        Flows skipped because of a conflict are not returned (an import that
-        skips every flow returns an empty list).
+        Flows skipped because of a conflict are not returned; the list says
+        which were skipped (``.skipped``, and in its repr), so an import that
+        skips every flow answers ``ImportedFlows([], skipped=['dummy_flow'])``.
 
         Args:
             source: The package ZIP (as written by :meth:`export_flow`).
@@ -297,7 +342,10 @@ class Project:
                 raise ValueError(f"The package holds {', '.join(sorted(found))} flows, not only {type} flows")
         report = self.import_package(source, conflict_resolution)
         flows = [self._flow(record) for record in report.flows]
-        return flows[0] if len(flows) == 1 else flows
+        if not flows and report.skipped:
+            # Say so: an empty list would look like an empty package.
+            return ImportedFlows([], skipped=report.skipped)
+        return flows[0] if len(flows) == 1 else ImportedFlows(flows, skipped=report.skipped)
 
     # -- parameter sets -------------------------------------------------------------------
 

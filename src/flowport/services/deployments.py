@@ -57,6 +57,7 @@ from flowport.model.package import (
     referenced_connections,
     replace_connections,
 )
+from flowport.model.release_diff import ReleaseSide, diff_releases
 from flowport.plugins.registry import PluginRegistry
 from flowport.services import jobs as _jobs
 from flowport.services.auth import User, require_role
@@ -92,6 +93,7 @@ __all__ = [
     "patch_deployment",
     "patch_release",
     "release_dict",
+    "release_diff",
     "run_deployment",
     "set_object_import_rules",
     "set_value_import_rules",
@@ -551,6 +553,52 @@ def _check_artifacts(flows: Sequence[Flow], registry: PluginRegistry) -> list[di
     return resolved
 
 
+def _release_side(session: Session, release: Release | None, label: str | None = None) -> ReleaseSide:
+    """A stored release's flows under the uuid and name they had in the package, and its report."""
+    if release is None:
+        return ReleaseSide(label or "nothing", [])
+    flows: list[tuple[str, Flow]] = []
+    for entry in release.flows or []:
+        package_flow = entry.get("packageFlow") or {}
+        try:
+            flow = _document(session, int(entry["id"]))
+        except (NotFound, KeyError, TypeError, ValueError):
+            continue  # a flow of the release deleted by hand: it cannot be compared
+        name = str(package_flow.get("name") or flow.name)
+        flows.append((str(package_flow.get("uuid") or flow.uuid), flow.model_copy(update={"name": name})))
+    report = release.report or {}
+    return ReleaseSide(
+        label or f"release {release.id}",
+        flows,
+        list(report.get("resolvedArtifacts") or []),
+        report.get("importRuleChanges"),
+    )
+
+
+def release_diff(release_id: int, against: int | str = "active") -> dict[str, Any]:
+    """What release ``release_id`` changes compared with release ``against`` (an id, or ``active``).
+
+    See :func:`flowport.model.release_diff.diff_releases` for the shape;
+    secrets in configurations are never shown.
+
+    Raises:
+        NotFound: no such release (or no release of that id to compare with).
+        ValidationFailed: ``against`` is neither an id nor ``active``.
+    """
+    with transaction() as session:
+        release = _repo.get_release(session, release_id)
+        if against == "active":
+            other = _repo.active_release(session, release.deployment_id)
+            before = _release_side(session, other, None if other else "no active release")
+        else:
+            try:
+                other_id = int(against)
+            except (TypeError, ValueError):
+                raise ValidationFailed(f"against must be a release id or 'active', not '{against}'") from None
+            before = _release_side(session, _repo.get_release(session, other_id))
+        return diff_releases(before, _release_side(session, release))
+
+
 def _release_flow(flow: Flow, release_id: int) -> Flow:
     suffix = f" (release {release_id})"
     return flow.model_copy(
@@ -663,6 +711,17 @@ def _import(
         "withPlainTextCredentials": credentials,
     }
     unresolved = _unresolved(session, flows, listed)
+    # What this release changes compared with the one running now, computed before any activation.
+    previous = _repo.active_release(session, deployment.id)
+    diff = diff_releases(
+        _release_side(session, previous, None if previous else "no active release"),
+        ReleaseSide(
+            "this import" if dry_run else f"release {release.id}",
+            [(str(original.uuid), flow) for (_, original), flow in zip(package.flows, flows, strict=True)],
+            resolved_artifacts,
+            changes_report,
+        ),
+    )
     # A working deployment is never replaced by a release that cannot run.
     activated = not unresolved or activate == "force"
     if activated:
@@ -689,6 +748,7 @@ def _import(
         "resolvedArtifacts": resolved_artifacts,
         "unresolvedConnections": unresolved,
         "release": None if dry_run else release_dict(release),
+        "diff": diff,
         "dryRun": dry_run,
     }
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from flowport import __version__
 from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.document import flow_from_dict, flow_to_dict
 from flowport.model.flow import Flow
@@ -110,6 +111,8 @@ def flow_dict(row: FlowRecord, *, include_document: bool = True) -> dict[str, An
         # The seed's flows sit in a folder of a workspace: here the project, in the instance's one workspace.
         "folder": ref(row.project_id),
         "workspace": {"id": 1},
+        # The engine that stores and runs the flow (the seed's flow.engine_version).
+        "engineVersion": __version__,
         "createdAt": timestamp(row.created_at),
         "updatedAt": timestamp(row.updated_at),
         "creator": ref(row.creator_id),

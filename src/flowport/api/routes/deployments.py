@@ -168,6 +168,23 @@ def get_release(_user: CurrentUser, release_id: Id) -> dict[str, Any]:
     return deployments.get_release(release_id)
 
 
+@router.get("/releases/{release_id}/diff")
+def release_diff(
+    _user: CurrentUser,
+    release_id: Id,
+    against: Annotated[
+        str,
+        Query(
+            pattern=r"^(active|[1-9][0-9]{0,9})$",
+            description="The release to compare with: its id, or 'active' (the deployment's active release).",
+        ),
+    ] = "active",
+) -> dict[str, Any]:
+    """What the release changes: flows added/removed/renamed, per stage the configuration keys
+    added/removed/changed (secrets never shown), edges, artifact versions, parameters, import rules."""
+    return deployments.release_diff(release_id, against if against == "active" else int(against))
+
+
 @router.get("/releases/{release_id}/package", response_class=Response, responses=_ZIP)
 def get_release_package(_user: CurrentUser, release_id: Id) -> Response:
     """The package ZIP the release was imported from, byte for byte."""
