@@ -24,7 +24,7 @@ from tests.conftest import require_service
 
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import NotFound, StageError
-from flowport.plugins.contract import StageContext, StagePlugin
+from flowport.plugins.contract import MemoryStageState, StageContext, StagePlugin
 from flowport.stages.processors.field_mapper import FieldMapper
 from flowport.stages.sql.executor import SqlExecutor
 from flowport.stages.sql.query_origin import SqlQueryOrigin
@@ -672,13 +672,13 @@ def test_table_origin_incremental_offset_reads_only_new_rows(make: Any, db: Db, 
     table = db.name()
     db.run(f"CREATE TABLE {db.quote(table)} (id INTEGER, name VARCHAR(20))")
     db.run(f"INSERT INTO {db.quote(table)} VALUES (3, 'c'), (1, 'a'), (2, 'b'), (NULL, 'no offset')")
-    state = tmp_path / "state"
+    state = MemoryStageState()
 
     def read(**context: Any) -> list[dict[str, Any]]:
         origin = make(
             SqlTableOrigin,
             db.lookup,
-            context={"resources": {"connections": db.lookup, "state_dir": str(state)}, **context},
+            context={"resources": {"connections": db.lookup}, "state_store": state, **context},
             connection=db.spec.name,
             table=table,
             columns=["name"],
@@ -690,14 +690,14 @@ def test_table_origin_incremental_offset_reads_only_new_rows(make: Any, db: Db, 
         return rows
 
     assert read() == [{"name": "a"}, {"name": "b"}, {"name": "c"}]  # ordered by the offset; id not output
-    saved = json.loads((state / "SQL_01.json").read_text())
-    assert saved["offset"] == {"type": "int", "value": 3} and saved["table"] == table
+    saved = state.load("SQL_01")
+    assert saved is not None and saved["offset"] == {"type": "int", "value": 3} and saved["table"] == table
     db.run(f"INSERT INTO {db.quote(table)} VALUES (5, 'e'), (4, 'd')")
     # A preview and a cancelled run do not move the offset.
     assert read(preview=True, record_limit=1) == [{"name": "d"}]
     assert read() == [{"name": "d"}, {"name": "e"}]
     assert read() == []
-    assert json.loads((state / "SQL_01.json").read_text())["offset"]["value"] == 5
+    assert (state.load("SQL_01") or {})["offset"]["value"] == 5
 
 
 def test_table_origin_initial_offset_and_timestamps(make: Any, db: Db, tmp_path: Path) -> None:
@@ -714,10 +714,13 @@ def test_table_origin_initial_offset_and_timestamps(make: Any, db: Db, tmp_path:
         "(3, '2024-01-03 12:30:00')"
     )
 
+    store = MemoryStageState()
+
     def read() -> list[int]:
         origin = make(
             SqlTableOrigin,
             db.lookup,
+            context={"resources": {"connections": db.lookup}, "state_store": store},
             connection=db.spec.name,
             table=table,
             offset_column="happened",
@@ -729,8 +732,8 @@ def test_table_origin_initial_offset_and_timestamps(make: Any, db: Db, tmp_path:
         return ids
 
     assert read() == [2, 3]
-    state = json.loads((tmp_path / ".flowport-state" / "SQL_01.json").read_text())
-    assert state["offset"]["type"] == "timestamp"
+    state = store.load("SQL_01")
+    assert state is not None and state["offset"]["type"] == "timestamp"
     db.run(f"INSERT INTO {db.quote(table)} VALUES (4, '2024-01-04 00:00:00')")
     assert read() == [4]
 
@@ -959,8 +962,10 @@ def test_engine_run_copies_a_table_atomically(
         }
         registry = _registry()
 
+        offsets = MemoryStageState()
+
         def run(flow: Any) -> Any:
-            context = RunContext(resources={"connections": db.lookup}, base_dir=tmp_path)
+            context = RunContext(resources={"connections": db.lookup}, base_dir=tmp_path, stage_state=offsets)
             return FlowRun(flow, registry, context).start().wait(timeout=120)
 
         failing = _flow(
@@ -973,7 +978,7 @@ def test_engine_run_copies_a_table_atomically(
         assert (db.rows(target), db.column_types(target)) == before
         assert not leftovers(db)
         assert db.rows(audit, "loaded") == []  # executors run only after a commit
-        assert not (tmp_path / ".flowport-state" / "Source_01.json").exists()
+        assert offsets.load("Source_01") is None  # a failed run moves no offset
 
         passing = _flow(
             [origin, destination, executor], [("Source_01", "Target_01"), ("Target_01", "Audit_01")]
@@ -985,8 +990,8 @@ def test_engine_run_copies_a_table_atomically(
         assert db.column_types(target) == before[1]
         assert db.rows(audit, "loaded") == [(3000,)]
         assert not leftovers(db)
-        state = json.loads((tmp_path / ".flowport-state" / "Source_01.json").read_text())
-        assert state["offset"]["value"] == 3000
+        state = offsets.load("Source_01")
+        assert state is not None and state["offset"]["value"] == 3000
     finally:
         db.raw.close()
 

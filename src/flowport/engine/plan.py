@@ -16,7 +16,7 @@ from flowport.model.document import describe_validation_error
 from flowport.model.flow import Flow, StageKind
 from flowport.model.graph import topological_order
 from flowport.model.parameters import find_references
-from flowport.plugins.contract import StageContext, StagePlugin
+from flowport.plugins.contract import MemoryStageState, StageContext, StagePlugin, StageStateStore
 from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
 
@@ -38,6 +38,9 @@ class RunContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     resources: Mapping[str, Any] = field(default_factory=dict)
     file_roots: FileRoots = field(default_factory=FileRoots)
+    #: Where the flow's stages keep offsets and checkpoints between runs (the metadata store for
+    #: every run Flowport starts; in memory for a bare engine run).
+    stage_state: StageStateStore = field(default_factory=MemoryStageState)
 
 
 @dataclass
@@ -94,6 +97,7 @@ def build_plan(
             cancel_event=run.cancel_event,
             resources=run.resources,
             file_roots=run.file_roots,
+            state_store=run.stage_state,
         )
 
     for name in topological_order(flow):

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,12 +39,14 @@ __all__ = [
     "ErrorSink",
     "Executor",
     "FusedSql",
+    "MemoryStageState",
     "Origin",
     "Processor",
     "StageConfig",
     "StageContext",
     "StageOutput",
     "StagePlugin",
+    "StageStateStore",
     "setting",
     "visible_columns",
 ]
@@ -66,6 +68,43 @@ def setting(default: Any = ..., *, label: str, description: str, **kwargs: Any) 
     return Field(default, title=label, description=description, **kwargs)
 
 
+class StageStateStore(Protocol):
+    """Where the stages of one flow keep what they need between runs (offsets, checkpoints).
+
+    Keyed by the flow (the store is made for one flow), the stage's name and
+    a partition key; a state is a JSON object. The instance keeps it in its
+    metadata store, so any worker can resume any job.
+    """
+
+    def load(self, stage: str, partition: str = "") -> dict[str, Any] | None:
+        """The state ``stage`` saved last, or None."""
+        ...
+
+    def save(
+        self, stage: str, state: Mapping[str, Any], partition: str = "", run_id: str | None = None
+    ) -> None:
+        """Replace the state of ``stage``."""
+        ...
+
+
+class MemoryStageState:
+    """A :class:`StageStateStore` in memory: for one process (tests, a bare stage harness)."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def load(self, stage: str, partition: str = "") -> dict[str, Any] | None:
+        """The state saved last in this process, or None."""
+        found = self.states.get((stage, partition))
+        return dict(found) if found is not None else None
+
+    def save(
+        self, stage: str, state: Mapping[str, Any], partition: str = "", run_id: str | None = None
+    ) -> None:
+        """Keep ``state`` for ``stage``."""
+        self.states[(stage, partition)] = dict(state)
+
+
 @dataclass
 class StageContext:
     """What the engine hands a stage for one run (or preview)."""
@@ -80,6 +119,16 @@ class StageContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("flowport.stage"))
     resources: Mapping[str, Any] = field(default_factory=dict)
     file_roots: FileRoots = field(default_factory=FileRoots)
+    state_store: StageStateStore = field(default_factory=MemoryStageState)
+    partition: str = ""
+
+    def load_state(self) -> dict[str, Any] | None:
+        """What this stage (and partition) saved in an earlier run of its flow, or None."""
+        return self.state_store.load(self.stage_name, self.partition)
+
+    def save_state(self, state: Mapping[str, Any]) -> None:
+        """Keep ``state`` for the next run of this stage (call it only once the run's data is safe)."""
+        self.state_store.save(self.stage_name, state, self.partition, self.run_id)
 
     @property
     def cancelled(self) -> bool:

@@ -18,6 +18,7 @@ from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
 from flowport.model.flow import Flow
 from flowport.model.parameters import check_override_names, parameter_values, resolve_flow
 from flowport.model.validation import ValidationResult, validate_flow
+from flowport.plugins.contract import StageStateStore
 from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
 
@@ -162,6 +163,14 @@ def _resources(connections: ConnectionLookup | None) -> dict[str, Any]:
     return {"connections": connections}
 
 
+def _stage_state(flow: Flow, base_dir: Path) -> StageStateStore:
+    # Imported here: the store costs start-up time that flows without state need not pay (it is
+    # opened only when a stage loads or saves its state).
+    from flowport.services.stage_state import StoreStageState
+
+    return StoreStageState(flow.uuid, legacy_dir=base_dir)
+
+
 def preview(
     flow: Flow,
     *,
@@ -185,7 +194,11 @@ def preview(
     folder = base_dir or Path.cwd()
     resolved = _checked(flow, overrides, parameter_sets, reg, file_roots, folder)
     context = RunContext(
-        base_dir=folder, resources=_resources(connections), file_roots=file_roots or FileRoots()
+        base_dir=folder,
+        resources=_resources(connections),
+        file_roots=file_roots or FileRoots(),
+        # A preview reads where the last run stopped and saves nothing.
+        stage_state=_stage_state(flow, folder),
     )
     return preview_flow(resolved, reg, context, rows=rows)
 
@@ -200,18 +213,23 @@ def start_run(
     run_id: str | None = None,
     connections: ConnectionLookup | None = None,
     file_roots: FileRoots | None = None,
+    stage_state: StageStateStore | None = None,
 ) -> FlowRun:
     """Validate a flow and start running it; raises FlowInvalid when it is not valid.
 
     Stages find connections through ``connections`` (default: the instance's
-    store) and open files inside ``file_roots`` only (default: unconfined,
-    a local run by the machine's own user).
+    store), open files inside ``file_roots`` only (default: unconfined, a
+    local run by the machine's own user), and keep offsets in ``stage_state``
+    (default: the instance's store, under the flow's uuid).
     """
     reg = registry or plugin_registry()
     folder = base_dir or Path.cwd()
     resolved = _checked(flow, overrides, parameter_sets, reg, file_roots, folder)
     context = RunContext(
-        base_dir=folder, resources=_resources(connections), file_roots=file_roots or FileRoots()
+        base_dir=folder,
+        resources=_resources(connections),
+        file_roots=file_roots or FileRoots(),
+        stage_state=stage_state or _stage_state(flow, folder),
     )
     if run_id:
         context.run_id = run_id

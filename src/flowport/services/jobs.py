@@ -51,6 +51,7 @@ from flowport.services.flow_records import check_overrides, data_dir, load_store
 from flowport.services.instance import page_bounds, ref, store_url, timestamp, transaction
 from flowport.services.permissions import require_flow_permissions
 from flowport.services.settings import file_setting, settings
+from flowport.services.stage_state import StoreStageState
 from flowport.store import jobs as _repo
 from flowport.store.database import DATABASE_URL_ENV
 from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
@@ -681,6 +682,8 @@ def _execute(task: JobTask, capture: _LogCapture) -> str:
         base_dir=base_dir,
         connections=_ScrubbingLookup(url, Path(task.home), capture, roots, base_dir),
         file_roots=roots,
+        # Offsets in the store under the flow's uuid: any worker resumes where the last run stopped.
+        stage_state=StoreStageState(stored.flow.uuid, url=url, legacy_dir=base_dir),
     )
     result = _watch(task, run, capture)
     for name, m in result.stages.items():

@@ -49,6 +49,7 @@ __all__ = [
     "ParameterSet",
     "Project",
     "Release",
+    "StageStateRecord",
     "UTCDateTime",
     "User",
     "utcnow",
@@ -413,3 +414,22 @@ class ImportRuleRecord(Base):
     rule: Mapped[dict[str, Any]] = mapped_column(_JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     creator_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class StageStateRecord(Base):
+    """What one stage of a flow keeps between runs (an offset, a checkpoint), keyed by flow uuid and stage.
+
+    The flow's uuid, not its id: the state of a stage follows the flow's
+    identity across renames, and two flows with a stage of the same name
+    never share it. ``partition`` separates the state of the partitions of
+    one stage (empty for a stage that is not partitioned).
+    """
+
+    __tablename__ = "stage_state"
+
+    flow_uuid: Mapped[_uuid.UUID] = mapped_column(Uuid(), primary_key=True)
+    stage_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[str] = mapped_column(String(255), primary_key=True, default="")
+    state: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

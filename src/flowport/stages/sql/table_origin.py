@@ -6,11 +6,7 @@ import base64
 import contextlib
 import datetime as dt
 import decimal
-import json
-import os
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +20,6 @@ from flowport.stages.sql._identifiers import TableName, check_identifier, parse_
 
 __all__ = ["SqlTableOrigin", "SqlTableOriginConfig", "decode_offset", "encode_offset"]
 
-STATE_DIRECTORY = ".flowport-state"
 _OFFSET_PARAMETER = "fp_offset"
 
 
@@ -145,9 +140,9 @@ class SqlTableOrigin(Origin[SqlTableOriginConfig]):
     """Reads a table, whole or incrementally.
 
     With ``offset_column`` the rows come ordered by that column and only
-    those past the last offset are read. The last offset is kept in a small
-    JSON file, ``<state_dir>/<stage>.json`` where ``state_dir`` is the run's
-    ``resources['state_dir']``, else ``<base_dir>/.flowport-state/``. It is
+    those past the last offset are read. The last offset is the stage's
+    state (:meth:`~flowport.plugins.contract.StageContext.save_state`: in the
+    metadata store, keyed by the flow's uuid and the stage's name). It is
     written in :meth:`close`, and only when every row was read and the run
     was neither cancelled nor failed (a failure anywhere in the run cancels
     it) nor a preview: a failed run is read again next time, so rows may be
@@ -190,49 +185,34 @@ class SqlTableOrigin(Origin[SqlTableOriginConfig]):
                 conn.close()
 
     # -- state ------------------------------------------------------------
-    def state_path(self) -> Path:
-        """Where this stage keeps its offset."""
-        base = self.context.resources.get("state_dir")
-        directory = Path(base) if base else self.context.base_dir / STATE_DIRECTORY
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.context.stage_name) or "stage"
-        return directory / f"{safe}.json"
-
     def _start_offset(self) -> Any:
         if self.config.offset_column is None:
             return None
-        path = self.state_path()
-        if path.is_file():
-            try:
-                state = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                self.context.logger.warning("ignoring unreadable offset state %s: %s", path, exc)
-                state = None
-            if (
-                isinstance(state, dict)
-                and state.get("table") == self.config.table
-                and state.get("offset_column") == self.config.offset_column
-                and isinstance(state.get("offset"), dict)
-            ):
-                return decode_offset(state["offset"])
-            if state is not None:
-                self.context.logger.warning(
-                    "offset state %s is for another table or column; starting from the initial offset", path
-                )
+        state = self.context.load_state()
+        if (
+            isinstance(state, dict)
+            and state.get("table") == self.config.table
+            and state.get("offset_column") == self.config.offset_column
+            and isinstance(state.get("offset"), dict)
+        ):
+            return decode_offset(state["offset"])
+        if state is not None:
+            self.context.logger.warning(
+                "the saved offset of stage %s is for another table or column; starting from the initial one",
+                self.context.stage_name,
+            )
         return self.config.initial_offset
 
     def _save_offset(self, value: Any) -> None:
-        path = self.state_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "table": self.config.table,
-            "offset_column": self.config.offset_column,
-            "offset": encode_offset(value),
-            "run_id": self.context.run_id,
-            "updated_at": dt.datetime.now(dt.UTC).isoformat(),
-        }
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        os.replace(temp, path)
+        self.context.save_state(
+            {
+                "table": self.config.table,
+                "offset_column": self.config.offset_column,
+                "offset": encode_offset(value),
+                "run_id": self.context.run_id,
+                "updated_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        )
 
     # -- reading ----------------------------------------------------------
     def _query(self, conn: SqlConnection) -> tuple[str, dict[str, Any]]:
