@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from flowport.errors import ValidationFailed
+from flowport.errors import InvalidSettings
 
 __all__ = [
     "HOME_ENV",
@@ -37,10 +37,6 @@ __all__ = [
 HOME_ENV = "FLOWPORT_HOME"
 HOME_FOLDER = ".flowport"
 SETTINGS_FILE = "flowport.toml"
-
-
-class InvalidSettings(ValidationFailed):
-    """The instance's settings (environment or settings file) are malformed or unsafe."""
 
 
 def locate_home(cwd: Path | None = None) -> tuple[Path, str]:

@@ -29,7 +29,18 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
-from flowport.errors import FlowportError, NotFound, Unauthorized, ValidationFailed
+from flowport.errors import (
+    Conflict,
+    ConnectionFailed,
+    FlowportError,
+    Forbidden,
+    NotFound,
+    RequestTooLarge,
+    SecretKeyError,
+    StoreNotReady,
+    Unauthorized,
+    ValidationFailed,
+)
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -40,18 +51,13 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "route_path",
+    "status_of",
 ]
 
 _log = logging.getLogger(__name__)
 
 # Sent with every 401 so that browsers and curl know to offer Basic auth.
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Basic realm="flowport"'}
-
-
-class RequestTooLarge(ValidationFailed):
-    """The request body is larger than the instance accepts."""
-
-    status_code = 413
 
 
 class ErrorDetail(BaseModel):
@@ -82,12 +88,36 @@ def _body(name: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"exception": {"name": name, "message": message, "details": details}}
 
 
+# The HTTP status of each domain error (the nearest class in its MRO decides); the core
+# errors know nothing of HTTP.
+_STATUS: dict[type[FlowportError], int] = {
+    FlowportError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    RequestTooLarge: 413,
+    ValidationFailed: 422,
+    SecretKeyError: 500,
+    ConnectionFailed: 502,
+    StoreNotReady: 503,
+}
+
+
+def status_of(exc: FlowportError) -> int:
+    """The HTTP status the API answers for ``exc``."""
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return 500
+
+
 def error_response(exc: FlowportError) -> JSONResponse:
     """The response for a domain error: its name, message, details and status code."""
     headers = WWW_AUTHENTICATE if isinstance(exc, Unauthorized) else None
     # Details come from the services (validation results, paths): encoded so
     # that a UUID or a date in them cannot turn the error into a 500.
-    return JSONResponse({"exception": jsonable_encoder(exc.to_dict())}, exc.status_code, headers=headers)
+    return JSONResponse({"exception": jsonable_encoder(exc.to_dict())}, status_of(exc), headers=headers)
 
 
 def _where(loc: Sequence[Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flowport.connections.spec import ConnectionSpec
-from flowport.errors import FlowportError, ValidationFailed
+from flowport.errors import ConnectionFailed, FlowportError, ValidationFailed
 
 __all__ = [
     "ConnectionFailed",
@@ -33,12 +33,6 @@ __all__ = [
 ]
 
 SQL_VENDORS = ("postgresql", "redshift", "mysql", "sqlite", "duckdb")
-
-
-class ConnectionFailed(FlowportError):
-    """The external system could not be reached or refused the login (message already scrubbed)."""
-
-    status_code = 502
 
 
 @dataclass(frozen=True)

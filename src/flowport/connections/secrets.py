@@ -22,7 +22,7 @@ from typing import Literal
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
-from flowport.errors import FlowportError
+from flowport.errors import SecretKeyError
 from flowport.home import instance_home
 
 __all__ = [
@@ -41,12 +41,6 @@ KEY_FILE_NAME = "secret.key"
 
 _log = logging.getLogger(__name__)
 _HOW_TO_GENERATE = "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
-
-
-class SecretKeyError(FlowportError):
-    """The secret key is missing, malformed, or not the one the secrets were encrypted with."""
-
-    status_code = 500
 
 
 @dataclass(frozen=True)

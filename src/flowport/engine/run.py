@@ -31,7 +31,7 @@ from flowport.engine.fusion import FusedChain, plan_fusion
 from flowport.engine.lineage import OriginalRecords, with_row_ids
 from flowport.engine.metrics import StageMetrics
 from flowport.engine.plan import PlannedStage, RunContext, build_plan
-from flowport.errors import FlowportError, StageError
+from flowport.errors import FlowportError, RunFailed, StageError
 from flowport.model.flow import Flow, StageKind
 from flowport.plugins.contract import (
     Destination,
@@ -573,7 +573,7 @@ class FlowRun:
         if problem:
             shared.fail(
                 None,
-                RunFailedThreshold(
+                RunFailed(
                     f"The run rejected {total} of the {read} records its origins read, {problem}; "
                     f"nothing was published" + self._why(rejecting)
                 ),
@@ -590,7 +590,7 @@ class FlowRun:
                 reason = f"{total} were rejected as error records{rest}" + self._why(rejecting)
             shared.fail(
                 worst,
-                RunFailedThreshold(
+                RunFailed(
                     f"No record reached a destination: the origins read {read} records and {reason}. "
                     "Nothing was published (targets keep their data); set configuration.fail_on_no_output "
                     "to false if an empty result is expected"
@@ -628,10 +628,6 @@ class FlowRun:
                 return
             finally:
                 self.metrics[p.name].seconds += time.perf_counter() - t0
-
-
-class RunFailedThreshold(FlowportError):
-    """A run crossed an error threshold (or loaded nothing) and published nothing."""
 
 
 def _over(errors: int, seen: int, max_records: int | None, max_percent: float | None) -> str:

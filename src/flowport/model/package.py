@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from flowport.errors import ValidationFailed
+from flowport.errors import PackageInvalid
 from flowport.model.catalog import PluginCatalog
 from flowport.model.document import describe_validation_error
 from flowport.model.flow import Flow, FlowType, PluginRef
@@ -57,10 +57,6 @@ MANIFEST_FILE: Final = "manifest.json"
 CONNECTION_KEY: Final = "connection"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-class PackageInvalid(ValidationFailed):
-    """A package archive or its manifest cannot be imported; the message names the entry and the fix."""
 
 
 def flow_file_name(flow_uuid: _uuid.UUID | str) -> str:

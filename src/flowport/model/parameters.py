@@ -16,12 +16,11 @@ model converts ``"100"`` to the number it expects.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from flowport.errors import ValidationFailed
+from flowport.errors import UnknownParameters, UnresolvedParameters
 from flowport.model.flow import Flow
 
 __all__ = [
@@ -38,42 +37,6 @@ __all__ = [
 
 # Group 1 is the escaping second '$'; group 2 the name.
 REFERENCE = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class UnresolvedParameters(ValidationFailed):
-    """Configuration refers to parameters that have no value."""
-
-    def __init__(self, names: set[str] | list[str]) -> None:
-        self.names = sorted(set(names))
-        listed = ", ".join(f"'{n}'" for n in self.names)
-        if len(self.names) == 1:
-            head, pronoun, example = f"Parameter {listed} is", "it", self.names[0]
-        else:
-            head, pronoun, example = f"Parameters {listed} are", "them", "NAME"
-        super().__init__(
-            f"{head} not defined: add {pronoun} to the flow's parameters, a parameter set the flow uses, "
-            f"or pass --param {example}=VALUE",
-            details={"missing": self.names},
-        )
-
-
-class UnknownParameters(ValidationFailed):
-    """Run-time overrides name parameters the flow does not have (a typo would otherwise be ignored)."""
-
-    def __init__(self, unknown: list[str], known: list[str]) -> None:
-        self.unknown = sorted(set(unknown))
-        self.known = sorted(set(known))
-        parts = []
-        for name in self.unknown:
-            close = difflib.get_close_matches(name, self.known, n=1)
-            parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        noun = "parameter" if len(self.unknown) == 1 else "parameters"
-        have = ", ".join(self.known) if self.known else "none"
-        super().__init__(
-            f"Unknown {noun} {', '.join(parts)}: the flow's parameters are {have}. "
-            "Fix the name, or add the parameter to the flow or to a parameter set it uses",
-            details={"unknown": self.unknown, "known": self.known},
-        )
 
 
 def known_parameters(flow: Flow, parameter_sets: Mapping[str, Mapping[str, str]] | None = None) -> set[str]:

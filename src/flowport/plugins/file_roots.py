@@ -24,20 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowport.errors import ValidationFailed
+from flowport.errors import PathNotAllowed
 
 __all__ = ["FileRoots", "PathNotAllowed"]
-
-
-class PathNotAllowed(ValidationFailed):
-    """A path resolves outside the instance's file roots, or names a protected file.
-
-    ``code`` is ``PATH_OUTSIDE_ROOTS`` or ``PATH_PROTECTED``.
-    """
-
-    def __init__(self, message: str, *, code: str = "PATH_OUTSIDE_ROOTS") -> None:
-        super().__init__(message, details={"code": code})
-        self.code = code
 
 
 def _real(path: Path) -> Path:

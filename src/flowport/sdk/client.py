@@ -47,18 +47,20 @@ _BY_STATUS: dict[int, type[FlowportError]] = {
 
 def _error_class(name: Any, status: int) -> type[FlowportError]:
     by_status = _BY_STATUS.get(status, FlowportError)
-    if isinstance(name, str) and name in _errors.__all__:
-        named = getattr(_errors, name)
+    if isinstance(name, str):
+        named = next((cls for cls in _errors.error_classes() if cls.__name__ == name), None)
         # Trust the name only where it agrees with the status (a subclass of what the status means),
         # so that `except NotFound` keeps working whatever the server calls its error.
-        if isinstance(named, type) and issubclass(named, by_status) and _plain_init(named):
+        if named is not None and issubclass(named, by_status):
             return named
     return by_status
 
 
-def _plain_init(cls: type[FlowportError]) -> bool:
-    # StageError takes (stage, message): only classes built like FlowportError are recreated.
-    return cls.__init__ is FlowportError.__init__
+def _rebuild(cls: type[FlowportError], message: str, details: Any) -> FlowportError:
+    """An instance of ``cls`` with the server's message and details, whatever its constructor takes."""
+    error = cls.__new__(cls)
+    FlowportError.__init__(error, message, details=details)
+    return error
 
 
 def error_from_response(response: httpx.Response) -> FlowportError:
@@ -86,7 +88,7 @@ def error_from_response(response: httpx.Response) -> FlowportError:
     if status >= 500:
         request = response.request
         message = f"The Flowport server failed ({status}) on {request.method} {request.url.path}: {message}"
-    error = _error_class(name, status)(message, details=details)
+    error = _rebuild(_error_class(name, status), message, details)
     error.status = status  # type: ignore[attr-defined]
     error.response = response  # type: ignore[attr-defined]
     error.server_name = name  # type: ignore[attr-defined]

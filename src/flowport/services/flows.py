@@ -13,7 +13,7 @@ from typing import Any
 
 from flowport.connections.spec import ConnectionLookup
 from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
-from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
+from flowport.errors import FlowDocumentError, FlowInvalid, NotFound, ValidationFailed
 from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
 from flowport.model.flow import Flow
 from flowport.model.parameters import check_override_names, parameter_values, resolve_flow
@@ -31,15 +31,6 @@ __all__ = [
     "start_run",
     "validate",
 ]
-
-
-class FlowInvalid(ValidationFailed):
-    """The flow did not pass validation; ``result`` holds every issue."""
-
-    def __init__(self, result: ValidationResult) -> None:
-        lines = [f"{i.instance_name or '(flow)'}: {i.message} [{i.code}]" for i in result.issues]
-        super().__init__("Validation Failed:\n  " + "\n  ".join(lines), details=result.to_dict())
-        self.result = result
 
 
 def plugin_registry() -> PluginRegistry:

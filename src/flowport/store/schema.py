@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from flowport.errors import FlowportError
+from flowport.errors import StoreNotReady
 from flowport.store.database import database_url, display_url, get_engine, parse_url
 
 # Alembic is imported inside the functions: it costs ~0.2 s, which every
@@ -29,12 +29,6 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-
-class StoreNotReady(FlowportError):
-    """The metadata database does not exist yet or is not at this Flowport's schema."""
-
-    status_code = 503
 
 
 def _config(connection: Connection | None = None) -> Config:
