@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -23,6 +24,7 @@ from flowport.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from flowport.services import auth, connections, flow_records, flows, instance, jobs
 from flowport.store import jobs as jobs_repo
 from flowport.store.database import DATABASE_URL_ENV, dispose_engines, transaction
+from flowport.store.tables import utcnow
 
 TIMEOUT = 120.0
 
@@ -379,3 +381,53 @@ def test_a_planted_credential_appears_in_no_job_result_or_log(echoing_api: str) 
         [group, jobs.list_jobs(group["id"]), jobs.get_job_group_metrics(group["id"])]
     ) + jobs.get_job_group_logs(group["id"])
     assert PLANTED not in everything
+
+
+# -- the state machine and its outbox --------------------------------------------------------
+
+
+def test_every_status_change_of_a_run_is_in_the_outbox() -> None:
+    flow = example_flow()
+    group = jobs.run_flow(flow["id"], executor="inline")
+    assert group["status"] == "Complete" and group["trigger"] == "manual" and group["attempt"] == 1
+    assert group["heartbeatAt"] is not None or group["finishedAt"] is not None
+    with instance.transaction() as session:
+        moves = [(e.from_status, e.to_status) for e in jobs_repo.events_of(session, group["id"])]
+        row = jobs_repo.get_group(session, group["id"])
+        assert row.started_at is not None and row.finished_at is not None
+    assert moves == [("Created", "Pending"), ("Pending", "InProgress"), ("InProgress", "Complete")]
+
+
+def test_a_job_whose_worker_stopped_is_failed_by_lease_and_a_live_one_is_not() -> None:
+    flow = example_flow()
+    old = utcnow() - timedelta(minutes=5)
+    with instance.transaction() as session:
+        abandoned = jobs_repo.create_group(session, flow_id=flow["id"])
+        alive = jobs_repo.create_group(session, flow_id=flow["id"])
+        for group in (abandoned, alive):
+            jobs_repo.transition(session, group.id, from_statuses={"Created"}, to_status="Pending")
+            jobs_repo.transition(session, group.id, from_statuses={"Pending"}, to_status="InProgress")
+        jobs_repo.heartbeat(session, abandoned.id, old)
+        jobs_repo.heartbeat(session, alive.id)
+        abandoned_id, alive_id = abandoned.id, alive.id
+    assert jobs.fail_stale_job_groups(lease_seconds=60) == 1
+    failed = jobs.get_job_group(abandoned_id)
+    assert failed["status"] == "Failed" and "no heartbeat for 60s" in failed["error"]
+    assert jobs.get_job_group(alive_id)["status"] == "InProgress"
+    with instance.transaction() as session:
+        assert jobs_repo.events_of(session, abandoned_id)[-1].to_status == "Failed"
+
+
+def test_one_run_per_schedule_and_logical_date() -> None:
+    flow = example_flow()
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    with instance.transaction() as session:
+        jobs_repo.create_group(
+            session, flow_id=flow["id"], trigger="schedule", schedule_id=1, logical_date=day
+        )
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"), instance.transaction() as session:
+        jobs_repo.create_group(
+            session, flow_id=flow["id"], trigger="schedule", schedule_id=1, logical_date=day
+        )
+    with pytest.raises(ValidationFailed, match="Unknown trigger"), instance.transaction() as session:
+        jobs_repo.create_group(session, flow_id=flow["id"], trigger="cron")

@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, Table, inspect, text
 
 from flowport.errors import Conflict, NotFound, ValidationFailed
 from flowport.store import connections as connections_repo
+from flowport.store import deployments as deployments_repo
 from flowport.store import flows, jobs, parameter_sets, projects, tokens, users
 from flowport.store.database import get_engine, transaction
 from flowport.store.schema import downgrade, head_revision, upgrade
@@ -320,7 +321,9 @@ def test_job_status_moves_only_from_the_expected_statuses(store: str) -> None:
         jobs.request_cancel(s, row, now + timedelta(seconds=5))
         assert row.cancel_requested_at == first_request is not None
         metrics = [{"stage": "B", "inputRecords": 3}, {"stage": "A", "inputRecords": 1}]
-        jobs.update_job(s, job.id, {"metrics": metrics, "log": "line", "status": "Canceled"})
+        jobs.update_job(s, job.id, {"metrics": metrics, "log": "line"})
+        with pytest.raises(ValidationFailed, match="status"):
+            jobs.update_job(s, job.id, {"status": "Canceled"})  # only transition() moves a status
         assert jobs.transition(
             s, group.id, from_statuses={"InProgress"}, to_status="Canceled", group_values={"result": {"x": 1}}
         )
@@ -332,6 +335,16 @@ def test_job_status_moves_only_from_the_expected_statuses(store: str) -> None:
         assert (done.status, done.metrics, done.log) == ("Canceled", metrics, "line")
     with pytest.raises(ValidationFailed, match="Unknown job status"), transaction(store) as s:
         jobs.transition(s, group.id, from_statuses={"Canceled"}, to_status="Done")
+    with (
+        pytest.raises(ValidationFailed, match="cannot move from Canceled to InProgress"),
+        transaction(store) as s,
+    ):
+        jobs.transition(s, group.id, from_statuses={"Canceled"}, to_status="InProgress")
+    with transaction(store) as s:
+        # Every move is in the outbox, in order, with its time stamped on the group.
+        moves = [(e.from_status, e.to_status) for e in jobs.events_of(s, group.id)]
+        assert moves == [("Created", "Pending"), ("Pending", "InProgress"), ("InProgress", "Canceled")]
+        assert jobs.get_group(s, group.id).finished_at is not None
     with pytest.raises(ValidationFailed, match="log_text"), transaction(store) as s:
         jobs.update_job(s, job.id, {"log_text": "x"})
 
@@ -341,13 +354,14 @@ def test_job_groups_list_newest_first_with_filters(store: str) -> None:
         project = projects.ensure_default(s).id
         a, b = _flow(s, project, "A"), _flow(s, project, "B")
         ids = [jobs.create_group(s, flow_id=flow.id).id for flow in (a, b, a)]
-        jobs.create_group(s, flow_id=None, deployment_id=7)
+        deployment = deployments_repo.create(s, name="D7", project_id=projects.create(s, name="d7").id)
+        jobs.create_group(s, flow_id=None, deployment_id=deployment.id)
         for group_id in ids:
             jobs.create_job(s, job_group_id=group_id, flow_id=None)
         jobs.transition(s, ids[0], from_statuses={"Created"}, to_status="Pending")
     with transaction(store) as s:
         assert [g.id for g in jobs.list_groups(s, flow_id=a.id)] == [ids[2], ids[0]]
-        assert jobs.count_groups(s) == 4 and jobs.count_groups(s, deployment_id=7) == 1
+        assert jobs.count_groups(s) == 4 and jobs.count_groups(s, deployment_id=deployment.id) == 1
         assert [g.id for g in jobs.list_groups(s, status="Pending")] == [ids[0]]
         assert jobs.count_groups(s, status="Created") == 3
         assert [g.id for g in jobs.list_groups(s, limit=1, offset=1)] == [ids[2]]

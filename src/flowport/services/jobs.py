@@ -35,6 +35,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +60,7 @@ from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
 __all__ = [
     "EXECUTOR_ENV",
     "FINAL_STATUSES",
+    "HEARTBEAT_LEASE",
     "PROGRESS_INTERVAL",
     "WORKERS_ENV",
     "ExecutorKind",
@@ -67,6 +69,7 @@ __all__ = [
     "default_executor",
     "execute_job",
     "fail_interrupted_job_groups",
+    "fail_stale_job_groups",
     "get_job",
     "get_job_group",
     "get_job_group_logs",
@@ -86,8 +89,10 @@ ExecutorKind = Literal["process", "thread", "inline"]
 EXECUTOR_ENV = "FLOWPORT_EXECUTOR"
 WORKERS_ENV = "FLOWPORT_WORKERS"
 FINAL_STATUSES = _repo.FINAL_STATUSES
-# How often a running job's metrics are written and its cancel flag read.
+# How often a running job's metrics are written, its cancel flag read and its lease renewed.
 PROGRESS_INTERVAL = 0.5
+# How long a worker may stay silent before its job is failed as abandoned.
+HEARTBEAT_LEASE = 30.0
 # A job log keeps its last lines; older ones are dropped (and counted) so a
 # chatty run cannot fill the metadata store.
 _MAX_LOG_LINES = 5000
@@ -160,6 +165,13 @@ def job_group_dict(row: JobGroup, jobs: list[Job] | None = None) -> dict[str, An
         "result": _result(row.result),
         "error": row.error,
         "cancelRequested": row.cancel_requested_at is not None,
+        "trigger": row.triggered_by,
+        "schedule": ref(row.schedule_id),
+        "logicalDate": timestamp(row.logical_date),
+        "dataIntervalStart": timestamp(row.data_interval_start),
+        "dataIntervalEnd": timestamp(row.data_interval_end),
+        "attempt": row.attempt,
+        "heartbeatAt": timestamp(row.heartbeat_at),
         "createdAt": timestamp(row.created_at),
         "updatedAt": timestamp(row.updated_at),
         "startedAt": timestamp(row.started_at),
@@ -474,6 +486,37 @@ def fail_interrupted_job_groups() -> int:
     return failed
 
 
+def fail_stale_job_groups(lease_seconds: float = HEARTBEAT_LEASE) -> int:
+    """Fail every active job group whose worker has not been heard of for ``lease_seconds``; how many.
+
+    A running job's worker renews its lease (``heartbeat_at``) every
+    :data:`PROGRESS_INTERVAL` seconds; a job not started yet counts from its
+    last change. Safe while other servers and workers share the store: a
+    live worker's job is never failed.
+    """
+    now = utcnow()
+    with transaction() as session:
+        stale = _repo.stale_groups(session, now - timedelta(seconds=lease_seconds))
+        failed = 0
+        for row in stale:
+            message = (
+                f"The worker running the job stopped (no heartbeat for {lease_seconds:g}s)"
+                if row.status == "InProgress"
+                else f"No worker took the job within {lease_seconds:g}s"
+            )
+            failed += _repo.transition(
+                session,
+                row.id,
+                from_statuses={row.status},
+                to_status="Failed",
+                group_values={"error": message},
+                job_values={"error": message},
+            )
+    if failed:
+        _log.warning("%s job group(s) whose worker stopped were marked Failed", failed)
+    return failed
+
+
 def cancel_job_group(job_group_id: int, *, user: User | None = None) -> dict[str, Any]:
     """Cancel a job group and return it.
 
@@ -725,6 +768,8 @@ def _watch(task: JobTask, run: FlowRun, capture: _LogCapture) -> RunResult:
                     changes["log"] = capture.text()
                 for job in _repo.jobs_of(session, task.job_group_id):
                     _repo.update_job(session, job, changes)
+                # The worker's lease: a job whose heartbeat stops is failed by whoever sees it.
+                _repo.heartbeat(session, task.job_group_id)
                 flag = _repo.get_group(session, task.job_group_id).cancel_requested_at
         except Exception as exc:
             # A busy or briefly unreachable store must not stop the run: the
@@ -746,19 +791,18 @@ def _finish(
     capture: _LogCapture,
 ) -> None:
     now = utcnow()
-    job_changes: dict[str, Any] = {"status": status, "error": error, "finished_at": now}
-    job_changes["log"] = capture.text()
+    job_changes: dict[str, Any] = {"error": error, "log": capture.text()}
     if run is not None:
         job_changes["metrics"] = _metrics(run.metrics)
         job_changes["run_id"] = run.context.run_id
     with transaction(task.database_url) as session:
-        for job in _repo.jobs_of(session, task.job_group_id):
-            if job.status not in FINAL_STATUSES:
-                _repo.update_job(session, job, job_changes)
+        # The job's record and status move together, through the state machine (and its outbox).
         _repo.transition(
             session,
             task.job_group_id,
-            from_statuses=_repo.ACTIVE_STATUSES,
+            from_statuses={"InProgress"} if status == "Complete" else _repo.ACTIVE_STATUSES,
             to_status=status,
-            group_values={"finished_at": now, "error": error, "result": result},
+            group_values={"error": error, "result": result},
+            job_values=job_changes,
+            when=now,
         )

@@ -1,8 +1,13 @@
-"""Repository functions for job groups and their jobs.
+"""Repository functions for job groups and their jobs, and the job state machine.
 
-Status changes are conditional updates (``UPDATE ... WHERE status IN (...)``)
-so that the API process cancelling a job and the worker starting or
-finishing it can never overwrite each other's outcome: whoever moves the
+Every status change goes through :func:`transition`, the one state machine:
+it refuses a move the lifecycle does not allow (:data:`TRANSITIONS`), stamps
+the times (``started_at`` entering InProgress, ``finished_at`` entering a final
+status), and writes a ``job_events`` row (the outbox webhooks, the UI and the
+scheduler read) in the caller's transaction. :func:`update_job` cannot change
+a status. Status changes are conditional updates (``UPDATE ... WHERE status
+IN (...)``) so that the API process cancelling a job and the worker starting
+or finishing it can never overwrite each other's outcome: whoever moves the
 status first wins, the other sees ``False``. Functions only flush: the
 service owns the transaction.
 """
@@ -19,28 +24,42 @@ from sqlalchemy.orm import Session
 from flowport.errors import ValidationFailed
 from flowport.store import _lookup
 from flowport.store._paging import count_of
-from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
+from flowport.store.tables import JOB_STATUSES, JOB_TRIGGERS, Job, JobEvent, JobGroup, utcnow
 
 __all__ = [
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
+    "TRANSITIONS",
     "count_groups",
     "count_jobs",
     "create_group",
     "create_job",
+    "events_of",
     "get_group",
     "get_job",
+    "heartbeat",
     "jobs_of",
     "list_groups",
     "list_jobs",
     "request_cancel",
+    "stale_groups",
     "transition",
     "update_job",
 ]
 
 FINAL_STATUSES = frozenset({"Complete", "Failed", "Canceled"})
 ACTIVE_STATUSES = frozenset({"Created", "Pending", "InProgress"})
-_JOB_FIELDS = frozenset({"status", "metrics", "run_id", "error", "log", "started_at", "finished_at"})
+#: The lifecycle: the statuses a job group may move to from each status.
+TRANSITIONS: Mapping[str, frozenset[str]] = {
+    "Created": frozenset({"Pending", "Canceled", "Failed"}),
+    "Pending": frozenset({"InProgress", "Canceled", "Failed"}),
+    "InProgress": frozenset({"Complete", "Failed", "Canceled"}),
+    "Complete": frozenset(),
+    "Failed": frozenset(),
+    "Canceled": frozenset(),
+}
+# A job's own fields; its status changes only through transition().
+_JOB_FIELDS = frozenset({"metrics", "run_id", "error", "log", "started_at", "finished_at"})
 
 
 def _check_status(status: str) -> None:
@@ -56,9 +75,20 @@ def create_group(
     parameters: Mapping[str, Any] | None = None,
     creator_id: int | None = None,
     status: str = "Created",
+    trigger: str = "manual",
+    schedule_id: int | None = None,
+    logical_date: datetime | None = None,
+    data_interval: tuple[datetime, datetime] | None = None,
+    attempt: int = 1,
 ) -> JobGroup:
-    """Insert a job group (with a new session id)."""
+    """Insert a job group (with a new session id).
+
+    Raises:
+        Conflict: ``schedule_id`` already has a run for ``logical_date`` (one run per logical date).
+    """
     _check_status(status)
+    if trigger not in JOB_TRIGGERS:
+        raise ValidationFailed(f"Unknown trigger '{trigger}'; expected one of {', '.join(JOB_TRIGGERS)}")
     now = utcnow()
     row = JobGroup(
         flow_id=flow_id,
@@ -68,6 +98,12 @@ def create_group(
         created_at=now,
         updated_at=now,
         creator_id=creator_id,
+        triggered_by=trigger,
+        schedule_id=schedule_id,
+        logical_date=logical_date,
+        data_interval_start=data_interval[0] if data_interval else None,
+        data_interval_end=data_interval[1] if data_interval else None,
+        attempt=attempt,
     )
     session.add(row)
     session.flush()
@@ -172,8 +208,13 @@ def transition(
     group_values: Mapping[str, Any] | None = None,
     job_values: Mapping[str, Any] | None = None,
     when: datetime | None = None,
+    message: str | None = None,
 ) -> bool:
     """Move a job group, and its jobs in the same statuses, to ``to_status`` if it is in ``from_statuses``.
+
+    The one place a status changes (see the module's docstring): a move the
+    lifecycle does not allow is refused (ValidationFailed), ``started_at`` and
+    ``finished_at`` are stamped, and a ``job_events`` row records the move.
 
     Returns:
         True when the job group moved; False when it was not in ``from_statuses``
@@ -181,11 +222,23 @@ def transition(
     """
     _check_status(to_status)
     sources = sorted(set(from_statuses))
+    illegal = [s for s in sources if to_status not in TRANSITIONS.get(s, frozenset())]
+    if illegal:
+        raise ValidationFailed(f"A job cannot move from {', '.join(illegal)} to {to_status}")
     now = when or utcnow()
+    group = session.scalar(select(JobGroup).where(JobGroup.id == job_group_id, JobGroup.status.in_(sources)))
+    if group is None:
+        return False
+    stamps: dict[str, Any] = {}
+    if to_status == "InProgress":
+        stamps["started_at"] = now
+    if to_status in FINAL_STATUSES:
+        stamps["finished_at"] = now
+    previous = group.status
     moved = session.execute(
         update(JobGroup)
-        .where(JobGroup.id == job_group_id, JobGroup.status.in_(sources))
-        .values(status=to_status, updated_at=now, **dict(group_values or {}))
+        .where(JobGroup.id == job_group_id, JobGroup.status == previous)
+        .values(status=to_status, updated_at=now, **{**stamps, **dict(group_values or {})})
         .execution_options(synchronize_session="fetch")
     )
     if getattr(moved, "rowcount", 0) != 1:
@@ -193,18 +246,60 @@ def transition(
     session.execute(
         update(Job)
         .where(Job.job_group_id == job_group_id, Job.status.in_(sources))
-        .values(status=to_status, updated_at=now, **dict(job_values or {}))
+        .values(status=to_status, updated_at=now, **{**stamps, **dict(job_values or {})})
         .execution_options(synchronize_session="fetch")
+    )
+    error = (group_values or {}).get("error")
+    session.add(
+        JobEvent(
+            job_group_id=job_group_id,
+            from_status=previous,
+            to_status=to_status,
+            message=message if message is not None else (str(error) if error else None),
+            at=now,
+        )
     )
     session.flush()
     return True
 
 
+def events_of(session: Session, job_group_id: int) -> list[JobEvent]:
+    """The status changes of a job group, oldest first."""
+    return list(
+        session.scalars(select(JobEvent).where(JobEvent.job_group_id == job_group_id).order_by(JobEvent.id))
+    )
+
+
+def heartbeat(session: Session, job_group_id: int, when: datetime | None = None) -> None:
+    """Record that the worker running the job group is alive (its lease is renewed)."""
+    session.execute(
+        update(JobGroup)
+        .where(JobGroup.id == job_group_id)
+        .values(heartbeat_at=when or utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+def stale_groups(session: Session, older_than: datetime) -> list[JobGroup]:
+    """Active job groups whose worker has not been heard of since ``older_than`` (lease expired).
+
+    A running job's last heartbeat, or for one not started yet its last
+    change, is what counts.
+    """
+    query = select(JobGroup).where(JobGroup.status.in_(sorted(ACTIVE_STATUSES)))
+    return [
+        row
+        for row in session.scalars(query.order_by(JobGroup.id))
+        if (row.heartbeat_at or row.updated_at) < older_than
+    ]
+
+
 def update_job(session: Session, job: Job | int, changes: Mapping[str, Any]) -> Job:
-    """Apply ``changes`` (status, metrics, run_id, error, log, started_at, finished_at) to a job."""
+    """Apply ``changes`` (metrics, run_id, error, log, started_at, finished_at) to a job.
+
+    Never its status: that changes only through :func:`transition`.
+    """
     _lookup.check_fields(changes, _JOB_FIELDS, "job")
-    if "status" in changes:
-        _check_status(changes["status"])
     if isinstance(job, int):
         job = get_job(session, job)
     for key, value in changes.items():

@@ -36,6 +36,7 @@ __all__ = [
     "FLOW_TYPES",
     "IMPORT_RULE_KINDS",
     "JOB_STATUSES",
+    "JOB_TRIGGERS",
     "ROLES",
     "ApiToken",
     "Base",
@@ -45,6 +46,7 @@ __all__ = [
     "ImportRuleRecord",
     "Instance",
     "Job",
+    "JobEvent",
     "JobGroup",
     "ParameterSet",
     "Project",
@@ -83,6 +85,7 @@ _LONG_BLOB = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 ROLES = ("admin", "editor", "viewer")
 FLOW_TYPES = ("batch", "streaming")
+JOB_TRIGGERS = ("manual", "api", "schedule", "backfill", "pipeline")
 JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
 IMPORT_RULE_KINDS = ("object", "value")
 
@@ -291,12 +294,28 @@ class JobGroup(Base):
     __tablename__ = "job_groups"
     __table_args__ = (
         CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
+        CheckConstraint(_one_of("triggered_by", JOB_TRIGGERS), name="triggered_by"),
+        # One run per schedule and logical date, whatever restarts or redeliveries happen.
+        UniqueConstraint("schedule_id", "logical_date"),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"), index=True)
-    deployment_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    deployment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="SET NULL"), index=True
+    )
+    #: What started it: manual (a user), api (a token), schedule, backfill, pipeline.
+    # ("trigger" is a reserved word in MariaDB.)
+    triggered_by: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
+    schedule_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    #: Airflow's logical date: the start of the data interval the run is for.
+    logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data_interval_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    data_interval_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Written by the worker while it runs the job; a stale one means the worker is gone (lease).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(16), index=True, default="Created")
     parameters: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
@@ -433,3 +452,21 @@ class StageStateRecord(Base):
     state: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
     run_id: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JobEvent(Base):
+    """The outbox of job status changes: one row per transition, written in the same transaction.
+
+    Webhooks, the UI's live view and the scheduler read it (in id order);
+    nothing changes a job's status without writing one.
+    """
+
+    __tablename__ = "job_events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_group_id: Mapped[int] = mapped_column(ForeignKey("job_groups.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
