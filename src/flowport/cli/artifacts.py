@@ -22,7 +22,6 @@ from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError, ValidationFailed
-from flowport.services import artifacts
 
 __all__ = ["artifacts_app"]
 
@@ -50,7 +49,12 @@ def install(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Install an artifact into this instance, beside its other versions (offline, no dependencies)."""
+    """Install an artifact into this instance, beside its other versions (offline, no dependencies).
+
+    Example: ``flowport artifacts install dist/acme_stages-1.2.0-py3-none-any.whl``
+    """
+    from flowport.services import artifacts
+
     try:
         installed = artifacts.install_artifact(source, force=force)
     except FlowportError as exc:
@@ -70,7 +74,12 @@ def install(
 
 @artifacts_app.command("list")
 def list_(as_json: JsonOpt = False) -> None:
-    """List installed artifacts, each version once, with where each is installed."""
+    """List installed artifacts, each version once, with where each is installed.
+
+    Example: ``flowport artifacts list --json``
+    """
+    from flowport.services import artifacts
+
     try:
         rows: list[dict[str, Any]] = artifacts.list_artifacts()
     except FlowportError as exc:
@@ -110,7 +119,12 @@ def remove(
     version: Annotated[str, typer.Argument(help="The version to remove.", show_default=False)],
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove an artifact version installed in this instance."""
+    """Remove an artifact version installed in this instance.
+
+    Example: ``flowport artifacts remove acme-stages 1.2.0``
+    """
+    from flowport.services import artifacts
+
     try:
         removed = artifacts.remove_artifact(name, version)
     except FlowportError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -35,7 +35,9 @@ from flowport.cli.remote import (
     wait_for,
 )
 from flowport.errors import FlowportError, NotFound
-from flowport.sdk import Client, Deployment, ImportResult, Release
+
+if TYPE_CHECKING:  # the SDK imports httpx: open_client() imports it when a command talks to a server
+    from flowport.sdk import Client, Deployment, ImportResult, Release
 
 __all__ = ["deployments_app"]
 
@@ -90,7 +92,10 @@ def deployments_create(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a deployment."""
+    """Create a deployment.
+
+    Example: ``flowport deployments create orders-prod``
+    """
     try:
         with open_client(url, token, as_json) as client:
             deployment = client.deployments.create(name)
@@ -108,7 +113,10 @@ def deployments_create(
 
 @deployments_app.command("list")
 def deployments_list(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List the deployments and their active releases."""
+    """List the deployments and their active releases.
+
+    Example: ``flowport deployments list --json``
+    """
     try:
         with open_client(url, token, as_json) as client:
             rows = [_deployment_row(d) for d in client.deployments.get_all()]
@@ -176,6 +184,8 @@ def deployments_rules(
     """Replace a deployment's import rules; prints the rules that were replaced (deleted).
 
     Without --object or --value, shows the current rules.
+
+    Example: ``flowport deployments rules orders-prod --object object-rules.json --value value-rules.json``
     """
     given = {
         kind: _read_rules(path, f"--{kind}", as_json)
@@ -317,7 +327,10 @@ def deployments_activate(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a release its deployment's active one (a rollback when it is older)."""
+    """Make a release its deployment's active one (a rollback when it is older).
+
+    Example: ``flowport deployments activate 3``
+    """
     try:
         with open_client(url, token, as_json) as client:
             try:
@@ -409,7 +422,10 @@ def _diff_lines(diff: dict[str, Any]) -> list[str]:
 def deployments_releases(
     deployment: DeploymentArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """List a deployment's releases (oldest first) and which one is active."""
+    """List a deployment's releases (oldest first) and which one is active.
+
+    Example: ``flowport deployments releases orders-prod``
+    """
     try:
         with open_client(url, token, as_json) as client:
             chosen = _deployment(client, deployment, as_json)
@@ -446,7 +462,10 @@ def deployments_run(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the primary flow of the deployment's active release."""
+    """Run the primary flow of the deployment's active release.
+
+    Example: ``flowport deployments run orders-prod --wait --timeout 600``
+    """
     overrides = parse_params(param)
     try:
         with open_client(url, token, as_json) as client:

@@ -23,7 +23,7 @@ import sys
 import uuid as _uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -50,16 +50,16 @@ from flowport.cli.remote import (
     wait_for,
     write_credentials,
 )
-from flowport.connections.spec import ConnectionSpec
 from flowport.errors import FlowportError, NotFound
-from flowport.model.flow import Flow as FlowDocument
-from flowport.model.package import referenced_connections
-from flowport.sdk import Client, Flow, Job, Project
-from flowport.sdk.projects import ImportReport
-from flowport.services import connections as _connections
-from flowport.services import flows as _flow_files
-from flowport.services.package_archive import build_package, read_package
 from flowport.services.settings import settings
+
+if TYPE_CHECKING:
+    # The SDK (httpx), the services (SQLAlchemy, the engine) and the models (pydantic) are imported by
+    # the commands that use them, so that `flowport --help` does not pay for them.
+    from flowport.connections.spec import ConnectionSpec
+    from flowport.model.flow import Flow as FlowDocument
+    from flowport.sdk import Client, Flow, Job, Project
+    from flowport.sdk.projects import ImportReport
 
 __all__ = ["CREDENTIALS_FILE", "flows_app", "login", "logout"]
 
@@ -120,6 +120,8 @@ def login(
 
     Example: ``flowport login --user admin --password-stdin < .flowport/initial-admin-password``
     """
+    from flowport.sdk import Client
+
     password = _read_password(password_stdin)
     if not password:
         raise typer.BadParameter("the password is empty", param_hint="password")
@@ -162,6 +164,8 @@ def login(
 
 
 def _revoke_quietly(server: Server, token_id: Any) -> bool:
+    from flowport.sdk import Client
+
     try:
         with Client(server.url, token=server.token) as client:
             client.revoke_api_token(int(token_id))
@@ -171,7 +175,10 @@ def _revoke_quietly(server: Server, token_id: Any) -> bool:
 
 
 def logout(as_json: JsonOpt = False) -> None:
-    """Revoke the stored API token (when the server can be reached) and forget it."""
+    """Revoke the stored API token (when the server can be reached) and forget it.
+
+    Example: ``flowport logout``
+    """
     stored = read_credentials()
     path = credentials_path()
     if stored is None:
@@ -210,7 +217,10 @@ def _flow_row(flow: Flow) -> dict[str, Any]:
 def flows_list(
     url: UrlOpt = None, token: TokenOpt = None, project: ProjectOpt = "default", as_json: JsonOpt = False
 ) -> None:
-    """List the flows of a project on the server."""
+    """List the flows of a project on the server.
+
+    Example: ``flowport flows list --project default --json``
+    """
     server = find_server(url, token, local=False)
     if server is None:
         fail(
@@ -253,6 +263,10 @@ def _pick(flows: list[Flow], wanted: str) -> Flow:
 
 def _local_connections(flows: list[FlowDocument], plain_text: bool) -> tuple[list[ConnectionSpec], list[str]]:
     """The local instance's connections the flows refer to (identity only unless plain_text)."""
+    from flowport.connections.spec import ConnectionSpec
+    from flowport.model.package import referenced_connections
+    from flowport.services import connections as _connections
+
     references = set().union(*(referenced_connections(flow) for flow in flows)) if flows else set()
     specs: list[ConnectionSpec] = []
     notes: list[str] = []
@@ -271,6 +285,9 @@ def _local_connections(flows: list[FlowDocument], plain_text: bool) -> tuple[lis
 
 
 def _export_local(files: list[str], output: Path, plain_text: bool, as_json: bool) -> None:
+    from flowport.services import flows as _flow_files
+    from flowport.services.package_archive import build_package
+
     documents: list[FlowDocument] = []
     for name in files:
         try:
@@ -354,7 +371,10 @@ def flows_export(
     local: LocalOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export flows as a package ZIP (one flow file per flow, a manifest, no credentials)."""
+    """Export flows as a package ZIP (one flow file per flow, a manifest, no credentials).
+
+    Example: ``flowport flows export 'Wrangle Orders' -o flow-WrangleOrders.zip``
+    """
     server = find_server(url, token, local)
     if server is None:
         _export_local(flows, output, with_plain_text_credentials, as_json)
@@ -388,6 +408,9 @@ def _file_stem(name: str) -> str:
 
 
 def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool, as_json: bool) -> None:
+    from flowport.services import flows as _flow_files
+    from flowport.services.package_archive import read_package
+
     try:
         data = package.read_bytes()
     except OSError as exc:
@@ -506,7 +529,10 @@ def flows_import(
     local: LocalOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a package ZIP into a project on the server, or into flow files in a directory."""
+    """Import a package ZIP into a project on the server, or into flow files in a directory.
+
+    Example: ``flowport flows import flow-WrangleOrders.zip --conflict-resolution rename``
+    """
     if conflict_resolution not in _RESOLUTIONS:
         raise typer.BadParameter(f"one of {', '.join(_RESOLUTIONS)}", param_hint="--conflict-resolution")
     if not package.is_file():
@@ -540,7 +566,10 @@ def flows_run(
     project: ProjectOpt = "default",
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a flow on the server (a flow file runs locally with `flowport run FILE`)."""
+    """Run a flow on the server (a flow file runs locally with `flowport run FILE`).
+
+    Example: ``flowport flows run 'Wrangle Orders' --param min_total=100 --wait``
+    """
     parameters = parse_params(param)
     server = find_server(url, token, local=False)
     if server is None:

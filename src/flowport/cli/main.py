@@ -12,10 +12,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 
 from flowport import __version__
 from flowport.cli.artifacts import artifacts_app
@@ -38,13 +37,14 @@ from flowport.cli.pipelines import pipelines_app
 from flowport.cli.remote import parse_params
 from flowport.cli.server import server as server_command
 from flowport.cli.users import tokens_app, users_app
-from flowport.engine import FlowRun, RunResult
-from flowport.errors import FlowDocumentError, FlowportError, NotFound
-from flowport.model.document import flow_json_schema
-from flowport.model.flow import Flow
-from flowport.model.parameters import UnknownParameters
-from flowport.model.validation import ValidationIssue, ValidationResult
-from flowport.services import examples, flows
+from flowport.errors import FlowDocumentError, FlowInvalid, FlowportError, NotFound, UnknownParameters
+
+if TYPE_CHECKING:
+    # The services, the engine (pyarrow, DuckDB) and the models (pydantic) are imported by the commands
+    # that need them, so that `flowport --help` starts without them (issue 16; see
+    # tests/cli/test_startup_imports.py). Command signatures only use builtins, Path and Annotated.
+    from flowport.engine import FlowRun, RunResult
+    from flowport.model.flow import Flow
 
 __all__ = ["app", "main"]
 
@@ -93,11 +93,15 @@ def _fail(message: str, *, as_json: bool, code: int = 1, payload: Any = None) ->
 
 
 def _load(path: Path, as_json: bool, *, json_shape: str) -> Flow:
+    from flowport.services import flows
+
     try:
         return flows.load_flow(path)
     except NotFound as exc:
         raise _fail(exc.message, as_json=as_json, code=2) from None
     except FlowDocumentError as exc:
+        from flowport.model.validation import ValidationIssue, ValidationResult
+
         issue = ValidationIssue("flowIssues", None, "FLOW_DOCUMENT_INVALID", exc.message)
         payload: Any = ValidationResult(False, [issue]).to_dict() if json_shape == "validate" else None
         if json_shape == "run":
@@ -116,7 +120,12 @@ def _root(
 
 @app.command()
 def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) -> None:
-    """Check a flow: graph, plugins and versions, configuration, parameters."""
+    """Check a flow: graph, plugins and versions, configuration, parameters.
+
+    Example: ``flowport validate orders.json --param min_total=100``
+    """
+    from flowport.services import flows
+
     overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="validate")
     try:
@@ -140,14 +149,19 @@ def preview(
     param: ParamOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the first records through every stage; writes nothing."""
+    """Run the first records through every stage; writes nothing.
+
+    Example: ``flowport preview orders.json --rows 20``
+    """
+    from flowport.services import flows
+
     overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="preview")
     try:
         stages = flows.preview(flow, rows=rows, overrides=overrides, base_dir=Path.cwd())
     except UnknownParameters as exc:
         raise _fail(exc.message, as_json=as_json, code=2) from None
-    except flows.FlowInvalid as exc:
+    except FlowInvalid as exc:
         raise _fail(exc.message, as_json=as_json, payload=exc.result.to_dict()) from None
     except FlowportError as exc:
         raise _fail(exc.message, as_json=as_json) from None
@@ -161,6 +175,8 @@ def preview(
 def _watch(run: FlowRun, show: bool) -> RunResult:
     if not show:
         return run.wait()
+    from rich.live import Live
+
     done = threading.Event()
     result: list[RunResult] = []
 
@@ -182,12 +198,14 @@ def _watch(run: FlowRun, show: bool) -> RunResult:
 
 
 def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
+    from flowport.services import flows
+
     try:
         run = flows.start_run(flow, overrides=overrides, base_dir=base_dir)
     except UnknownParameters as exc:
         payload = {"status": "Failed", "stages": {}, "error": {"stage": None, "message": exc.message}}
         raise _fail(exc.message, as_json=as_json, code=2, payload=payload) from None
-    except flows.FlowInvalid as exc:
+    except FlowInvalid as exc:
         payload = {
             "status": "Failed",
             "stages": {},
@@ -206,7 +224,10 @@ def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_jso
 
 @app.command()
 def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) -> None:
-    """Run a flow to the end, showing live per-stage progress."""
+    """Run a flow to the end, showing live per-stage progress.
+
+    Example: ``flowport run orders.json --param min_total=100 --json``
+    """
     overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="run")
     run_and_report(flow, overrides, Path.cwd(), as_json)
@@ -218,6 +239,8 @@ def stages_list(as_json: JsonOpt = False) -> None:
 
     Example: ``flowport stages list --json`` (names are never cut: long ones wrap).
     """
+    from flowport.services import flows
+
     registry = flows.plugin_registry()
     rows: list[dict[str, Any]] = [
         {
@@ -267,6 +290,7 @@ def stages_describe(
     Example: ``flowport stages describe filter``
     """
     from flowport.model.flow import PluginRef
+    from flowport.services import flows
 
     registry = flows.plugin_registry()
     try:
@@ -340,7 +364,12 @@ def escape_text(text: str) -> str:
 
 @schema_app.command("flow")
 def schema_flow() -> None:
-    """Print the JSON Schema of the flow document."""
+    """Print the JSON Schema of the flow document.
+
+    Example: ``flowport schema flow > flow.schema.json``
+    """
+    from flowport.model.document import flow_json_schema
+
     sys.stdout.write(json.dumps(flow_json_schema(), indent=2) + "\n")
 
 
@@ -349,7 +378,12 @@ def example_run(
     name: Annotated[str, typer.Argument(help="Example name.")] = "orders",
     as_json: JsonOpt = False,
 ) -> None:
-    """Unpack an example into FLOWPORT_HOME and run it end to end."""
+    """Unpack an example into FLOWPORT_HOME and run it end to end.
+
+    Example: ``flowport example run orders``
+    """
+    from flowport.services import examples, flows
+
     try:
         folder = examples.install_example(name)
     except NotFound as exc:

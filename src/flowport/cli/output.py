@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from flowport.engine import PreviewStage, RunResult, StageMetrics
 from flowport.model.json_values import jsonable
-from flowport.model.validation import ValidationResult
+
+if TYPE_CHECKING:  # the engine and the models import pyarrow, DuckDB, pydantic: not at start-up
+    from flowport.engine import PreviewStage, RunResult, StageMetrics
+    from flowport.model.validation import ValidationResult
 
 __all__ = [
     "console",

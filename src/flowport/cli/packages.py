@@ -10,7 +10,6 @@ from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError
-from flowport.services.package_tools import upgrade_package
 
 __all__ = ["packages_app"]
 
@@ -31,7 +30,12 @@ def upgrade(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON document.")] = False,
 ) -> None:
-    """Rewrite exact artifact versions into ranges so another instance can resolve them."""
+    """Rewrite exact artifact versions into ranges so another instance can resolve them.
+
+    Example: ``flowport packages upgrade flows.zip --range '[1.0.0,2.0.0)' -o flows-ranged.zip``
+    """
+    from flowport.services.package_tools import upgrade_package
+
     try:
         data, changes = upgrade_package(package.read_bytes(), version_range)
     except FlowportError as exc:

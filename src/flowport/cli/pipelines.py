@@ -16,15 +16,16 @@ import logging
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError
-from flowport.model.document import flow_to_dict
-from flowport.services import dataset_pipelines
+
+if TYPE_CHECKING:  # the services import the engine (pyarrow, DuckDB): imported by the commands
+    from flowport.services import dataset_pipelines
 
 __all__ = ["pipelines_app"]
 
@@ -67,6 +68,8 @@ def _compile(
     module: str, ds: date | None, on_error: Callable[[str], None]
 ) -> dataset_pipelines.CompiledPipelines:
     """Load and compile a module; a module that cannot be loaded at all is one line and exit 1."""
+    from flowport.services import dataset_pipelines
+
     try:
         return dataset_pipelines.compile_module(dataset_pipelines.load_module(module), ds)
     except FlowportError as exc:
@@ -91,7 +94,10 @@ def compile_(
     ds: DsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the flows a pipelines module compiles to; report each class that does not compile."""
+    """Print the flows a pipelines module compiles to; report each class that does not compile.
+
+    Example: ``flowport pipelines compile pipelines.py --json``
+    """
     compiled = _compile(module, _ds(ds), _error)
     if name is not None and name not in compiled.names:
         _error(_unknown(name, module, compiled))
@@ -100,6 +106,8 @@ def compile_(
     for broken, message in compiled.errors.items():
         (_error if name is None or broken == name else _warn)(message)
     if as_json:
+        from flowport.model.document import flow_to_dict
+
         print_json([flow_to_dict(flow) for flow in flows])
     else:
         for flow in flows:
@@ -118,7 +126,10 @@ def run(
     ds: DsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run one pipeline of a module now (other classes of the module may be broken)."""
+    """Run one pipeline of a module now (other classes of the module may be broken).
+
+    Example: ``flowport pipelines run pipelines.py OMISDatasetPipeline --ds 2018-01-31``
+    """
     from flowport.cli.main import run_and_report
 
     def fail(message: str, code: int = 1) -> NoReturn:

@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -17,8 +17,10 @@ from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError, Unauthorized
-from flowport.sdk import Client, Job
 from flowport.services.settings import settings
+
+if TYPE_CHECKING:  # the SDK imports httpx: only the commands that talk to a server pay for it
+    from flowport.sdk import Client, Job
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -153,6 +155,8 @@ def find_server(url: str | None, token: str | None, local: bool) -> Server | Non
 
 
 def connect(server: Server) -> Client:
+    from flowport.sdk import Client
+
     try:
         return Client(server.url, token=server.token)
     except ValueError as exc:

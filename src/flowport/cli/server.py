@@ -27,10 +27,7 @@ import typer
 from rich.markup import escape
 
 from flowport.cli.output import console, err_console, metrics_table
-from flowport.engine import StageMetrics
 from flowport.errors import Conflict, FlowportError, NotFound
-from flowport.services import auth, flow_records, instance, jobs
-from flowport.services.file_roots import instance_roots
 from flowport.services.settings import settings
 
 __all__ = [
@@ -68,6 +65,8 @@ def ensure_admin() -> tuple[str, str | None, str]:
         the generated password is returned only when it was just created,
         so that it is printed once.
     """
+    from flowport.services import auth
+
     password_file = settings().home / PASSWORD_FILE
     if auth.list_users(limit=1)["count"]:
         if password_file.is_file():
@@ -94,6 +93,8 @@ def load_example(name: str = EXAMPLE_FLOW) -> tuple[dict[str, Any] | None, bool]
         ``(None, False)`` when it was stored once and then renamed and its
         uuid is elsewhere.
     """
+    from flowport.services import flow_records
+
     folder = resources.files("flowport") / "examples" / name
     document = json.loads((folder / "flow.json").read_text(encoding="utf-8"))
     data = flow_records.data_dir()
@@ -119,6 +120,9 @@ def load_example(name: str = EXAMPLE_FLOW) -> tuple[dict[str, Any] | None, bool]
 
 
 def _report_when_done(job_group_id: int) -> None:
+    from flowport.engine import StageMetrics
+    from flowport.services import jobs
+
     try:
         group = jobs.wait_for_job_group(job_group_id, timeout=3600, poll=0.2)
     except Exception as exc:  # a report thread must never take the server down
@@ -167,11 +171,16 @@ def server(
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
-    """Serve the REST API v4 (and its docs) and run jobs in a local worker pool."""
+    """Serve the REST API v4 (and its docs) and run jobs in a local worker pool.
+
+    Example: ``flowport server --host 0.0.0.0 --port 8080 --example``
+    """
     # Imported here: the API and uvicorn cost start-up time other commands need not pay.
     import uvicorn
 
     from flowport.api.app import create_app
+    from flowport.services import instance, jobs
+    from flowport.services.file_roots import instance_roots
 
     if workers_executor not in ("process", "thread"):
         raise typer.BadParameter("use process or thread", param_hint="--workers-executor")

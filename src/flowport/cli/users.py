@@ -20,7 +20,6 @@ from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError, ValidationFailed
-from flowport.services import auth
 
 __all__ = ["tokens_app", "users_app"]
 
@@ -73,7 +72,12 @@ def users_create(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a user with a password (hashed with argon2) and a role."""
+    """Create a user with a password (hashed with argon2) and a role.
+
+    Example: ``flowport users create analyst --role editor --password-stdin < password.txt``
+    """
+    from flowport.services import auth
+
     if password is not None and password_stdin:
         raise typer.BadParameter("give --password or --password-stdin, not both", param_hint="--password")
     if password is None:
@@ -96,7 +100,12 @@ def users_create(
 
 @users_app.command("list")
 def users_list(as_json: JsonOpt = False) -> None:
-    """List the users and their roles."""
+    """List the users and their roles.
+
+    Example: ``flowport users list --json``
+    """
+    from flowport.services import auth
+
     try:
         page = auth.list_users(no_limit=True)
     except FlowportError as exc:
@@ -120,7 +129,12 @@ def tokens_create(
     ],
     as_json: JsonOpt = False,
 ) -> None:
-    """Create an API token; it is printed this once and cannot be shown again."""
+    """Create an API token; it is printed this once and cannot be shown again.
+
+    Example: ``flowport tokens create --user admin --name ci-deploy``
+    """
+    from flowport.services import auth
+
     try:
         token, record = auth.create_token(user, name)
     except FlowportError as exc:
@@ -144,7 +158,12 @@ def tokens_list(
     user: Annotated[str | None, typer.Option("--user", help="Only this user's tokens.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List API tokens (their prefix, never the token)."""
+    """List API tokens (their prefix, never the token).
+
+    Example: ``flowport tokens list --user admin``
+    """
+    from flowport.services import auth
+
     try:
         page: dict[str, Any] = auth.list_tokens(user, no_limit=True)
         names = {u["id"]: u["name"] for u in auth.list_users(no_limit=True)["data"]}
@@ -174,7 +193,12 @@ def tokens_revoke(
     token_id: Annotated[int, typer.Argument(help="Token id (see tokens list).", show_default=False)],
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke an API token: it stops working at once."""
+    """Revoke an API token: it stops working at once.
+
+    Example: ``flowport tokens revoke 4``
+    """
+    from flowport.services import auth
+
     try:
         record = auth.revoke_token(token_id)
     except FlowportError as exc:
