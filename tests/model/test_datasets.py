@@ -6,16 +6,16 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from flowport.datasets import DatasetPipeline
 from flowport.errors import ValidationFailed
-from flowport.model.dataset_pipelines import (
+from flowport.model.datasets import (
     compile_dataset_pipeline,
     compile_view_pipeline,
     default_logical_date,
-    find_pipelines,
+    find_dataset_classes,
     split_column_type,
     template_context,
 )
-from flowport.pipelines import DatasetPipeline
 
 
 class OMISDatasetPipeline:
@@ -110,7 +110,7 @@ def test_view_pipeline_renders_where_clause_with_ds() -> None:
     }
 
 
-def test_find_pipelines_by_seed_naming_rule_or_base_class() -> None:
+def test_find_dataset_classes_by_seed_naming_rule_or_base_class() -> None:
     class OrdersDatasetPipeline(DatasetPipeline):
         table_name = "orders"
         source_url = "http://x"
@@ -120,7 +120,7 @@ def test_find_pipelines_by_seed_naming_rule_or_base_class() -> None:
     class Helper:
         table_name = "not a pipeline"
 
-    found = find_pipelines(
+    found = find_dataset_classes(
         {
             "A": OMISDatasetPipeline,
             "B": CompletedOMISOrderViewPipeline,

@@ -1,4 +1,8 @@
-"""Declarative dataset and view pipelines, compiled to flows.
+"""Declarative datasets: the seed's dataset and view pipeline classes, compiled to flows.
+
+("Datasets" is this feature's name in Flowport — ``flowport.datasets``,
+``flowport datasets compile|run`` — so that "pipelines" names orchestration
+pipelines, DAGs of tasks. The classes keep the seed's names.)
 
 The classes of the seed (``dataset-pipelines-airflow.txt``) work as written
 there: a class whose name contains ``DatasetPipeline`` and that has
@@ -65,7 +69,7 @@ __all__ = [
     "cron_expression",
     "data_interval",
     "default_logical_date",
-    "find_pipelines",
+    "find_dataset_classes",
     "is_dataset_pipeline",
     "is_view_pipeline",
     "split_column_type",
@@ -146,7 +150,7 @@ def is_view_pipeline(obj: Any) -> bool:
     )
 
 
-def find_pipelines(namespace: dict[str, Any]) -> dict[str, type]:
+def find_dataset_classes(namespace: dict[str, Any]) -> dict[str, type]:
     """The dataset and view pipeline classes in a module's namespace, by class name."""
     return {
         name: obj
@@ -534,6 +538,7 @@ def compile_dataset_pipeline(cls: type) -> Flow:
 def _stable_uuid(cls: type) -> str:
     # The same class compiles to the same flow uuid, so packages and
     # deployments recognise it across compiles.
+    # The name says "pipeline" from before the rename to datasets: changing it would change every uuid.
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"flowport:pipeline:{cls.__name__}"))
 
 

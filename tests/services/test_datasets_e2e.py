@@ -101,7 +101,7 @@ def datasets_db() -> Iterator[str]:
 
 def _module(folder: Path, base_url: str) -> Path:
     (folder / "constants.py").write_text(f"DATAHUB_BASE_URL = {base_url!r}\n")
-    path = folder / "omis_pipelines.py"
+    path = folder / "omis_datasets.py"
     path.write_text(
         textwrap.dedent(
             """
@@ -196,14 +196,14 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 
-    compiled = runner.invoke(app, ["pipelines", "compile", str(module), "--json"])
+    compiled = runner.invoke(app, ["datasets", "compile", str(module), "--json"])
     # One broken class: reported (exit 1 for the whole module), the others compiled.
     assert compiled.exit_code == 1, compiled.output
     names = [f["name"] for f in json.loads(compiled.stdout)]
     assert names == ["OMISDatasetPipeline", "AllOMISViewPipeline", "CompletedOMISOrderViewPipeline"]
     assert compiled.stderr.startswith("Error: BrokenViewPipeline.fields must be True")
 
-    result = runner.invoke(app, ["pipelines", "run", str(module), "OMISDatasetPipeline", "--json"])
+    result = runner.invoke(app, ["datasets", "run", str(module), "OMISDatasetPipeline", "--json"])
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert body["status"] == "Complete"
@@ -228,12 +228,12 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
     assert _not_null(datasets_db, "omis_dataset") == {"omis_order_reference", "company_name"}
 
     # Running again replaces the table (no duplicates).
-    again = runner.invoke(app, ["pipelines", "run", str(module), "OMISDatasetPipeline", "--json"])
+    again = runner.invoke(app, ["datasets", "run", str(module), "OMISDatasetPipeline", "--json"])
     assert again.exit_code == 0, again.output
 
     view = runner.invoke(
         app,
-        ["pipelines", "run", str(module), "CompletedOMISOrderViewPipeline", "--ds", "2018-01-31", "--json"],
+        ["datasets", "run", str(module), "CompletedOMISOrderViewPipeline", "--ds", "2018-01-31", "--json"],
     )
     assert view.exit_code == 0, view.output
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname=datasets_db) as conn:
@@ -244,7 +244,7 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
     assert len(in_view) == len(expected) > 0
 
     # fields = True: a view of every dataset column under its own name.
-    every = runner.invoke(app, ["pipelines", "run", str(module), "AllOMISViewPipeline", "--json"])
+    every = runner.invoke(app, ["datasets", "run", str(module), "AllOMISViewPipeline", "--json"])
     assert every.exit_code == 0, every.output
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname=datasets_db) as conn:
         view_columns = [
@@ -266,7 +266,7 @@ def test_seed_pipelines_run_against_a_hawk_api_into_postgresql(
 
     # Views depend on the dataset's table now: it still reloads, twice, keeping them and its constraints.
     for _ in range(2):
-        reload = runner.invoke(app, ["pipelines", "run", str(module), "OMISDatasetPipeline", "--json"])
+        reload = runner.invoke(app, ["datasets", "run", str(module), "OMISDatasetPipeline", "--json"])
         assert reload.exit_code == 0, reload.output
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname=datasets_db) as conn:
         assert conn.execute("SELECT count(*) FROM all_omis").fetchone() == (len(ROWS),)

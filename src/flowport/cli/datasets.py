@@ -1,4 +1,4 @@
-"""``flowport pipelines``: declarative dataset and view pipelines.
+"""``flowport datasets``: declarative datasets (the seed's dataset and view pipeline classes).
 
 A module may hold classes that do not compile; each is reported on stderr
 as one line naming the class, and the others still compile and run:
@@ -13,6 +13,8 @@ as one line naming the class, and the others still compile and run:
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -25,17 +27,17 @@ from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError
 
 if TYPE_CHECKING:  # the services import the engine (pyarrow, DuckDB): imported by the commands
-    from flowport.services import dataset_pipelines
+    from flowport.services import datasets
 
-__all__ = ["pipelines_app"]
+__all__ = ["datasets_app", "legacy_pipelines_app"]
 
 _log = logging.getLogger(__name__)
 
-pipelines_app = typer.Typer(
-    help="Declarative dataset and view pipelines (Python classes compiled to flows).", no_args_is_help=True
+datasets_app = typer.Typer(
+    help="Declarative datasets: dataset and view pipeline classes compiled to flows.", no_args_is_help=True
 )
 
-ModuleArg = Annotated[str, typer.Argument(help="Pipelines module: a .py file or a dotted module name.")]
+ModuleArg = Annotated[str, typer.Argument(help="Datasets module: a .py file or a dotted module name.")]
 DsOpt = Annotated[
     str | None,
     typer.Option(
@@ -64,27 +66,43 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
-def _compile(
-    module: str, ds: date | None, on_error: Callable[[str], None]
-) -> dataset_pipelines.CompiledPipelines:
+def _compile(module: str, ds: date | None, on_error: Callable[[str], None]) -> datasets.CompiledDatasets:
     """Load and compile a module; a module that cannot be loaded at all is one line and exit 1."""
-    from flowport.services import dataset_pipelines
+    from flowport.pipelines import DEPRECATION
+    from flowport.services import datasets
 
+    # A spec file still importing flowport.pipelines gets one Warning line naming its own line:
+    # Python hides DeprecationWarning outside __main__, and the user would never learn of the move.
     try:
-        return dataset_pipelines.compile_module(dataset_pipelines.load_module(module), ds)
-    except FlowportError as exc:
-        on_error(exc.message)
-    except Exception as exc:  # a Flowport bug: still one line, the traceback to the debug log
-        _log.debug("Compiling %s failed", module, exc_info=True)
-        on_error(f"compiling '{module}' failed unexpectedly: {type(exc).__name__}: {exc}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("always", message=re.escape(DEPRECATION), category=DeprecationWarning)
+            try:
+                return datasets.compile_module(datasets.load_module(module), ds)
+            except FlowportError as exc:
+                failure = exc.message
+            except Exception as exc:  # a Flowport bug: still one line, the traceback to the debug log
+                _log.debug("Compiling %s failed", module, exc_info=True)
+                failure = f"compiling '{module}' failed unexpectedly: {type(exc).__name__}: {exc}"
+    finally:
+        _show_warnings(caught, DEPRECATION)
+    on_error(failure)
     raise typer.Exit(1)
 
 
-def _unknown(name: str, module: str, compiled: dataset_pipelines.CompiledPipelines) -> str:
+def _show_warnings(caught: list[warnings.WarningMessage], deprecation: str) -> None:
+    """The flowport.pipelines deprecation as a Warning line; any other warning as Python shows it."""
+    for item in caught:
+        if item.category is DeprecationWarning and str(item.message).startswith(deprecation):
+            _warn(f"{item.filename}:{item.lineno}: {item.message}")
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def _unknown(name: str, module: str, compiled: datasets.CompiledDatasets) -> str:
     return f"no pipeline '{name}' in {module}; it has: {', '.join(compiled.names) or 'none'}"
 
 
-@pipelines_app.command("compile")
+@datasets_app.command("compile")
 def compile_(
     module: ModuleArg,
     name: Annotated[
@@ -94,9 +112,9 @@ def compile_(
     ds: DsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the flows a pipelines module compiles to; report each class that does not compile.
+    """Print the flows a datasets module compiles to; report each class that does not compile.
 
-    Example: ``flowport pipelines compile pipelines.py --json``
+    Example: ``flowport datasets compile datasets.py --json``
     """
     compiled = _compile(module, _ds(ds), _error)
     if name is not None and name not in compiled.names:
@@ -119,7 +137,7 @@ def compile_(
     raise typer.Exit(1 if failed else 0)
 
 
-@pipelines_app.command("run")
+@datasets_app.command("run")
 def run(
     module: ModuleArg,
     name: Annotated[str, typer.Argument(help="Pipeline class name.")],
@@ -128,7 +146,7 @@ def run(
 ) -> None:
     """Run one pipeline of a module now (other classes of the module may be broken).
 
-    Example: ``flowport pipelines run pipelines.py OMISDatasetPipeline --ds 2018-01-31``
+    Example: ``flowport datasets run datasets.py OMISDatasetPipeline --ds 2018-01-31``
     """
     from flowport.cli.main import run_and_report
 
@@ -148,3 +166,30 @@ def run(
         if broken != name:
             _warn(message)
     run_and_report(compiled.flows[name], {}, Path.cwd(), as_json)
+
+
+# `flowport pipelines compile|run`, the commands' name before 0.1: hidden, with a one-line note. Remove it
+# when orchestration pipelines (DAGs of tasks) take `flowport pipelines`.
+legacy_pipelines_app = typer.Typer(
+    help="Deprecated: use `flowport datasets`.", no_args_is_help=True, hidden=True
+)
+legacy_pipelines_app.command(
+    "compile",
+    help="Deprecated name of `flowport datasets compile`.\n\n"
+    "Example: ``flowport datasets compile datasets.py --json``",
+)(compile_)
+legacy_pipelines_app.command(
+    "run",
+    help="Deprecated name of `flowport datasets run`.\n\n"
+    "Example: ``flowport datasets run datasets.py OMISDatasetPipeline``",
+)(run)
+
+
+@legacy_pipelines_app.callback()
+def _legacy_note() -> None:
+    err_console.print(
+        "[yellow]Note:[/yellow] `flowport pipelines` is now `flowport datasets` (same commands and options); "
+        "the old name will go when orchestration pipelines take it.",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,4 +1,4 @@
-"""``flowport pipelines``: broken classes reported one by one, Airflow's logical date, no tracebacks."""
+"""``flowport datasets``: broken classes reported one by one, Airflow's logical date, no tracebacks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from flowport.cli.main import app
 from flowport.services import connections
-from flowport.services import dataset_pipelines as service
+from flowport.services import datasets as service
 
 runner = CliRunner()
 
@@ -82,7 +83,7 @@ BROKEN = ["OMISDatasetPipeline", "CompletedOMISOrderViewPipeline", "LateDatasetP
 
 @pytest.fixture
 def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "pipelines.py"
+    path = tmp_path / "datasets.py"
     path.write_text(textwrap.dedent(MODULE).lstrip())
     monkeypatch.chdir(tmp_path)
     # Thursday 3 December 2026, 10:00 UTC: the last complete month is November.
@@ -109,7 +110,7 @@ def _error_lines(stderr: str) -> dict[str, str]:
 
 
 def test_compile_reports_each_broken_class_and_still_compiles_the_others(module: Path) -> None:
-    result = invoke("pipelines", "compile", str(module), "--json")
+    result = invoke("datasets", "compile", str(module), "--json")
     # The whole module was asked for and three classes are broken: exit 1, with what did compile.
     assert result.exit_code == 1
     flows = json.loads(result.stdout)
@@ -132,7 +133,7 @@ def test_compile_reports_each_broken_class_and_still_compiles_the_others(module:
 
 
 def test_compiled_flows_carry_constraints_keys_and_the_default_logical_date(module: Path) -> None:
-    result = invoke("pipelines", "compile", str(module), "--json")
+    result = invoke("datasets", "compile", str(module), "--json")
     dataset, view = json.loads(result.stdout)
     mapper, load = dataset["stages"][1]["configuration"], dataset["stages"][2]["configuration"]
     assert [f["type"] for f in mapper["fields"]] == [
@@ -149,7 +150,7 @@ def test_compiled_flows_carry_constraints_keys_and_the_default_logical_date(modu
         "WHERE placed >= '2026-11-01' AND placed < '2026-12-01'\n        AND '2026-11-01' = '2026-11-01'"
     )
     explicit = invoke(
-        "pipelines", "compile", str(module), "MonthlyOrdersViewPipeline", "--ds", "2018-01-01", "--json"
+        "datasets", "compile", str(module), "MonthlyOrdersViewPipeline", "--ds", "2018-01-01", "--json"
     )
     [flow] = json.loads(explicit.stdout)
     assert flow["parameters"] == {"ds": "2018-01-01"}
@@ -157,13 +158,13 @@ def test_compiled_flows_carry_constraints_keys_and_the_default_logical_date(modu
 
 
 def test_text_output_shows_the_logical_date_of_views(module: Path) -> None:
-    result = invoke("pipelines", "compile", str(module), "MonthlyOrdersViewPipeline")
+    result = invoke("datasets", "compile", str(module), "MonthlyOrdersViewPipeline")
     assert result.exit_code == 0
     assert result.stdout.strip() == "MonthlyOrdersViewPipeline (ds 2026-11-01): View_01 (sql_executor)"
 
 
 def test_compile_one_class_exits_by_that_class_only(module: Path) -> None:
-    good = invoke("pipelines", "compile", str(module), "OrdersDatasetPipeline", "--json")
+    good = invoke("datasets", "compile", str(module), "OrdersDatasetPipeline", "--json")
     assert good.exit_code == 0
     assert [f["name"] for f in json.loads(good.stdout)] == ["OrdersDatasetPipeline"]
     # The others are still shown, as warnings.
@@ -171,21 +172,21 @@ def test_compile_one_class_exits_by_that_class_only(module: Path) -> None:
         name: "Warning" for name in BROKEN
     }
 
-    broken = invoke("pipelines", "compile", str(module), "LateDatasetPipeline", "--json")
+    broken = invoke("datasets", "compile", str(module), "LateDatasetPipeline", "--json")
     assert broken.exit_code == 1
     assert json.loads(broken.stdout) == []
     assert _error_lines(broken.stderr)["LateDatasetPipeline"].startswith(
         "Error: LateDatasetPipeline: start_date"
     )
 
-    unknown = invoke("pipelines", "compile", str(module), "NoSuchPipeline")
+    unknown = invoke("datasets", "compile", str(module), "NoSuchPipeline")
     assert unknown.exit_code == 2
     assert "no pipeline 'NoSuchPipeline'" in unknown.stderr
     assert all(name in unknown.stderr for name in GOOD + BROKEN)
 
 
 def test_run_a_broken_class_is_one_json_error_and_unknown_is_exit_2(module: Path) -> None:
-    broken = invoke("pipelines", "run", str(module), "OMISDatasetPipeline", "--json")
+    broken = invoke("datasets", "run", str(module), "OMISDatasetPipeline", "--json")
     assert broken.exit_code == 1
     assert json.loads(broken.stdout) == {
         "status": "Failed",
@@ -196,7 +197,7 @@ def test_run_a_broken_class_is_one_json_error_and_unknown_is_exit_2(module: Path
             "(perhaps you missed a comma?)",
         },
     }
-    unknown = invoke("pipelines", "run", str(module), "Nope")
+    unknown = invoke("datasets", "run", str(module), "Nope")
     assert unknown.exit_code == 2 and "no pipeline 'Nope'" in unknown.stderr
 
 
@@ -216,7 +217,7 @@ def test_run_a_view_while_other_classes_are_broken(
         {"name": "datasets_db", "vendor": "duckdb", "params": {"path": str(warehouse)}}
     )
 
-    result = invoke("pipelines", "run", str(module), "MonthlyOrdersViewPipeline", "--json")
+    result = invoke("datasets", "run", str(module), "MonthlyOrdersViewPipeline", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "Complete"
     assert sorted(_error_lines(result.stderr)) == sorted(BROKEN)  # warned about, not blocking
@@ -231,14 +232,12 @@ def test_run_a_view_while_other_classes_are_broken(
 def test_a_module_loaded_by_dotted_name_isolates_broken_classes_too(
     module: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    package = tmp_path / "dotted_pkg_for_pipelines"
+    package = tmp_path / "dotted_pkg_for_datasets"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "omis.py").write_text(module.read_text())
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = invoke(
-        "pipelines", "compile", "dotted_pkg_for_pipelines.omis", "OrdersDatasetPipeline", "--json"
-    )
+    result = invoke("datasets", "compile", "dotted_pkg_for_datasets.omis", "OrdersDatasetPipeline", "--json")
     assert result.exit_code == 0, result.output
     assert [f["name"] for f in json.loads(result.stdout)] == ["OrdersDatasetPipeline"]
     assert "OMISDatasetPipeline (line 12)" in result.stderr
@@ -269,7 +268,7 @@ def test_a_module_that_cannot_load_is_one_line_without_traceback(
     (tmp_path / "bad.py").write_text(source)
     env = {**os.environ, "FLOWPORT_HOME": str(tmp_path / "home"), "COLUMNS": "80"}
     proc = subprocess.run(
-        [sys.executable, "-m", "flowport.cli.main", "pipelines", "compile", "bad.py"],
+        [sys.executable, "-m", "flowport.cli.main", "datasets", "compile", "bad.py"],
         capture_output=True,
         text=True,
         env=env,
@@ -281,3 +280,58 @@ def test_a_module_that_cannot_load_is_one_line_without_traceback(
     [line] = proc.stderr.splitlines()
     assert line.startswith(message)
     assert "Traceback" not in proc.stderr
+
+
+# --- the names before "datasets": flowport.pipelines and `flowport pipelines` -----------------------
+
+
+def test_old_import_path_warns_once_and_gives_the_same_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flowport.datasets
+    import flowport.pipelines
+
+    monkeypatch.setattr(flowport.pipelines, "_warned", False)
+    with pytest.warns(DeprecationWarning, match=r"flowport\.pipelines is deprecated") as caught:
+        from flowport.pipelines import DatasetPipeline, ViewPipeline
+    # Attributed to the importing line, not to the import machinery.
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
+    assert DatasetPipeline is flowport.datasets.DatasetPipeline
+    assert ViewPipeline is flowport.datasets.ViewPipeline
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process: a second use does not warn again
+        assert flowport.pipelines.ViewPipeline is ViewPipeline
+    with pytest.raises(AttributeError):
+        _ = flowport.pipelines.Nothing  # type: ignore[attr-defined]
+
+
+def test_a_spec_file_on_the_old_import_path_compiles_with_one_warning_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flowport.pipelines
+
+    monkeypatch.setattr(flowport.pipelines, "_warned", False)
+    spec = tmp_path / "old_spec.py"
+    spec.write_text(
+        "from flowport.pipelines import DatasetPipeline\n\n\n"
+        "class OrdersDatasetPipeline(DatasetPipeline):\n"
+        "    table_name = 'orders'\n"
+        "    source_url = 'http://datahub.example/orders'\n"
+        "    target_db = 'datasets_db'\n"
+        "    field_mapping = [('id', 'order_id', 'integer PRIMARY KEY')]\n"
+    )
+    result = invoke("datasets", "compile", str(spec), "--json")
+    assert result.exit_code == 0, result.output
+    assert [f["name"] for f in json.loads(result.stdout)] == ["OrdersDatasetPipeline"]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Warning: {spec}:1: flowport.pipelines is deprecated")
+
+
+def test_the_old_command_name_is_hidden_and_still_works_with_a_note(module: Path) -> None:
+    assert " datasets " in invoke("--help").stdout
+    assert " pipelines " not in invoke("--help").stdout
+    new = invoke("datasets", "compile", str(module), "OrdersDatasetPipeline", "--json")
+    old = invoke("pipelines", "compile", str(module), "OrdersDatasetPipeline", "--json")
+    assert old.exit_code == new.exit_code == 0
+    assert old.stdout == new.stdout
+    note, *rest = old.stderr.splitlines()
+    assert note.startswith("Note: `flowport pipelines` is now `flowport datasets`")
+    assert sorted(_error_lines("\n".join(rest))) == sorted(_error_lines(new.stderr)) == sorted(BROKEN)

@@ -1,4 +1,4 @@
-"""Loading, compiling and running declarative dataset and view pipelines.
+"""Loading and compiling declarative datasets: modules of dataset and view pipeline classes.
 
 One broken class does not block the others. A module is executed one
 top-level statement at a time: a ``class`` statement that raises (the seed's
@@ -27,20 +27,20 @@ from pathlib import Path
 from types import ModuleType
 
 from flowport.errors import FlowportError, NotFound, ValidationFailed
-from flowport.model.dataset_pipelines import (
+from flowport.model.datasets import (
     compile_dataset_pipeline,
     compile_view_pipeline,
     default_logical_date,
-    find_pipelines,
+    find_dataset_classes,
     is_dataset_pipeline,
 )
 from flowport.model.flow import Flow
 
 __all__ = [
-    "CompiledPipelines",
-    "PipelineModule",
+    "CompiledDatasets",
+    "DatasetModule",
+    "compile_class",
     "compile_module",
-    "compile_pipeline",
     "load_module",
     "now_utc",
 ]
@@ -49,8 +49,8 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PipelineModule:
-    """An imported pipelines module and the classes whose definition raised (name → message)."""
+class DatasetModule:
+    """An imported datasets module and the classes whose definition raised (name → message)."""
 
     module: ModuleType
     broken: dict[str, str] = field(default_factory=dict)
@@ -58,8 +58,8 @@ class PipelineModule:
 
 
 @dataclass(frozen=True)
-class CompiledPipelines:
-    """The flows of a module's pipelines that compile, and the message of each that does not."""
+class CompiledDatasets:
+    """The flows of a datasets module's classes that compile, and the message of each that does not."""
 
     flows: dict[str, Flow]
     errors: dict[str, str]
@@ -96,7 +96,7 @@ def _execute(module: ModuleType, filename: str, ref: str) -> dict[str, str]:
     except SyntaxError as exc:
         raise ValidationFailed(f"'{ref}' is not valid Python: {exc.msg} (line {exc.lineno})") from None
     except OSError as exc:
-        raise NotFound(f"Pipelines module '{ref}' cannot be read: {exc.strerror or exc}") from None
+        raise NotFound(f"Datasets module '{ref}' cannot be read: {exc.strerror or exc}") from None
     broken: dict[str, str] = {}
     flags = 0
     namespace = module.__dict__
@@ -133,7 +133,7 @@ def _execute(module: ModuleType, filename: str, ref: str) -> dict[str, str]:
     return broken
 
 
-def _load_spec(spec: importlib.machinery.ModuleSpec, name: str, ref: str) -> PipelineModule:
+def _load_spec(spec: importlib.machinery.ModuleSpec, name: str, ref: str) -> DatasetModule:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -149,16 +149,16 @@ def _load_spec(spec: importlib.machinery.ModuleSpec, name: str, ref: str) -> Pip
     except Exception as exc:
         sys.modules.pop(name, None)
         raise ValidationFailed(f"Importing '{ref}' failed: {type(exc).__name__}: {exc}") from None
-    return PipelineModule(module, broken, ref)
+    return DatasetModule(module, broken, ref)
 
 
-def load_module(ref: str) -> PipelineModule:
-    """Import a pipelines module from a file path (``pipelines.py``) or a dotted module name."""
+def load_module(ref: str) -> DatasetModule:
+    """Import a datasets module from a file path (``datasets.py``) or a dotted module name."""
     path = Path(ref)
     if ref.endswith(".py") or path.is_file():
         if not path.is_file():
-            raise NotFound(f"Pipelines module '{ref}' does not exist")
-        name = f"flowport_pipelines_{abs(hash(str(path.resolve())))}"
+            raise NotFound(f"Datasets module '{ref}' does not exist")
+        name = f"flowport_datasets_{abs(hash(str(path.resolve())))}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise ValidationFailed(f"'{ref}' cannot be imported as a Python module")
@@ -170,20 +170,20 @@ def load_module(ref: str) -> PipelineModule:
         finally:
             sys.path.remove(folder)
     if ref in sys.modules:
-        return PipelineModule(sys.modules[ref], ref=ref)
+        return DatasetModule(sys.modules[ref], ref=ref)
     try:
         found = importlib.util.find_spec(ref)
     except (ImportError, ValueError) as exc:
-        raise NotFound(f"Pipelines module '{ref}' cannot be imported: {exc}") from None
+        raise NotFound(f"Datasets module '{ref}' cannot be imported: {exc}") from None
     except Exception as exc:  # a parent package that raises while importing
         raise ValidationFailed(f"Importing '{ref}' failed: {type(exc).__name__}: {exc}") from None
     if found is None:
-        raise NotFound(f"Pipelines module '{ref}' cannot be imported: no module named '{ref}'")
+        raise NotFound(f"Datasets module '{ref}' cannot be imported: no module named '{ref}'")
     return _load_spec(found, ref, ref)
 
 
-def compile_pipeline(cls: type, ds: date | None = None, *, now: datetime | None = None) -> Flow:
-    """The flow of one pipeline class.
+def compile_class(cls: type, ds: date | None = None, *, now: datetime | None = None) -> Flow:
+    """The flow of one dataset or view pipeline class.
 
     A view pipeline renders its templates for the logical date ``ds``;
     without one, for the logical date of its schedule's last complete
@@ -196,8 +196,8 @@ def compile_pipeline(cls: type, ds: date | None = None, *, now: datetime | None 
 
 
 def compile_module(
-    loaded: PipelineModule | ModuleType, ds: date | None = None, *, now: datetime | None = None
-) -> CompiledPipelines:
+    loaded: DatasetModule | ModuleType, ds: date | None = None, *, now: datetime | None = None
+) -> CompiledDatasets:
     """Every pipeline of a module as a flow (dataset pipelines first: views read their tables).
 
     A class that does not compile is reported in ``errors`` and the others
@@ -205,12 +205,12 @@ def compile_module(
     at all.
     """
     if isinstance(loaded, ModuleType):
-        loaded = PipelineModule(loaded, ref=loaded.__name__)
-    found = find_pipelines(vars(loaded.module))
+        loaded = DatasetModule(loaded, ref=loaded.__name__)
+    found = find_dataset_classes(vars(loaded.module))
     if not found and not loaded.broken:
         raise NotFound(
             f"Module '{loaded.ref or loaded.module.__name__}' defines no pipeline: class names must contain "
-            "'DatasetPipeline' or 'ViewPipeline' (or subclass flowport.pipelines.DatasetPipeline / "
+            "'DatasetPipeline' or 'ViewPipeline' (or subclass flowport.datasets.DatasetPipeline / "
             "ViewPipeline)"
         )
     when = now or now_utc()
@@ -219,10 +219,10 @@ def compile_module(
     ordered = sorted(found.items(), key=lambda item: (not is_dataset_pipeline(item[1]), item[0]))
     for name, cls in ordered:
         try:
-            flows[name] = compile_pipeline(cls, ds, now=when)
+            flows[name] = compile_class(cls, ds, now=when)
         except FlowportError as exc:
             errors[name] = _named(name, exc.message)
         except Exception as exc:  # user code in a class (a property, a metaclass) raising anything
             _log.debug("Compiling %s failed", name, exc_info=True)
             errors[name] = f"{name}: {type(exc).__name__}: {exc}"
-    return CompiledPipelines(flows, errors)
+    return CompiledDatasets(flows, errors)
