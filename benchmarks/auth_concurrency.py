@@ -42,6 +42,7 @@ _FOREIGN_ENV = (
     "FLOWPORT_URL",
     "FLOWPORT_TOKEN",
     "FLOWPORT_EXECUTOR",
+    "FLOWPORT_LAUNCHER",
 )
 
 
@@ -85,7 +86,7 @@ def flowport_server() -> Iterator[str]:
         "server",
         "--port",
         str(port),
-        "--workers-executor",
+        "--launcher",
         "thread",
         "--log-level",
         "warning",

@@ -20,6 +20,7 @@ __all__ = [
     "FlowportError",
     "Forbidden",
     "InvalidSettings",
+    "LaunchFailed",
     "NotFound",
     "PackageInvalid",
     "PathNotAllowed",
@@ -41,7 +42,6 @@ __all__ = [
 class FlowportError(Exception):
     """Base of every error Flowport raises on purpose."""
 
-
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
         self.message = message
@@ -56,7 +56,6 @@ class ValidationFailed(FlowportError):
     """Input (a flow, a package, a body, a configuration) is not valid."""
 
 
-
 class FlowDocumentError(ValidationFailed):
     """A flow document cannot be parsed into a flow."""
 
@@ -69,7 +68,6 @@ class NotFound(FlowportError):
     """The named object does not exist."""
 
 
-
 class PluginNotFound(NotFound):
     """No installed artifact provides the requested stage plugin."""
 
@@ -78,15 +76,12 @@ class Conflict(FlowportError):
     """The request conflicts with the current state (duplicate name, ...)."""
 
 
-
 class Unauthorized(FlowportError):
     """No or bad credentials."""
 
 
-
 class Forbidden(FlowportError):
     """Valid credentials, but the role may not do this."""
-
 
 
 class StageError(FlowportError):
@@ -182,6 +177,10 @@ class ConnectionFailed(FlowportError):
 
 class StoreNotReady(FlowportError):
     """The metadata database does not exist yet or is not at this Flowport's schema."""
+
+
+class LaunchFailed(FlowportError):
+    """No worker could take a job (the pool could not start, the broker is unreachable)."""
 
 
 def error_classes() -> list[type[FlowportError]]:

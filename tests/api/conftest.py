@@ -32,6 +32,7 @@ from tests.connections.live_servers import postgres_database
 from flowport.api.app import create_app
 from flowport.connections.secrets import SECRET_KEY_ENV
 from flowport.services import auth, flow_records, instance, jobs
+from flowport.services import launcher as launchers
 from flowport.store.database import DATABASE_URL_ENV, dispose_engines, get_engine
 
 STORES = ["sqlite", "postgresql"]
@@ -68,18 +69,19 @@ class Instance:
         database_url: str | None,
         monkeypatch: pytest.MonkeyPatch,
         *,
-        executor: str = "thread",
+        launcher: str = "thread",
         max_body_bytes: int | None = None,
     ) -> None:
         self.name = name
         self.home = home
         self.database_url = database_url
         self._monkeypatch = monkeypatch
+        self.launcher = launcher
         self.activate()
         instance.init_instance()
         for role, password in PASSWORDS.items():
             auth.create_user(role, password, role)
-        options: dict[str, Any] = {"executor": executor}
+        options: dict[str, Any] = {}
         if max_body_bytes is not None:
             options["max_body_bytes"] = max_body_bytes
         self.app = create_app(**options)
@@ -90,6 +92,8 @@ class Instance:
     def activate(self) -> None:
         """Point the services (which read the environment) at this instance."""
         self._monkeypatch.setenv("FLOWPORT_HOME", str(self.home))
+        # Where its jobs run: the instance's settings choose (tests: threads unless asked).
+        self._monkeypatch.setenv(launchers.LAUNCHER_ENV, self.launcher)
         if self.database_url:
             self._monkeypatch.setenv(DATABASE_URL_ENV, self.database_url)
         else:
@@ -207,8 +211,8 @@ MakeInstance = Callable[..., Instance]
 def make_instance(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[MakeInstance]:
-    """A factory of instances: ``make_instance("dev", store="sqlite", executor="thread")``."""
-    for name in (flow_records.DATA_DIR_ENV, jobs.EXECUTOR_ENV, jobs.WORKERS_ENV, SECRET_KEY_ENV):
+    """A factory of instances: ``make_instance("dev", store="sqlite", launcher="thread")``."""
+    for name in (flow_records.DATA_DIR_ENV, launchers.EXECUTOR_ENV, launchers.WORKERS_ENV, SECRET_KEY_ENV):
         monkeypatch.delenv(name, raising=False)
     made: list[Instance] = []
 

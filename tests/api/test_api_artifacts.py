@@ -14,7 +14,8 @@ from tests.api.conftest import Instance, MakeInstance
 from tests.plugins.plugin_builds import ARTIFACT, one_shot_gate, upper_flow, wheel
 
 from flowport.model.flow import ArtifactRef, PluginRef
-from flowport.services import flow_records, jobs
+from flowport.services import flow_records
+from flowport.services import launcher as launchers
 from flowport.services.flows import plugin_registry
 
 RUN_TIMEOUT = 120.0
@@ -28,7 +29,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def _pool() -> Iterator[None]:
     yield
-    jobs.shutdown_workers()
+    launchers.shutdown_launcher()
 
 
 def _upload(path: Path, name: str | None = None) -> dict[str, Any]:
@@ -177,10 +178,10 @@ def test_remove_a_version(api: Instance, builds: Path) -> None:
 def test_job_worker_processes_see_artifacts_installed_after_they_started(
     make_instance: MakeInstance, builds: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api = make_instance("dev", executor="process")
+    api = make_instance("dev", launcher="process")
     # One worker process, started (and its registry built) before the artifacts are installed.
-    jobs.shutdown_workers()
-    monkeypatch.setenv(jobs.WORKERS_ENV, "1")
+    launchers.shutdown_launcher()
+    monkeypatch.setenv(launchers.WORKERS_ENV, "1")
     _people(api)
     core_only = {
         "name": "Warm-up",

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from tests.api.conftest import Instance, MakeInstance, trash_only_document
 
-from flowport.services import flow_records, jobs
+from flowport.services import flow_records
+from flowport.services import launcher as launchers
 
 STAGES = ["Orders_01", "Types_01", "Filter_01", "JSON_01", "Parquet_01"]
 METRIC_KEYS = {"inputRecords", "outputRecords", "errorRecords", "inputBatches", "outputBatches", "seconds"}
@@ -18,7 +19,7 @@ METRIC_KEYS = {"inputRecords", "outputRecords", "errorRecords", "inputBatches", 
 @pytest.fixture(scope="module", autouse=True)
 def _pool() -> Iterator[None]:
     yield
-    jobs.shutdown_workers()
+    launchers.shutdown_launcher()
 
 
 def long_flow(api: Instance, rows: int = 400_000) -> dict[str, Any]:
@@ -66,9 +67,9 @@ def assert_complete(api: Instance, group: dict[str, Any]) -> None:
     assert "Stage JSON_01" in logs.text and "Complete" in logs.text
 
 
-@pytest.mark.parametrize("executor", ["thread", "process"])
-def test_run_is_a_job_group_polled_to_complete(make_instance: MakeInstance, executor: str) -> None:
-    api = make_instance("dev", executor=executor)
+@pytest.mark.parametrize("launcher", ["thread", "process"])
+def test_run_is_a_job_group_polled_to_complete(make_instance: MakeInstance, launcher: str) -> None:
+    api = make_instance("dev", launcher=launcher)
     flow = api.create_example()
     started = api.ok("POST", f"/v4/flows/{flow['id']}/run", 201, role="editor")
     assert started["status"] in ("Pending", "InProgress", "Complete")

@@ -27,7 +27,13 @@ def _free_port() -> int:
 
 def _start(home: Path, port: int, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "FLOWPORT_HOME": str(home), "COLUMNS": "200"}
-    for name in (DATABASE_URL_ENV, "FLOWPORT_ADMIN_PASSWORD", "FLOWPORT_DATA_DIR", "FLOWPORT_EXECUTOR"):
+    for name in (
+        DATABASE_URL_ENV,
+        "FLOWPORT_ADMIN_PASSWORD",
+        "FLOWPORT_DATA_DIR",
+        "FLOWPORT_EXECUTOR",
+        "FLOWPORT_LAUNCHER",
+    ):
         env.pop(name, None)
     command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port), *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

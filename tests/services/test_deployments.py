@@ -31,6 +31,7 @@ from flowport.model.flow import Flow
 from flowport.model.package import PackageInvalid
 from flowport.model.pins import widen_pins
 from flowport.services import auth, connections, deployments, flow_records, instance, jobs
+from flowport.services import launcher as launchers
 from flowport.services.flows import plugin_registry
 from flowport.services.package_archive import build_package
 from flowport.store.database import DATABASE_URL_ENV, dispose_engines, get_engine
@@ -56,8 +57,10 @@ def _postgresql_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def prod(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """An initialized Prod instance (metadata on SQLite or PostgreSQL); returns its source database."""
-    for name in (DATABASE_URL_ENV, flow_records.DATA_DIR_ENV, jobs.EXECUTOR_ENV, SECRET_KEY_ENV):
+    for name in (DATABASE_URL_ENV, flow_records.DATA_DIR_ENV, launchers.EXECUTOR_ENV, SECRET_KEY_ENV):
         monkeypatch.delenv(name, raising=False)
+    # Runs end before run_deployment returns.
+    monkeypatch.setenv(launchers.LAUNCHER_ENV, "inline")
     if request.param == "postgresql":
         url = request.getfixturevalue("_postgresql_url")
         engine = get_engine(url)
@@ -180,7 +183,7 @@ def output_rows(path: str = "prod/out/orders.jsonl") -> list[dict[str, Any]]:
 
 def run(deployment_id: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the deployment inline; returns the ended job group."""
-    answer = deployments.run_deployment(deployment_id, overrides, executor="inline")
+    answer = deployments.run_deployment(deployment_id, overrides)
     (started,) = answer["data"]
     assert started["reason"] == "JobStarted" and uuid.UUID(started["sessionId"])
     return jobs.get_job_group(started["id"], embed_jobs=True)
@@ -474,9 +477,9 @@ def test_activation_keeps_exactly_one_active_and_rolls_back(prod: Path) -> None:
 def test_run_without_an_active_release_is_a_conflict_and_starts_nothing(prod: Path) -> None:
     deployment_id = deployments.create_deployment({"name": "Empty"})["id"]
     with pytest.raises(Conflict, match=r"'Empty'.*has no active release: import a package"):
-        deployments.run_deployment(deployment_id, executor="inline")
+        deployments.run_deployment(deployment_id)
     with pytest.raises(NotFound):
-        deployments.run_deployment(999, executor="inline")
+        deployments.run_deployment(999)
     assert jobs.list_job_groups()["count"] == 0
 
 
@@ -487,7 +490,7 @@ def test_run_with_a_connection_this_instance_lacks_names_the_stage_and_validate_
     assert kept["activated"] is False and "stored but not activated" in kept["message"]
     assert deployments.get_deployment(deployment_id)["activeRelease"] is None
     with pytest.raises(Conflict, match="no active release"):
-        deployments.run_deployment(deployment_id, executor="inline")
+        deployments.run_deployment(deployment_id)
     report = deployments.import_release(deployment_id, package(), activate="force")
     assert report["activated"] is True
     assert report["unresolvedConnections"] == [
@@ -495,7 +498,7 @@ def test_run_with_a_connection_this_instance_lacks_names_the_stage_and_validate_
          "name": "Dev Redshift Conn", "vendor": "postgresql"}
     ]  # fmt: skip
     with pytest.raises(ValidationFailed) as refused:
-        deployments.run_deployment(deployment_id, executor="inline")
+        deployments.run_deployment(deployment_id)
     message = refused.value.message
     assert "stage 'Orders_01' uses connection" in message and DEV_CONNECTION in message
     assert "Dev Redshift Conn" in message and "objectImportRules" in message
@@ -554,7 +557,7 @@ def test_runs_use_the_active_release_and_a_rollback_is_verified_by_a_run(
     assert run(deployment_id)["status"] == "Complete"
     assert len(output_rows()) == len(PROD_ROWS)
     with pytest.raises(ValidationFailed, match="parameter name"):
-        deployments.run_deployment(deployment_id, {"bad name": 1}, executor="inline")
+        deployments.run_deployment(deployment_id, {"bad name": 1})
 
 
 # -- release diff ------------------------------------------------------------------------------

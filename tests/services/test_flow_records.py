@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.launchers import run_inline
 
 from flowport.errors import Conflict, FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.flow import Flow
@@ -227,7 +228,7 @@ def test_duplicate_gives_a_new_uuid_and_a_free_name() -> None:
 
 def test_delete_removes_the_flow_but_keeps_its_jobs() -> None:
     created = svc.create_flow(example())
-    group = jobs.run_flow(created["id"], executor="inline")
+    group = run_inline(created["id"])
     svc.delete_flow(created["id"])
     with pytest.raises(NotFound):
         svc.get_flow(created["id"])

@@ -1,4 +1,4 @@
-"""Jobs: real runs of stored flows in the local process pool (and the in-process executors).
+"""Jobs: real runs of stored flows in the local process pool (and the in-process launchers).
 
 The process pool is shared by the tests of this module (a worker gets the
 store's URL and home with each job, so it serves every test's instance)
@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 from tests.connections.live_servers import PLANTED, postgres_database
+from tests.launchers import launched_with, run_inline
 
 from flowport.connections.secrets import SECRET_KEY_ENV
 from flowport.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from flowport.services import auth, connections, flow_records, flows, instance, jobs
+from flowport.services import auth, connections, flow_records, flows, instance, jobs, runs
+from flowport.services import launcher as launchers
 from flowport.store import jobs as jobs_repo
 from flowport.store.database import DATABASE_URL_ENV, dispose_engines, transaction
 from flowport.store.tables import utcnow
@@ -32,7 +34,7 @@ TIMEOUT = 120.0
 @pytest.fixture(scope="module", autouse=True)
 def _pool() -> Iterator[None]:
     yield
-    jobs.shutdown_workers()
+    launchers.shutdown_launcher()
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +42,9 @@ def _initialized(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
         DATABASE_URL_ENV,
         flow_records.DATA_DIR_ENV,
-        jobs.EXECUTOR_ENV,
-        jobs.WORKERS_ENV,
+        launchers.EXECUTOR_ENV,
+        launchers.LAUNCHER_ENV,
+        launchers.WORKERS_ENV,
         SECRET_KEY_ENV,
     ):
         monkeypatch.delenv(name, raising=False)
@@ -124,7 +127,7 @@ def assert_complete_with_metrics(group: dict[str, Any]) -> None:
 def test_a_file_flow_runs_in_the_process_pool_to_complete() -> None:
     editor = auth.create_user("eve", "Editor-passw0rd", "editor")
     flow = example_flow()
-    started = jobs.run_flow(flow["id"], user=editor)
+    started = runs.run_flow(flow["id"], user=editor)
     assert started["status"] in ("Pending", "InProgress", "Complete")
     assert started["flow"] == {"id": flow["id"]} and started["creator"] == {"id": editor.id}
     assert started["jobs"]["count"] == 1 and len(started["sessionId"]) == 36
@@ -140,7 +143,7 @@ def test_a_postgresql_store_is_opened_by_the_worker_itself(monkeypatch: pytest.M
         try:
             instance.init_instance()
             flow = example_flow()
-            started = jobs.run_flow(flow["id"], overrides={"min_total": "20"})
+            started = runs.run_flow(flow["id"], overrides={"min_total": "20"})
             group = jobs.wait_for_job_group(started["id"], timeout=TIMEOUT)
             assert_complete_with_metrics(group)
             assert group["parameters"] == {"min_total": "20"}
@@ -163,7 +166,7 @@ def test_a_failing_flow_ends_failed_with_the_error() -> None:
             "edges": [{"from": "In_01", "to": "Trash_01"}],
         }
     )
-    group = jobs.wait_for_job_group(jobs.run_flow(flow["id"])["id"], timeout=TIMEOUT)
+    group = jobs.wait_for_job_group(runs.run_flow(flow["id"])["id"], timeout=TIMEOUT)
     assert group["status"] == "Failed"
     assert "absent.csv" in group["error"]
     assert group["result"]["status"] == "Failed" and "absent.csv" in group["result"]["error"]["message"]
@@ -174,12 +177,12 @@ def test_a_failing_flow_ends_failed_with_the_error() -> None:
 
 def test_cancel_a_running_job_and_a_pending_one(monkeypatch: pytest.MonkeyPatch) -> None:
     # One worker: the second job waits in the queue while the first runs.
-    jobs.shutdown_workers()
-    monkeypatch.setenv(jobs.WORKERS_ENV, "1")
+    launchers.shutdown_launcher()
+    monkeypatch.setenv(launchers.WORKERS_ENV, "1")
     try:
         long = long_flow()
-        running = jobs.run_flow(long["id"])
-        queued = jobs.run_flow(example_flow()["id"])
+        running = runs.run_flow(long["id"])
+        queued = runs.run_flow(example_flow()["id"])
         assert queued["status"] == "Pending"
 
         def reading() -> bool:
@@ -208,39 +211,44 @@ def test_cancel_a_running_job_and_a_pending_one(monkeypatch: pytest.MonkeyPatch)
         assert again["status"] == "Canceled" and again["jobs"]["data"][0]["startedAt"] is None
         assert jobs.cancel_job_group(queued["id"])["status"] == "Canceled"  # idempotent
     finally:
-        jobs.shutdown_workers()
+        launchers.shutdown_launcher()
 
 
 def test_bad_worker_count_fails_the_job_it_could_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    jobs.shutdown_workers()
-    monkeypatch.setenv(jobs.WORKERS_ENV, "none")
+    launchers.shutdown_launcher()
+    monkeypatch.setenv(launchers.WORKERS_ENV, "none")
     flow = example_flow()
     with pytest.raises(ValidationFailed, match="FLOWPORT_WORKERS"):
-        jobs.run_flow(flow["id"])
+        runs.run_flow(flow["id"])
     (group,) = jobs.list_job_groups()["data"]
     assert group["status"] == "Failed" and "FLOWPORT_WORKERS" in group["error"]
 
 
-# -- in-process executors ------------------------------------------------------------------
+# -- in-process launchers ------------------------------------------------------------------
 
 
 def test_inline_runs_before_returning_and_thread_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
     flow = example_flow()
-    inline = jobs.run_flow(flow["id"], executor="inline")
+    inline = run_inline(flow["id"])
     assert_complete_with_metrics(inline)
     assert "Complete in" in jobs.get_job_group_logs(inline["id"])
-    monkeypatch.setenv(jobs.EXECUTOR_ENV, "thread")
-    assert jobs.default_executor() == "thread"
-    background = jobs.run_flow(flow["id"])
+    monkeypatch.setenv(launchers.LAUNCHER_ENV, "thread")
+    assert launchers.configured_kind() == "thread" and launchers.launcher().kind == "thread"
+    background = runs.run_flow(flow["id"])
     assert_complete_with_metrics(jobs.wait_for_job_group(background["id"], timeout=TIMEOUT))
-    monkeypatch.setenv(jobs.EXECUTOR_ENV, "celery")
-    with pytest.raises(ValidationFailed, match="FLOWPORT_EXECUTOR"):
-        jobs.default_executor()
+    monkeypatch.setenv(launchers.LAUNCHER_ENV, "celery")
+    with pytest.raises(ValidationFailed, match="FLOWPORT_LAUNCHER"):
+        launchers.configured_kind()
+    # The setting's earlier name is still read.
+    monkeypatch.delenv(launchers.LAUNCHER_ENV)
+    monkeypatch.setenv(launchers.EXECUTOR_ENV, "inline")
+    assert launchers.configured_kind() == "inline"
 
 
 def test_cancel_a_thread_job_while_it_runs() -> None:
     long = long_flow(rows=200_000)
-    running = jobs.run_flow(long["id"], executor="thread")
+    with launched_with("thread"):
+        running = runs.run_flow(long["id"])
     wait_until(lambda: jobs.get_job_group(running["id"])["status"] == "InProgress")
     jobs.cancel_job_group(running["id"])
     assert jobs.wait_for_job_group(running["id"], timeout=30)["status"] == "Canceled"
@@ -251,22 +259,22 @@ def test_an_invalid_flow_is_refused_before_any_job_exists() -> None:
         {"name": "Broken", "stages": [{"name": "T", "plugin": {"name": "trash"}}]}
     )
     with pytest.raises(flows.FlowInvalid) as caught:
-        jobs.run_flow(broken["id"], executor="inline")
+        run_inline(broken["id"])
     assert caught.value.details["issues"][0]["code"] == "FIRST_STAGE_NOT_ORIGIN"
     assert jobs.list_job_groups()["count"] == 0
     with pytest.raises(NotFound):
-        jobs.run_flow(404, executor="inline")
+        run_inline(404)
     with pytest.raises(ValidationFailed, match="parameter name"):
-        jobs.run_flow(broken["id"], overrides={"not valid": "1"}, executor="inline")
+        run_inline(broken["id"], overrides={"not valid": "1"})
 
 
 def test_roles_lists_and_conflicts() -> None:
     viewer = auth.create_user("vic", "Viewer-passw0rd", "viewer")
     flow = example_flow()
     with pytest.raises(Forbidden):
-        jobs.run_flow(flow["id"], user=viewer, executor="inline")
-    first = jobs.run_flow(flow["id"], executor="inline")
-    second = jobs.run_flow(flow["id"], executor="inline", overrides={"min_total": 1000})
+        run_inline(flow["id"], user=viewer)
+    first = run_inline(flow["id"])
+    second = run_inline(flow["id"], overrides={"min_total": 1000})
     assert second["parameters"] == {"min_total": "1000"}
     assert second["result"]["stages"]["Filter_01"]["outputRecords"] == 0
     assert second["status"] == "Failed"  # nothing reached a destination: fail_on_no_output
@@ -307,7 +315,7 @@ def test_interrupted_job_groups_are_failed_at_start() -> None:
             group = jobs_repo.create_group(s, flow_id=flow["id"], status=status)
             jobs_repo.create_job(s, job_group_id=group.id, flow_id=flow["id"], status=status)
             ids.append(group.id)
-    done = jobs.run_flow(flow["id"], executor="inline")
+    done = run_inline(flow["id"])
     assert jobs.fail_interrupted_job_groups() == 2
     for group_id in ids:
         group = jobs.get_job_group(group_id, embed_jobs=True)
@@ -375,7 +383,7 @@ def test_a_planted_credential_appears_in_no_job_result_or_log(echoing_api: str) 
             "edges": [{"from": "Api_01", "to": "Trash_01"}],
         }
     )
-    group = jobs.wait_for_job_group(jobs.run_flow(flow["id"])["id"], timeout=TIMEOUT)
+    group = jobs.wait_for_job_group(runs.run_flow(flow["id"])["id"], timeout=TIMEOUT)
     assert group["status"] == "Failed" and "400" in group["error"]
     everything = json.dumps(
         [group, jobs.list_jobs(group["id"]), jobs.get_job_group_metrics(group["id"])]
@@ -388,7 +396,7 @@ def test_a_planted_credential_appears_in_no_job_result_or_log(echoing_api: str) 
 
 def test_every_status_change_of_a_run_is_in_the_outbox() -> None:
     flow = example_flow()
-    group = jobs.run_flow(flow["id"], executor="inline")
+    group = run_inline(flow["id"])
     assert group["status"] == "Complete" and group["trigger"] == "manual" and group["attempt"] == 1
     assert group["heartbeatAt"] is not None or group["finishedAt"] is not None
     with instance.transaction() as session:

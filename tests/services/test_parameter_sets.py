@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any
 
 import pytest
+from tests.launchers import run_inline
 
 from flowport.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from flowport.services import auth, flow_records, flows, instance, jobs, projects
@@ -156,7 +157,7 @@ def test_set_values_are_substituted_in_previews_and_runs_and_overrides_win() -> 
     assert kept and all(row["total"] >= 100 for row in kept)
 
     def filtered(**overrides: str) -> int:
-        group = jobs.run_flow(flow["id"], executor="inline", overrides=overrides)
+        group = run_inline(flow["id"], overrides=overrides)
         assert group["status"] == "Complete", group["error"]
         return int(group["result"]["stages"]["Filter_01"]["outputRecords"])
 
@@ -173,5 +174,5 @@ def test_deleting_a_used_set_makes_runs_refuse_to_start() -> None:
     flow = flow_records.create_flow(orders_flow_using_a_set())
     svc.delete_parameter_set(created["id"])
     with pytest.raises(flows.FlowInvalid, match="PARAMETER_SET_NOT_FOUND"):
-        jobs.run_flow(flow["id"], executor="inline")
+        run_inline(flow["id"])
     assert jobs.list_job_groups()["count"] == 0

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.launchers import run_inline
 
-from flowport.services import connections, flow_records, instance, jobs
+from flowport.services import connections, flow_records, instance
 from flowport.services.settings import data_dir
 from flowport.services.stage_state import StoreStageState
 
@@ -57,14 +58,14 @@ def _rows(name: str) -> int:
 def test_two_flows_with_the_same_stage_name_keep_separate_offsets(source: Path) -> None:
     first = flow_records.create_flow(_flow("First", "first.jsonl"))
     second = flow_records.create_flow(_flow("Second", "second.jsonl"))
-    assert jobs.run_flow(first["id"], executor="inline")["status"] == "Complete"
+    assert run_inline(first["id"])["status"] == "Complete"
     assert _rows("first.jsonl") == 3
     with sqlite3.connect(source) as db:
         db.execute("INSERT INTO orders VALUES (4, 'd')")
     # The second flow has read nothing yet: its offset is its own.
-    assert jobs.run_flow(second["id"], executor="inline")["status"] == "Complete"
+    assert run_inline(second["id"])["status"] == "Complete"
     assert _rows("second.jsonl") == 4
-    assert jobs.run_flow(first["id"], executor="inline")["status"] == "Complete"
+    assert run_inline(first["id"])["status"] == "Complete"
     assert _rows("first.jsonl") == 1  # only the new row
     first_state = StoreStageState(first["uuid"]).load("Orders_01")
     second_state = StoreStageState(second["uuid"]).load("Orders_01")
@@ -79,7 +80,7 @@ def test_a_legacy_offset_file_moves_into_the_store_once(source: Path) -> None:
     legacy.parent.mkdir(parents=True)
     saved = {"table": "orders", "offset_column": "id", "offset": {"type": "int", "value": 2}}
     legacy.write_text(json.dumps(saved))
-    assert jobs.run_flow(flow["id"], executor="inline")["status"] == "Complete"
+    assert run_inline(flow["id"])["status"] == "Complete"
     assert _rows("legacy.jsonl") == 1  # rows past the old file's offset only
     assert not legacy.exists() and legacy.with_name("Orders_01.json.migrated").exists()
     state = StoreStageState(flow["uuid"]).load("Orders_01")

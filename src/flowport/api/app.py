@@ -32,7 +32,6 @@ from flowport.api.routes import (
 )
 from flowport.errors import FlowportError
 from flowport.services import auth
-from flowport.services.jobs import ExecutorKind
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -196,14 +195,10 @@ def _needs_credentials(scope: Scope) -> bool:
     return True
 
 
-def create_app(
-    *, executor: ExecutorKind | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-) -> FastAPI:
+def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The API of the instance that ``FLOWPORT_HOME`` / ``FLOWPORT_DATABASE_URL`` designate.
 
     Args:
-        executor: how ``POST /v4/flows/{id}/run`` runs jobs (``process``,
-            ``thread``, ``inline``); None means ``FLOWPORT_EXECUTOR`` or ``process``.
         max_body_bytes: the largest request body accepted (413 beyond); an
             unauthenticated request to the API is answered 401 before its size is looked at.
 
@@ -219,7 +214,6 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
-    app.state.executor = executor
     install_error_handlers(app)
     for module in (projects, flows, packages, stages, connections, parameter_sets, jobs, users, deployments):
         app.include_router(module.router)

@@ -30,7 +30,6 @@ from starlette.types import Scope
 from flowport.errors import ValidationFailed
 from flowport.services import auth
 from flowport.services.auth import User
-from flowport.services.jobs import ExecutorKind
 
 __all__ = [
     "MAX_ID",
@@ -38,7 +37,6 @@ __all__ = [
     "AuthenticatedRoute",
     "CurrentUser",
     "Editor",
-    "Executor",
     "Id",
     "OptionalId",
     "Page",
@@ -251,11 +249,3 @@ def _page(
 
 
 PageQuery = Annotated[Page, Depends(_page)]
-
-
-def _executor(request: Request) -> ExecutorKind | None:
-    executor: ExecutorKind | None = getattr(request.app.state, "executor", None)
-    return executor
-
-
-Executor = Annotated[ExecutorKind | None, Depends(_executor)]

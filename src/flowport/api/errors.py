@@ -34,6 +34,7 @@ from flowport.errors import (
     ConnectionFailed,
     FlowportError,
     Forbidden,
+    LaunchFailed,
     NotFound,
     RequestTooLarge,
     SecretKeyError,
@@ -101,6 +102,7 @@ _STATUS: dict[type[FlowportError], int] = {
     SecretKeyError: 500,
     ConnectionFailed: 502,
     StoreNotReady: 503,
+    LaunchFailed: 503,
 }
 
 

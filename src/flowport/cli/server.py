@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from flowport.cli.output import console, err_console, metrics_table
-from flowport.errors import Conflict, FlowportError, NotFound
+from flowport.errors import Conflict, FlowportError, NotFound, ValidationFailed
 from flowport.services.settings import settings
 
 __all__ = [
@@ -156,9 +156,15 @@ def _report_when_done(job_group_id: int) -> None:
 def server(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
-    workers_executor: Annotated[
-        str, typer.Option("--workers-executor", help="How jobs run: process (a local pool) or thread.")
-    ] = "process",
+    launcher: Annotated[
+        str | None,
+        typer.Option(
+            "--launcher",
+            "--workers-executor",
+            help="Where jobs run: process (a local pool, the default) or thread; "
+            "default FLOWPORT_LAUNCHER or [jobs] launcher.",
+        ),
+    ] = None,
     with_example: Annotated[
         bool,
         typer.Option(
@@ -179,17 +185,29 @@ def server(
     import uvicorn
 
     from flowport.api.app import create_app
-    from flowport.services import instance, jobs
+    from flowport.orchestrate.loop import Loop
+    from flowport.services import instance, jobs, runs
+    from flowport.services import launcher as launchers
     from flowport.services.file_roots import instance_roots
 
-    if workers_executor not in ("process", "thread"):
-        raise typer.BadParameter("use process or thread", param_hint="--workers-executor")
-    executor: Literal["process", "thread"] = "process" if workers_executor == "process" else "thread"
+    if launcher is not None and launcher not in ("process", "thread"):
+        raise typer.BadParameter("use process or thread", param_hint="--launcher")
     try:
         info = instance.init_instance()
+        # A request must not wait for a job: an inline launcher would run it inside the request.
+        kind = launcher or launchers.configured_kind()
+        if kind not in ("process", "thread"):
+            raise ValidationFailed(f"flowport server runs jobs in a process pool or threads, not '{kind}'")
+        launchers.use_launcher(kind)
         # A root holding the store or the key would hand them to every flow: refuse to serve.
         roots = instance_roots()
-        interrupted = jobs.fail_interrupted_job_groups()
+        # On the embedded store this server's pool is the only worker: what it held when it stopped
+        # is lost. A shared store may have other workers: only jobs whose lease expired are failed.
+        interrupted = (
+            jobs.fail_interrupted_job_groups()
+            if instance.store_url().startswith("sqlite")
+            else jobs.fail_stale_job_groups()
+        )
         user_name, generated, where = ensure_admin()
         # Only when asked: a Prod instance gets no flow it did not import.
         example, loaded = load_example() if with_example or run_example else (None, False)
@@ -232,7 +250,7 @@ def server(
         err_console.print("[red]Example not started:[/red] the example flow is not in the default project")
     elif run_example and example is not None:
         try:
-            group = jobs.run_flow(example["id"], executor=executor)
+            group = runs.run_flow(example["id"])
         except FlowportError as exc:
             err_console.print(
                 f"[red]Example not started:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True
@@ -243,13 +261,15 @@ def server(
                 target=_report_when_done, args=(group["id"],), name="flowport-example", daemon=True
             ).start()
 
-    config = uvicorn.Config(
-        create_app(executor=executor), host=host, port=port, log_level=log_level, workers=1
-    )
+    config = uvicorn.Config(create_app(), host=host, port=port, log_level=log_level, workers=1)
+    # Jobs whose worker stopped renewing its lease (killed, host gone) are failed while the server runs.
+    sweep = Loop("lease", jobs.HEARTBEAT_LEASE / 3, lambda: jobs.fail_stale_job_groups(only_running=True))
+    sweep.start()
     try:
         _graceful_server(config).run()
     finally:
-        jobs.shutdown_workers()
+        sweep.stop()
+        launchers.shutdown_launcher()
 
 
 def _graceful_server(config: Any) -> Any:

@@ -59,7 +59,6 @@ from flowport.model.package import (
 )
 from flowport.model.release_diff import ReleaseSide, diff_releases
 from flowport.plugins.registry import PluginRegistry
-from flowport.services import jobs as _jobs
 from flowport.services.auth import User, require_role
 from flowport.services.flow_records import insert_flow, missing_connections
 from flowport.services.flows import plugin_registry
@@ -70,7 +69,7 @@ from flowport.store import connections as _connections_repo
 from flowport.store import deployments as _repo
 from flowport.store import flows as _flows_repo
 from flowport.store import projects as _projects_repo
-from flowport.store.tables import Deployment, Release
+from flowport.store.tables import Deployment, JobTrigger, Release
 
 __all__ = [
     "MAX_RULES",
@@ -81,6 +80,7 @@ __all__ = [
     "delete_deployment",
     "delete_release",
     "deployment_dict",
+    "deployment_flow",
     "get_deployment",
     "get_object_import_rules",
     "get_release",
@@ -939,27 +939,15 @@ def _connection_label(reference: str, listed: Sequence[Mapping[str, Any]]) -> st
     return f"'{reference}'"
 
 
-def run_deployment(
-    deployment_id: int,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    user: User | None = None,
-    executor: _jobs.ExecutorKind | None = None,
-) -> dict[str, Any]:
-    """Run the primary flow of the deployment's active release; answers the seed's ``JobStarted`` shape.
-
-    Returns:
-        ``{"data": [{"reason": "JobStarted", "sessionId": ..., "id": JOB_GROUP_ID}]}``;
-        poll ``GET /v4/jobGroups/{id}``.
+def deployment_flow(deployment_id: int) -> int:
+    """The flow a run of the deployment runs: the primary flow of its active release, checked.
 
     Raises:
         Conflict: no active release, or its primary flow was deleted.
         ValidationFailed: the flow's stages use connections this instance
         does not have (``details.missingConnections`` names each stage and
-        connection), or the flow is otherwise invalid (FlowInvalid), or
-        malformed overrides. NotFound: no such deployment. Forbidden: a viewer.
+        connection). NotFound: no such deployment.
     """
-    require_role(user, "editor")
     with transaction() as session:
         deployment = _repo.get_by_id(session, deployment_id)
         release = _repo.active_release(session, deployment_id)
@@ -995,17 +983,37 @@ def run_deployment(
                 "missingConnections": [{"stage": stage, "connection": r} for stage, r in missing],
             },
         )
-    group = _jobs.run_flow(
-        flow_id, overrides=overrides, user=user, executor=executor, deployment_id=deployment_id
-    )
     _log.info(
-        "Deployment '%s' (id %s) run: release %s, flow %s, job group %s",
+        "Deployment '%s' (id %s) runs flow %s of release %s",
         deployment.name,
         deployment_id,
-        release.id,
         flow_id,
-        group["id"],
+        release.id,
     )
+    return flow_id
+
+
+def run_deployment(
+    deployment_id: int,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    user: User | None = None,
+    trigger: JobTrigger = "manual",
+) -> dict[str, Any]:
+    """Run the primary flow of the deployment's active release; answers the seed's ``JobStarted`` shape.
+
+    Returns:
+        ``{"data": [{"reason": "JobStarted", "sessionId": ..., "id": JOB_GROUP_ID}]}``;
+        poll ``GET /v4/jobGroups/{id}``.
+
+    Raises:
+        See :func:`deployment_flow` and :func:`flowport.services.runs.start`
+        (FlowInvalid, malformed overrides, Forbidden for a viewer).
+    """
+    # runs builds on this module (it resolves deployments through deployment_flow).
+    from flowport.services import runs
+
+    group = runs.start(runs.DeploymentTarget(deployment_id), trigger, user, overrides=overrides)
     return {"data": [{"reason": "JobStarted", "sessionId": group["sessionId"], "id": group["id"]}]}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid as _uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -48,6 +48,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobGroup",
+    "JobTrigger",
     "ParameterSet",
     "Project",
     "Release",
@@ -85,7 +86,9 @@ _LONG_BLOB = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 ROLES = ("admin", "editor", "viewer")
 FLOW_TYPES = ("batch", "streaming")
-JOB_TRIGGERS = ("manual", "api", "schedule", "backfill", "pipeline")
+#: Who or what started a run.
+JobTrigger = Literal["manual", "api", "schedule", "backfill", "pipeline"]
+JOB_TRIGGERS: tuple[JobTrigger, ...] = ("manual", "api", "schedule", "backfill", "pipeline")
 JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
 IMPORT_RULE_KINDS = ("object", "value")
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile
 
-from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Executor, Id, OptionalId, PageQuery
+from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
 from flowport.api.routes.flows import RunBody
 from flowport.services import deployments
@@ -217,8 +217,8 @@ def delete_release(user: Editor, release_id: Id) -> Response:
 
 @router.post("/deployments/{deployment_id}/run", status_code=201)
 def run_deployment(
-    user: Editor, deployment_id: Id, executor: Executor, body: Annotated[RunBody | None, Body()] = None
+    user: Editor, deployment_id: Id, body: Annotated[RunBody | None, Body()] = None
 ) -> dict[str, Any]:
     """Run the primary flow of the active release; answers ``{"data": [{"reason": "JobStarted", ...}]}``."""
     overrides = (body or RunBody()).overrides()
-    return deployments.run_deployment(deployment_id, overrides, user=user, executor=executor)
+    return deployments.run_deployment(deployment_id, overrides, user=user, trigger="api")

@@ -15,13 +15,12 @@ from flowport.api.deps import (
     AuthenticatedRoute,
     CurrentUser,
     Editor,
-    Executor,
     Id,
     OptionalId,
     PageQuery,
 )
 from flowport.api.errors import ERROR_RESPONSES
-from flowport.services import flow_records, jobs
+from flowport.services import flow_records, runs
 
 __all__ = ["DuplicateBody", "PreviewBody", "RunBody", "flow_view", "router"]
 
@@ -186,9 +185,7 @@ def preview_flow(
 
 
 @router.post("/{flow_id}/run", status_code=201)
-def run_flow(
-    user: Editor, flow_id: Id, executor: Executor, body: Annotated[RunBody | None, Body()] = None
-) -> dict[str, Any]:
+def run_flow(user: Editor, flow_id: Id, body: Annotated[RunBody | None, Body()] = None) -> dict[str, Any]:
     """Validate the flow and start a job running it; answers the job group (poll ``/v4/jobGroups/{id}``)."""
     overrides = (body or RunBody()).overrides()
-    return jobs.run_flow(flow_id, overrides=overrides, user=user, executor=executor)
+    return runs.run_flow(flow_id, overrides=overrides, user=user, trigger="api")

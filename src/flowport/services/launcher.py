@@ -1,0 +1,148 @@
+"""The instance's job launcher: chosen from settings in one place, shared by every service that starts jobs.
+
+``FLOWPORT_LAUNCHER`` (or ``[jobs] launcher`` in ``flowport.toml``) names it:
+
+- ``process`` (default, what ``flowport server`` uses): a local pool of
+  ``FLOWPORT_WORKERS`` (default 2) processes, each configured once for the
+  instance; only a job group's id and where the instance lives travel to it.
+- ``thread``: background threads of this process (small tools, tests).
+- ``inline``: in the caller's thread; starting a job returns when it has ended (the CLI, tests).
+
+``FLOWPORT_EXECUTOR``, the setting's name before 0.9, is still read. The
+launcher is built on first use and rebuilt when the settings name another
+kind or another instance; :func:`use_launcher` installs one explicitly (the
+server, the CLI, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from flowport.errors import ValidationFailed
+from flowport.orchestrate import LAUNCHER_KINDS, JobLauncher, create_launcher
+from flowport.services.instance import store_url
+from flowport.services.job_runner import execute_job, fail_lost_job
+from flowport.services.settings import file_setting, settings
+from flowport.store.database import DATABASE_URL_ENV
+
+__all__ = [
+    "EXECUTOR_ENV",
+    "LAUNCHER_ENV",
+    "WORKERS_ENV",
+    "configured_kind",
+    "configured_workers",
+    "launcher",
+    "shutdown_launcher",
+    "use_launcher",
+]
+
+_log = logging.getLogger(__name__)
+
+LAUNCHER_ENV = "FLOWPORT_LAUNCHER"
+#: The launcher setting's earlier name, still read.
+EXECUTOR_ENV = "FLOWPORT_EXECUTOR"
+WORKERS_ENV = "FLOWPORT_WORKERS"
+
+_lock = threading.Lock()
+_current: JobLauncher | None = None
+_current_key: tuple[Any, ...] | None = None
+_installed: JobLauncher | None = None
+
+
+def configured_kind() -> str:
+    """The launcher the settings name.
+
+    ``FLOWPORT_LAUNCHER``, else ``FLOWPORT_EXECUTOR``, else ``[jobs] launcher``, else ``process``.
+    """
+    for name in (LAUNCHER_ENV, EXECUTOR_ENV):
+        raw = os.environ.get(name, "").strip()
+        if raw:
+            where = name
+            break
+    else:
+        raw = str(file_setting("jobs", "launcher") or "").strip()
+        where = f"{settings().settings_file} [jobs] launcher"
+    kind = raw or "process"
+    if kind not in LAUNCHER_KINDS:
+        raise ValidationFailed(f"{where} must be one of {', '.join(LAUNCHER_KINDS)}, not '{kind}'")
+    return kind
+
+
+def configured_workers() -> int:
+    """Worker processes of the local pool: ``FLOWPORT_WORKERS``, ``[jobs] workers``, 2."""
+    raw = os.environ.get(WORKERS_ENV, "").strip() or str(file_setting("jobs", "workers") or "").strip() or "2"
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValidationFailed(f"{WORKERS_ENV} must be a whole number of at least 1, not '{raw}'")
+    return count
+
+
+def _build(kind: str, workers: int, home: str, url: str) -> JobLauncher:
+    return create_launcher(
+        kind,
+        execute_job,
+        on_lost=fail_lost_job,
+        workers=workers,
+        # A pool's workers serve this instance, whatever environment they were spawned with.
+        worker_environment={"FLOWPORT_HOME": home, DATABASE_URL_ENV: url},
+    )
+
+
+def launcher() -> JobLauncher:
+    """The launcher jobs go to now: the one installed by :func:`use_launcher`, else the configured one."""
+    global _current, _current_key
+    with _lock:
+        if _installed is not None:
+            return _installed
+    kind = configured_kind()
+    home, url = str(settings().home), store_url()
+    workers = configured_workers() if kind == "process" else 0
+    key = (kind, workers, home, url)
+    with _lock:
+        if _current is not None and _current_key == key:
+            return _current
+        previous, _current_key = _current, key
+        _current = current = _build(kind, max(workers, 1), home, url)
+    if previous is not None:
+        previous.shutdown(wait=False)
+    _log.debug("Job launcher: %s", kind)
+    return current
+
+
+def use_launcher(kind: str | JobLauncher | None) -> JobLauncher | None:
+    """Install a launcher (a kind or an instance) for every job started from now; None: back to the settings.
+
+    Returns the launcher installed (None when back to the settings).
+    """
+    global _installed
+    installed = (
+        _build(kind, configured_workers(), str(settings().home), store_url())
+        if isinstance(kind, str)
+        else kind
+    )
+    with _lock:
+        previous, _installed = _installed, installed
+    if previous is not None and previous is not installed:
+        previous.shutdown(wait=False)
+    return installed
+
+
+def shutdown_launcher(*, wait: bool = True) -> None:
+    """Stop the current launcher's workers (server shutdown, tests); queued jobs stay Pending.
+
+    Jobs left Pending or InProgress are failed by lease
+    (:func:`~flowport.services.jobs.fail_stale_job_groups`) or, on a
+    single-server instance, when it starts again.
+    """
+    global _current, _current_key
+    with _lock:
+        stopping = [x for x in (_current, _installed) if x is not None]
+        _current, _current_key = None, None
+    for item in stopping:
+        item.shutdown(wait=wait)

@@ -1,0 +1,156 @@
+"""Starting runs: a flow, a deployment (its active release) or, later, a pipeline — for anyone.
+
+:func:`start` is the one way a job begins, whoever asks: a user through the
+API, the UI or the CLI, a schedule, a pipeline task or an API token. It
+validates the target with its parameter sets and the overrides, records a
+job group (trigger, schedule, logical date and data interval included) with
+one job, moves it to Pending and hands it to the instance's launcher
+(:mod:`flowport.services.launcher`); it returns at once unless the launcher
+is ``inline``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from flowport.errors import FlowportError
+from flowport.orchestrate import JobTask
+from flowport.services import deployments as _deployments
+from flowport.services.auth import User, require_role
+from flowport.services.file_roots import instance_roots
+from flowport.services.flow_records import check_overrides, data_dir, load_stored_flow
+from flowport.services.instance import store_url, transaction
+from flowport.services.job_runner import fail_lost_job
+from flowport.services.jobs import get_job_group
+from flowport.services.launcher import launcher
+from flowport.services.permissions import require_flow_permissions
+from flowport.services.settings import settings
+from flowport.store import jobs as _repo
+from flowport.store.tables import JobTrigger
+
+__all__ = ["DeploymentTarget", "FlowTarget", "RunTarget", "Schedule", "Trigger", "run_flow", "start"]
+
+_log = logging.getLogger(__name__)
+
+#: Who or what started a run (a job group's ``trigger``): manual, api, schedule, backfill, pipeline.
+Trigger = JobTrigger
+
+
+@dataclass(frozen=True)
+class FlowTarget:
+    """Run a stored flow."""
+
+    flow_id: int
+
+
+@dataclass(frozen=True)
+class DeploymentTarget:
+    """Run the primary flow of a deployment's active release (a new release keeps schedules working)."""
+
+    deployment_id: int
+
+
+RunTarget = FlowTarget | DeploymentTarget
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The schedule a run is for: its id, the logical date (interval start) and the data interval."""
+
+    schedule_id: int
+    logical_date: datetime
+    data_interval_start: datetime
+    data_interval_end: datetime
+
+
+def start(
+    target: RunTarget,
+    trigger: Trigger = "manual",
+    actor: User | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    schedule: Schedule | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Start a job running ``target`` and return its job group (with its jobs embedded).
+
+    Args:
+        trigger: manual, api, schedule, backfill or pipeline.
+        actor: the user asking; None for the instance itself (a schedule,
+            an in-process caller), which needs no role.
+        overrides: parameter values for this run.
+        schedule: the schedule and logical date the run is for (one run per
+            schedule and logical date: a second is refused with Conflict).
+        base_dir: where relative paths resolve (default: the data folder).
+
+    Raises:
+        NotFound: no such flow or deployment. FlowInvalid (ValidationFailed,
+        ``details`` = the validation result): the flow is not valid; no job
+        is created. ValidationFailed: malformed overrides, or a deployment
+        whose flow uses connections this instance lacks. Conflict: a
+        deployment without an active release; a second run for a schedule's
+        logical date. Forbidden: a viewer, or a restricted stage the actor
+        has no permission for. LaunchFailed: no worker could take the job
+        (it is recorded Failed).
+    """
+    require_role(actor, "editor")
+    deployment_id = None
+    if isinstance(target, DeploymentTarget):
+        deployment_id = target.deployment_id
+        flow_id = _deployments.deployment_flow(deployment_id)
+    else:
+        flow_id = target.flow_id
+    values = check_overrides(overrides)
+    folder = (base_dir or data_dir()).resolve()
+    roots = instance_roots()
+    with transaction() as session:
+        stored = load_stored_flow(session, flow_id)
+        require_flow_permissions(actor, stored.flow, action="run")
+        stored.check(values)
+        group = _repo.create_group(
+            session,
+            flow_id=flow_id,
+            deployment_id=deployment_id,
+            parameters=values,
+            creator_id=actor.id if actor else None,
+            trigger=trigger,
+            schedule_id=schedule.schedule_id if schedule else None,
+            logical_date=schedule.logical_date if schedule else None,
+            data_interval=(schedule.data_interval_start, schedule.data_interval_end) if schedule else None,
+        )
+        _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
+        group_id = group.id
+    assert roots.roots is not None
+    task = JobTask(
+        group_id, store_url(), str(settings().home), str(folder), tuple(str(r) for r in roots.roots)
+    )
+    try:
+        chosen = launcher()
+        _log.info(
+            "Job group %s created for flow %s (%s, %s launcher)", group_id, flow_id, trigger, chosen.kind
+        )
+        with transaction(task.database_url) as session:
+            _repo.transition(session, group_id, from_statuses={"Created"}, to_status="Pending")
+        chosen.submit(task)
+    except Exception as exc:
+        reason = exc.message if isinstance(exc, FlowportError) else f"{type(exc).__name__}: {exc}"
+        fail_lost_job(task, f"Could not hand the job to a worker: {reason}")
+        raise
+    return get_job_group(group_id, embed_jobs=True)
+
+
+def run_flow(
+    flow_id: int,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    user: User | None = None,
+    trigger: Trigger = "manual",
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Start a job running a stored flow: :func:`start` with a :class:`FlowTarget`."""
+    return start(FlowTarget(flow_id), trigger, user, overrides=overrides, base_dir=base_dir)
