@@ -33,12 +33,15 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "BACKFILL_STATUSES",
     "FLOW_TYPES",
     "IMPORT_RULE_KINDS",
     "JOB_STATUSES",
     "JOB_TRIGGERS",
+    "REPROCESS_POLICIES",
     "ROLES",
     "ApiToken",
+    "Backfill",
     "Base",
     "Connection",
     "Deployment",
@@ -49,9 +52,11 @@ __all__ = [
     "JobEvent",
     "JobGroup",
     "JobTrigger",
+    "Lease",
     "ParameterSet",
     "Project",
     "Release",
+    "ScheduleRecord",
     "StageStateRecord",
     "UTCDateTime",
     "User",
@@ -90,6 +95,8 @@ FLOW_TYPES = ("batch", "streaming")
 JobTrigger = Literal["manual", "api", "schedule", "backfill", "pipeline"]
 JOB_TRIGGERS: tuple[JobTrigger, ...] = ("manual", "api", "schedule", "backfill", "pipeline")
 JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
+BACKFILL_STATUSES = ("Running", "Complete", "Canceled")
+REPROCESS_POLICIES = ("none", "failed", "all")
 IMPORT_RULE_KINDS = ("object", "value")
 
 # Every table with an integer surrogate key says ``sqlite_autoincrement``:
@@ -298,8 +305,9 @@ class JobGroup(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", JOB_STATUSES), name="status"),
         CheckConstraint(_one_of("triggered_by", JOB_TRIGGERS), name="triggered_by"),
-        # One run per schedule and logical date, whatever restarts or redeliveries happen.
-        UniqueConstraint("schedule_id", "logical_date"),
+        # One run per schedule, logical date and attempt, whatever restarts or redeliveries happen
+        # (a backfill that reprocesses a date makes the next attempt).
+        UniqueConstraint("schedule_id", "logical_date", "attempt"),
         {"sqlite_autoincrement": True},
     )
 
@@ -311,7 +319,9 @@ class JobGroup(Base):
     #: What started it: manual (a user), api (a token), schedule, backfill, pipeline.
     # ("trigger" is a reserved word in MariaDB.)
     triggered_by: Mapped[str] = mapped_column(String(16), default="manual", server_default="manual")
-    schedule_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), index=True
+    )
     #: Airflow's logical date: the start of the data interval the run is for.
     logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
     data_interval_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -473,3 +483,81 @@ class JobEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ScheduleRecord(Base):
+    """A schedule: a cron or preset in a timezone that runs a flow, a deployment or a pipeline.
+
+    ``next_logical_date`` is the scheduler's cursor (the start of the next
+    interval to run, None once ``end_date`` or ``@once`` is done) and
+    ``next_run_at`` the wall-clock time that interval ends and its run may
+    start; the tick reads only schedules whose ``next_run_at`` has passed.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint(
+            "flow_id IS NOT NULL OR deployment_id IS NOT NULL OR pipeline_id IS NOT NULL", name="target"
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"), index=True)
+    deployment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    #: An orchestration pipeline (no foreign key until pipelines are stored).
+    pipeline_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    start_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    end_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    catchup: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_active_runs: Mapped[int] = mapped_column(Integer, default=1)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    parameters: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
+    next_logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    #: Why the last due run could not start (an invalid flow, a missing release); None when it did.
+    last_error: Mapped[str | None] = mapped_column(_LONG_TEXT)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Backfill(Base):
+    """Runs of a schedule for past logical dates, created in order under their own ``max_active_runs``."""
+
+    __tablename__ = "backfills"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", BACKFILL_STATUSES), name="status"),
+        CheckConstraint(_one_of("reprocess", REPROCESS_POLICIES), name="reprocess"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    start_date: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_date: Mapped[datetime] = mapped_column(UTCDateTime())
+    reprocess: Mapped[str] = mapped_column(String(8), default="none")
+    max_active_runs: Mapped[int] = mapped_column(Integer, default=1)
+    #: The next logical date to consider; None once every date is created.
+    next_logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="Running", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Lease(Base):
+    """A named lease in the metadata store (the active scheduler): held by one holder until it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
