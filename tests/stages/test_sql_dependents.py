@@ -27,7 +27,7 @@ from tests.stages.test_sql_stages import Db, Lookup, _flow, _open_db, _registry,
 from flowport.errors import StageError
 from flowport.plugins.contract import ErrorBatch, StageOutput
 from flowport.stages.processors.field_mapper import FieldMapper
-from flowport.stages.sql._staging import (
+from flowport.stages.sql._load import (
     DELETE_INSERT,
     DUPLICATE_KEY,
     MERGE,

@@ -1001,7 +1001,7 @@ def test_mariadb_falls_back_to_multi_row_inserts_when_load_data_is_refused(
 ) -> None:
     import pymysql
 
-    from flowport.stages.sql._staging import MariaDbLoad
+    from flowport.stages.sql.vendors.mariadb import MariaDbLoad
 
     def refused(self: Any, data: pa.Table) -> None:
         raise pymysql.err.OperationalError(3948, "Loading local data is disabled")

@@ -9,7 +9,8 @@ from flowport.connections.drivers import scrub_message
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import FlowportError, StageError
 from flowport.plugins.contract import StageConfig, StageContext, setting
-from flowport.stages.sql._dialects import SqlConnection, open_connection
+from flowport.stages.sql._connection import SqlConnection
+from flowport.stages.sql.vendors import open_connection
 
 __all__ = ["SqlConnectionConfig", "connection_spec", "driver_errors", "open_sql"]
 

@@ -11,6 +11,8 @@ from flowport.connections.spec import ConnectionSpec
 from flowport.errors import StageError
 from flowport.plugins.contract import Executor, setting
 from flowport.stages.sql._common import SqlConnectionConfig, connection_spec, driver_errors
+from flowport.stages.sql._connection import SqlConnection
+from flowport.stages.sql.vendors import vendor_class
 
 __all__ = ["SqlExecutor", "SqlExecutorConfig"]
 
@@ -57,12 +59,15 @@ class SqlExecutor(Executor[SqlExecutorConfig]):
     config_model = SqlExecutorConfig
     restrictions = frozenset({"execute-sql", "network"})
 
+    _vendor: type[SqlConnection]
+
     def open(self) -> None:
         """Connect (in autocommit unless the statements run in one transaction)."""
         self._spec: ConnectionSpec = connection_spec(self.context, self.config.connection)
         stage = self.context.stage_name
         with driver_errors(stage, self._spec, f"cannot connect to '{self._spec.name}'"):
-            autocommit = self._spec.vendor in ("sqlite", "duckdb") or not self.config.transaction
+            vendor = self._vendor = vendor_class(self._spec)
+            autocommit = vendor.capabilities.explicit_transactions or not self.config.transaction
             self._raw: Any = connect_dbapi(self._spec, autocommit=autocommit, any_thread=True)
 
     def close(self) -> None:
@@ -73,37 +78,19 @@ class SqlExecutor(Executor[SqlExecutorConfig]):
             raw.close()
 
     def _begin(self) -> None:
-        if self._spec.vendor == "sqlite":
-            self._raw.execute("BEGIN")
-        elif self._spec.vendor == "duckdb":
-            self._raw.begin()
+        self._vendor.dbapi_begin(self._raw)
 
     def _commit(self) -> None:
-        if self._spec.vendor == "sqlite":
-            self._raw.execute("COMMIT")
-        else:
-            self._raw.commit()
+        self._vendor.dbapi_commit(self._raw)
 
     def _rollback(self) -> None:
         try:
-            if self._spec.vendor == "sqlite":
-                if self._raw.in_transaction:
-                    self._raw.execute("ROLLBACK")
-            else:
-                self._raw.rollback()
+            self._vendor.dbapi_rollback(self._raw)
         except Exception as exc:  # the statement's own error is the one to report
             self.context.logger.warning("rollback failed: %s", self._spec.scrub(str(exc)))
 
     def _run(self, statement: str) -> None:
-        if self._spec.vendor == "duckdb":
-            # A DuckDB cursor is a separate connection, outside this one's transaction.
-            self._raw.execute(statement)
-            return
-        cursor = self._raw.cursor()
-        try:
-            cursor.execute(statement)
-        finally:
-            cursor.close()
+        self._vendor.dbapi_run(self._raw, statement)
 
     def execute(self) -> None:
         """Run the statements in order."""

@@ -12,7 +12,7 @@ from pydantic import field_validator, model_validator
 from flowport.plugins.contract import Origin, StageOutput, setting
 from flowport.stages._files import limited
 from flowport.stages.sql._common import SqlConnectionConfig, driver_errors, open_sql
-from flowport.stages.sql._dialects import SqlConnection
+from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._params import bind_named, strip_statement_end
 
 __all__ = ["ParameterValue", "SqlQueryOrigin", "SqlQueryOriginConfig"]
@@ -96,7 +96,9 @@ class SqlQueryOrigin(Origin[SqlQueryOriginConfig]):
         assert conn is not None
         stage = self.context.stage_name
         with driver_errors(stage, conn.spec, "the query failed"):
-            query = strip_statement_end(self.config.query, backslash_escapes=conn.backslash_escapes)
+            query = strip_statement_end(
+                self.config.query, backslash_escapes=conn.capabilities.backslash_escapes
+            )
             stream = conn.stream(query, self.config.parameters, max(1, self.context.batch_size))
             try:
                 yield from limited(self.context, stream)

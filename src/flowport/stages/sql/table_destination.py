@@ -10,9 +10,10 @@ from pydantic import field_validator, model_validator
 from flowport.errors import StageError
 from flowport.plugins.contract import Destination, ErrorBatch, StageOutput, setting, visible_columns
 from flowport.stages.sql._common import SqlConnectionConfig, driver_errors, open_sql
-from flowport.stages.sql._dialects import SqlConnection
+from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._identifiers import check_identifier, parse_table_name
-from flowport.stages.sql._staging import TableLoad, table_load
+from flowport.stages.sql._load import TableLoad
+from flowport.stages.sql.vendors import table_load
 
 __all__ = ["SqlTableDestination", "SqlTableDestinationConfig"]
 
@@ -79,7 +80,7 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
     the target exactly as it was. In ``replace`` mode the publish swaps the
     staging table in by renaming when nothing depends on the target, and
     otherwise replaces the rows in place in one transaction, so views, foreign
-    keys, grants and triggers stay (see :mod:`flowport.stages.sql._staging`).
+    keys, grants and triggers stay (see :mod:`flowport.stages.sql._load`).
 
     A record that violates a NOT NULL, primary key or unique constraint of
     the target (declared by a Field Mapper for a table this stage creates) is

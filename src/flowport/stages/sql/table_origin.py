@@ -15,7 +15,7 @@ from pydantic import field_validator, model_validator
 from flowport.plugins.contract import Origin, StageOutput, setting
 from flowport.stages._files import limited
 from flowport.stages.sql._common import SqlConnectionConfig, driver_errors, open_sql
-from flowport.stages.sql._dialects import SqlConnection, SqliteConnection
+from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._identifiers import TableName, check_identifier, parse_table_name
 
 __all__ = ["SqlTableOrigin", "SqlTableOriginConfig", "decode_offset", "encode_offset"]
@@ -112,8 +112,9 @@ def decode_offset(data: dict[str, Any]) -> Any:
     return value
 
 
-def _sqlite_text(value: Any) -> Any:
-    """SQLite compares dates and times as text, in the form Flowport writes them."""
+def _declared_text(value: Any) -> Any:
+    """A value as a database that keeps dates and times as text (SQLite) compares them: in the form
+    Flowport writes them."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
@@ -230,13 +231,13 @@ class SqlTableOrigin(Origin[SqlTableOriginConfig]):
                 sql += f" AND {q(offset_column)} > :{_OFFSET_PARAMETER}"
                 value = self._offset
                 parameters[_OFFSET_PARAMETER] = (
-                    _sqlite_text(value) if isinstance(conn, SqliteConnection) else value
+                    _declared_text(value) if conn.capabilities.declared_types else value
                 )
             sql += f" ORDER BY {q(offset_column)}"
         return sql, parameters
 
     def _declared(self, conn: SqlConnection) -> dict[str, str] | None:
-        if not isinstance(conn, SqliteConnection):
+        if not conn.capabilities.declared_types:
             return None
         table = self._table if self._table.schema else TableName(self._table.name, "main")
         return dict(conn.columns(table))

@@ -1,0 +1,321 @@
+"""PostgreSQL table loads: staging table, binary COPY, and the publish in the load's one transaction."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flowport.errors import StageError
+from flowport.stages._duckdb import DuckSession, nested_to_json
+from flowport.stages.sql._connection import SqlConnection
+from flowport.stages.sql._identifiers import TableName
+from flowport.stages.sql._load import RENAME_SWAP, TableLoad
+from flowport.stages.sql.vendors.postgres.connection import IngestStream, PostgresConnection
+
+__all__ = ["PostgresLoad"]
+
+
+_PG_BINARY: dict[str, pa.DataType] = {
+    "smallint": pa.int16(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "real": pa.float32(),
+    "double precision": pa.float64(),
+    "boolean": pa.bool_(),
+    "text": pa.string(),
+    "json": pa.string(),
+    "bytea": pa.binary(),
+    "date": pa.date32(),
+}
+
+
+def _pg_binary_type(sql_type: str) -> pa.DataType | None:
+    """The Arrow type whose binary COPY form a PostgreSQL column of ``sql_type`` accepts, if any."""
+    text = sql_type.lower()
+    if text in _PG_BINARY:
+        return _PG_BINARY[text]
+    if text.startswith(("character varying", "character(")) or text == "character":
+        return pa.string()
+    if text.startswith("timestamp"):
+        return pa.timestamp("us", "UTC" if "with time zone" in text else None)
+    if text.startswith("numeric"):
+        return pa.decimal128(38, 0)  # any decimal: the server rescales to the column's typmod
+    return None
+
+
+def _binary_cast(source: pa.DataType, target: pa.DataType) -> pa.DataType | None:
+    """The type to cast ``source`` values to for a binary COPY into ``target`` (None: not a plain cast)."""
+    if pa.types.is_integer(target):
+        return target if pa.types.is_integer(source) else None
+    if pa.types.is_floating(target):
+        return target if pa.types.is_integer(source) or pa.types.is_floating(source) else None
+    if pa.types.is_decimal(target):
+        if pa.types.is_decimal(source):
+            return source
+        return pa.decimal128(20, 0) if pa.types.is_integer(source) else None
+    if pa.types.is_boolean(target):
+        return target if pa.types.is_boolean(source) else None
+    if pa.types.is_string(target):
+        return target if pa.types.is_string(source) else None
+    if pa.types.is_binary(target):
+        return target if pa.types.is_binary(source) or pa.types.is_fixed_size_binary(source) else None
+    if pa.types.is_date(target):
+        return target if pa.types.is_date(source) else None
+    if pa.types.is_timestamp(target):
+        return target if pa.types.is_timestamp(source) else None
+    return None
+
+
+def _pg_loose(data: pa.Table, session: DuckSession) -> pa.Table:
+    """``data`` with types every PostgreSQL loader takes (the staging table casts to the real types)."""
+    data = nested_to_json(session, data)
+    for index, f in enumerate(data.schema):
+        t = f.type
+        target: pa.DataType | None = None
+        if pa.types.is_int8(t) or pa.types.is_uint8(t):
+            target = pa.int16()
+        elif pa.types.is_uint16(t):
+            target = pa.int32()
+        elif pa.types.is_uint32(t):
+            target = pa.int64()
+        elif pa.types.is_uint64(t):
+            target = pa.decimal128(20, 0)
+        elif pa.types.is_float16(t):
+            target = pa.float32()
+        elif pa.types.is_date64(t):
+            target = pa.date32()
+        elif pa.types.is_time32(t):
+            target = pa.time64("us")
+        elif pa.types.is_timestamp(t) and t.unit == "ns":
+            target = pa.timestamp("us", t.tz)
+        elif pa.types.is_null(t) or pa.types.is_decimal256(t):
+            target = pa.string()
+        elif pa.types.is_fixed_size_binary(t):
+            target = pa.binary()
+        if target is not None:
+            # Nanoseconds are cut to microseconds, PostgreSQL's precision.
+            column = pc.cast(data.column(index), target, safe=not pa.types.is_timestamp(t))
+            data = data.set_column(index, pa.field(f.name, target), column)
+    return data
+
+
+class PostgresLoad(TableLoad):
+    """PostgreSQL (and Redshift, its subclass): the whole load is one transaction.
+
+    PostgreSQL DDL is transactional, so the staging table, the load and the
+    swap happen in the transaction the connection holds from ``open``:
+    readers see the old target until COMMIT, and a failed or killed run
+    leaves nothing behind (the server rolls it back). ``replace`` fills a
+    staging table shaped like the target, then DROPs the target and RENAMEs
+    the staging table in its place; when something depends on the target
+    (views, foreign keys, grants, triggers...) the staging table is a
+    temporary one and its rows replace the target's in place (TRUNCATE, or
+    DELETE, or a merge on the key a foreign key references). ``append`` and
+    ``upsert`` load a temporary table and INSERT from it.
+    """
+
+    conn: PostgresConnection
+    #: What ``CREATE TABLE ... (LIKE target ...)`` copies into a replacement staging table.
+    like_clause: ClassVar[str] = "INCLUDING ALL"
+
+    def __init__(self, conn: SqlConnection, table: TableName, **kwargs: Any) -> None:
+        super().__init__(conn, table, **kwargs)
+        self._duck: DuckSession | None = None
+        self.stage_table: TableName | None = None  # the typed staging table (replace)
+        self.stage_temporary = False  # a temporary staging table, for a replace in place
+        self.raw_table: TableName | None = None  # the temporary table batches land in
+        self.binary_types: dict[str, pa.DataType] | None = None
+        self._raw_created = False
+        self._stream: IngestStream | None = None
+
+    @property
+    def duck(self) -> DuckSession:
+        """A DuckDB session to render nested values as JSON."""
+        if self._duck is None:
+            self._duck = DuckSession()
+        return self._duck
+
+    def _create_stage(self) -> None:
+        raw_name = self.conn.work_table(self.target, "load", self.run_id).name
+        self.raw_table = TableName(raw_name)
+        if self.mode == "replace":
+            if self.in_place:
+                # Only rows go from here into the target: a temporary table (no WAL, no indexes,
+                # the TEMP privilege rather than CREATE on the schema) with the loaded columns typed
+                # like the target's, and no constraints or defaults (a serial's sequence is used once).
+                self.stage_table = TableName(self.conn.work_table(self.target, "stage", self.run_id).name)
+                self.stage_temporary = True
+                self.conn.execute(
+                    f"CREATE TEMPORARY TABLE {self.conn.table_sql(self.stage_table)} AS "
+                    f"SELECT {self._column_list()} FROM {self.conn.table_sql(self.target)} LIMIT 0"
+                )
+                stage_types = dict(self.target_columns)
+            else:
+                self.stage_table = self.conn.work_table(self.target, "stage", self.run_id)
+                self._create_replacement(self.stage_table)
+                stage_types = dict(self.conn.columns(self.stage_table))
+            self.binary_types = self._binary_types(stage_types)
+            self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
+        if self.binary_types is None:
+            self._create_raw()
+
+    def _binary_types(self, stage_types: dict[str, str]) -> dict[str, pa.DataType] | None:
+        """The Arrow type each column is cast to for a binary COPY straight into the staging table
+        (None when a column has no binary form the staging column accepts)."""
+        binary: dict[str, pa.DataType] = {}
+        assert self.incoming is not None
+        for f, column in zip(self.incoming, self.columns, strict=True):
+            target = _pg_binary_type(stage_types.get(column, ""))
+            cast_to = _binary_cast(f.type, target) if target is not None else None
+            if cast_to is None:
+                return None
+            binary[column] = cast_to
+        return binary
+
+    def _create_raw(self) -> None:
+        """Create the temporary table loose batches land in (here: the first COPY creates it)."""
+
+    def _loose_field_type(self, column: str) -> pa.DataType:
+        assert self.incoming is not None
+        index = self.columns.index(column)
+        t = self.incoming.field(index).type
+        sample = _pg_loose(pa.table({"c": pa.array([], t)}), self.duck)
+        loose: pa.DataType = sample.schema.field(0).type
+        return loose
+
+    def _create_replacement(self, table: TableName) -> None:
+        if self.exists:
+            self.conn.execute(
+                f"CREATE TABLE {self.conn.table_sql(table)} "
+                f"(LIKE {self.conn.table_sql(self.target)} {self.like_clause})"
+            )
+        else:
+            self.conn.execute(self._create_target_sql(table))
+
+    def _load(self, data: pa.Table) -> None:
+        assert self.raw_table is not None
+        if self.binary_types is not None:
+            assert self.stage_table is not None
+            columns = []
+            for name in self.columns:
+                column = data.column(name)
+                target = self.binary_types[name]
+                if column.type != target:
+                    try:
+                        column = pc.cast(column, target, safe=not pa.types.is_timestamp(target))
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                        raise StageError(
+                            self.stage, f"column '{name}' does not fit {self.types[name]}: {exc}"
+                        ) from exc
+                columns.append(column)
+            data = pa.table(columns, names=self.columns)
+            self._feed(self.stage_table, data, temporary=self.stage_temporary, create=False)
+            return
+        self._load_loose(_pg_loose(data, self.duck))
+
+    def _load_loose(self, loose: pa.Table) -> None:
+        """Load a batch of loose types into the temporary raw table (cast at publish)."""
+        assert self.raw_table is not None
+        self._feed(self.raw_table, loose, temporary=True, create=not self._raw_created)
+        self._raw_created = True
+
+    def _feed(self, table: TableName, data: pa.Table, *, temporary: bool, create: bool) -> None:
+        """Send a batch into the load's single COPY stream (started by the first batch)."""
+        if self._stream is None:
+            self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
+        self._stream.put(data)
+
+    def _end_stream(self, *, cancel: bool = False) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        if cancel:
+            stream.cancel()
+        else:
+            stream.finish()
+
+    def _expression(self, column: str) -> str:
+        return f"CAST({self._q(column)} AS {self.types[column]})"
+
+    def _publish(self) -> None:
+        self._end_stream()
+        conn = self.conn
+        target_sql = conn.table_sql(self.target)
+        raw_sql = conn.table_sql(self.raw_table) if self.raw_table is not None else ""
+        plan = self._plan(swap=not self.in_place) if self.mode == "replace" and self.exists else None
+        if plan is not None and plan.strategy != RENAME_SWAP:
+            source: str | None = None  # no record arrived: the target is emptied
+            if self._raw_created:
+                source = raw_sql
+            elif self.stage_table is not None:
+                source = conn.table_sql(self.stage_table)
+            for statement in self._in_place_statements(target_sql, source, plan):
+                conn.execute(statement)
+            if self.stage_table is not None:
+                conn.execute(f"DROP TABLE {conn.table_sql(self.stage_table)}")
+                self.stage_table = None
+        elif self.mode == "replace":
+            if self.stage_table is None:  # no record arrived: the target is emptied
+                self.stage_table = conn.work_table(self.target, "stage", self.run_id)
+                self._create_replacement(self.stage_table)
+            elif self._raw_created:
+                conn.execute(self._insert(conn.table_sql(self.stage_table), raw_sql))
+            conn.execute(f"DROP TABLE IF EXISTS {target_sql}")
+            conn.execute(
+                f"ALTER TABLE {conn.table_sql(self.stage_table)} RENAME TO {conn.quote(self.target.name)}"
+            )
+            self._rename_dependents(self.stage_table.name)
+        else:
+            created = False
+            if not self.exists:
+                conn.execute(self._create_target_sql(self.target))
+                self.types = dict(conn.columns(self.target))
+                created = True
+            for statement in self._publish_statements(target_sql, raw_sql, created=created):
+                conn.execute(statement)
+        if self._raw_created:
+            conn.execute(f"DROP TABLE IF EXISTS {raw_sql}")
+        conn.commit()
+
+    def _rename_dependents(self, stage_name: str) -> None:
+        """Give the indexes, constraints and sequences ``LIKE ... INCLUDING ALL`` named after the
+        staging table their usual names after the target (``orders_pkey``, not ``orders__fp_stage_..._pkey``).
+        """
+        conn = self.conn
+        table = conn.table_sql(self.target)
+        schema = conn.quote(self.target.schema or "public")
+        found = conn.query(
+            "SELECT 'INDEX', c.relname FROM pg_catalog.pg_index i "
+            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1) "
+            "UNION ALL SELECT 'CONSTRAINT', conname FROM pg_catalog.pg_constraint "
+            "WHERE conrelid = to_regclass($1) AND contype IN ('c', 'f', 'n') "
+            "UNION ALL SELECT 'SEQUENCE', s.relname FROM pg_catalog.pg_depend d "
+            "JOIN pg_catalog.pg_class s ON s.oid = d.objid "
+            "WHERE d.refobjid = to_regclass($1) AND s.relkind = 'S'",
+            [table],
+        )
+        renamed: set[str] = set()
+        for kind, name in found:
+            name = str(name)
+            if not name.startswith(stage_name) or name in renamed:
+                continue
+            new = self.target.name + name[len(stage_name) :]
+            if len(new.encode("utf-8")) > 63:
+                continue  # PostgreSQL would cut it: keep the working name rather than risk a clash
+            renamed.add(name)
+            if kind == "CONSTRAINT":
+                conn.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {conn.quote(name)} TO {conn.quote(new)}")
+            else:
+                conn.execute(f"ALTER {kind} {schema}.{conn.quote(name)} RENAME TO {conn.quote(new)}")
+
+    def _discard(self) -> None:
+        self._end_stream(cancel=True)
+        self.conn.rollback()
+
+    def _cleanup(self) -> None:
+        self._end_stream(cancel=True)
+        if self._duck is not None:
+            self._duck.close()
+            self._duck = None
