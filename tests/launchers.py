@@ -55,3 +55,17 @@ def dying_runner(task: JobTask) -> str:
     if multiprocessing.parent_process() is not None:
         os._exit(1)
     return "InProgress"
+
+
+def completing_runner(task: JobTask) -> str:
+    """Ends the job Complete at once without running its flow (scheduler tests: timing, not data)."""
+    with transaction(task.database_url) as session:
+        jobs_repo.transition(session, task.job_group_id, from_statuses={"Pending"}, to_status="InProgress")
+        jobs_repo.transition(session, task.job_group_id, from_statuses={"InProgress"}, to_status="Complete")
+    return "Complete"
+
+
+def holding_runner(task: JobTask) -> str:
+    """Leaves the job Pending (a busy worker pool): it stays active until the test ends it."""
+    del task
+    return "Pending"

@@ -22,7 +22,7 @@ from tests.launchers import launched_with, run_inline
 
 from flowport.connections.secrets import SECRET_KEY_ENV
 from flowport.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from flowport.services import auth, connections, flow_records, flows, instance, jobs, runs
+from flowport.services import auth, connections, flow_records, flows, instance, jobs, runs, schedules
 from flowport.services import launcher as launchers
 from flowport.store import jobs as jobs_repo
 from flowport.store.database import DATABASE_URL_ENV, dispose_engines, transaction
@@ -428,14 +428,24 @@ def test_a_job_whose_worker_stopped_is_failed_by_lease_and_a_live_one_is_not() -
 
 def test_one_run_per_schedule_and_logical_date() -> None:
     flow = example_flow()
+    schedule = schedules.create_schedule({"name": "daily", "flow": {"id": flow["id"]}, "cron": "@daily"})
     day = datetime(2026, 12, 1, tzinfo=UTC)
     with instance.transaction() as session:
         jobs_repo.create_group(
-            session, flow_id=flow["id"], trigger="schedule", schedule_id=1, logical_date=day
+            session, flow_id=flow["id"], trigger="schedule", schedule_id=schedule["id"], logical_date=day
         )
-    with pytest.raises(Exception, match=r"(?i)unique|duplicate"), instance.transaction() as session:
+    with pytest.raises(Conflict, match="already has a run"), instance.transaction() as session:
         jobs_repo.create_group(
-            session, flow_id=flow["id"], trigger="schedule", schedule_id=1, logical_date=day
+            session, flow_id=flow["id"], trigger="schedule", schedule_id=schedule["id"], logical_date=day
+        )
+    with instance.transaction() as session:  # a backfill's reprocessing is the next attempt
+        jobs_repo.create_group(
+            session,
+            flow_id=flow["id"],
+            trigger="backfill",
+            schedule_id=schedule["id"],
+            logical_date=day,
+            attempt=2,
         )
     with pytest.raises(ValidationFailed, match="Unknown trigger"), instance.transaction() as session:
         jobs_repo.create_group(session, flow_id=flow["id"], trigger="cron")

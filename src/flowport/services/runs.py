@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flowport.errors import FlowportError
+from flowport.model.parameters import known_parameters
 from flowport.orchestrate import JobTask
 from flowport.services import deployments as _deployments
 from flowport.services.auth import User, require_role
@@ -60,12 +61,26 @@ RunTarget = FlowTarget | DeploymentTarget
 
 @dataclass(frozen=True)
 class Schedule:
-    """The schedule a run is for: its id, the logical date (interval start) and the data interval."""
+    """The schedule a run is for: its id, the logical date (interval start), the data interval, the attempt."""
 
     schedule_id: int
     logical_date: datetime
     data_interval_start: datetime
     data_interval_end: datetime
+    attempt: int = 1
+
+    def context(self) -> dict[str, str]:
+        """The run's built-in parameters, Airflow's names: ``ds``, ``ds_nodash``, ``ts``, ``logical_date``,
+        ``data_interval_start``, ``data_interval_end`` (dates in UTC)."""
+        logical = self.logical_date.astimezone(UTC)
+        return {
+            "ds": logical.strftime("%Y-%m-%d"),
+            "ds_nodash": logical.strftime("%Y%m%d"),
+            "ts": logical.isoformat(),
+            "logical_date": logical.isoformat(),
+            "data_interval_start": self.data_interval_start.astimezone(UTC).isoformat(),
+            "data_interval_end": self.data_interval_end.astimezone(UTC).isoformat(),
+        }
 
 
 def start(
@@ -111,6 +126,11 @@ def start(
     with transaction() as session:
         stored = load_stored_flow(session, flow_id)
         require_flow_permissions(actor, stored.flow, action="run")
+        if schedule is not None:
+            # The schedule's context reaches the parameters the flow declares or refers to
+            # (${ds}, ${data_interval_start}, ...); explicit values win.
+            known = known_parameters(stored.flow, stored.parameter_sets)
+            values = {**{k: v for k, v in schedule.context().items() if k in known}, **values}
         stored.check(values)
         group = _repo.create_group(
             session,
@@ -122,6 +142,7 @@ def start(
             schedule_id=schedule.schedule_id if schedule else None,
             logical_date=schedule.logical_date if schedule else None,
             data_interval=(schedule.data_interval_start, schedule.data_interval_end) if schedule else None,
+            attempt=schedule.attempt if schedule else 1,
         )
         _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
         group_id = group.id

@@ -106,7 +106,13 @@ def create_group(
         attempt=attempt,
     )
     session.add(row)
-    session.flush()
+    if schedule_id is None:
+        session.flush()
+    else:
+        when = logical_date.isoformat() if logical_date else "no logical date"
+        _lookup.flush_or_conflict(
+            session, f"Schedule {schedule_id} already has a run for {when} (attempt {attempt})"
+        )
     return row
 
 
