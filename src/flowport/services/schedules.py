@@ -244,7 +244,8 @@ def create_schedule(
         deployment. Conflict: the name is taken. Forbidden: a viewer.
     """
     require_role(user, "editor")
-    body = _parse(ScheduleCreate, body, "schedule")
+    parsed: ScheduleCreate = _parse(ScheduleCreate, body, "schedule")
+    body = parsed
     timetable = Timetable.parse(body.cron, body.timezone, body.start_date, body.end_date)
     parameters = _parameters(body.parameters)
     with transaction() as session:
@@ -323,7 +324,7 @@ def update_schedule(
         ValidationFailed, NotFound, Conflict, Forbidden: as :func:`create_schedule`.
     """
     require_role(user, "editor")
-    body = _parse(ScheduleChanges, changes, "schedule change")
+    body: ScheduleChanges = _parse(ScheduleChanges, changes, "schedule change")
     given = body.model_fields_set
     with transaction() as session:
         row = _find(session, reference)
@@ -473,7 +474,8 @@ def create_backfill(
         logical date in the range. NotFound: no such schedule. Forbidden: a viewer.
     """
     require_role(user, "editor")
-    body = _parse(BackfillRequest, body, "backfill")
+    parsed: BackfillRequest = _parse(BackfillRequest, body, "backfill")
+    body = parsed
     reprocess = _reprocess_policy(body.reprocess)
     start, end = body.start, body.end
     if start.tzinfo is None or end.tzinfo is None:
