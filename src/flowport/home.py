@@ -32,6 +32,8 @@ __all__ = [
     "home_setting",
     "instance_home",
     "locate_home",
+    "read_settings_file",
+    "settings_file_stamp",
 ]
 
 HOME_ENV = "FLOWPORT_HOME"
@@ -66,14 +68,32 @@ def _read(path: Path, mtime_ns: int) -> dict[str, Any]:
         raise InvalidSettings(f"The settings file {path} is not valid TOML: {exc}") from None
 
 
-def home_setting(section: str, key: str, home: Path | None = None) -> Any:
-    """``[section] key`` of the instance's ``flowport.toml``, or None when the file or the key is absent."""
+def settings_file_stamp(home: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of the instance's ``flowport.toml``, None when there is none (a cache key)."""
+    try:
+        stat = (home / SETTINGS_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def read_settings_file(home: Path | None = None) -> dict[str, Any]:
+    """The whole ``flowport.toml`` of the instance (empty when absent); InvalidSettings when not TOML.
+
+    Read again only when the file changed.
+    """
     path = (home or instance_home()) / SETTINGS_FILE
     try:
         mtime = path.stat().st_mtime_ns
     except OSError:
-        return None
-    table = _read(path, mtime).get(section)
+        return {}
+    return _read(path, mtime)
+
+
+def home_setting(section: str, key: str, home: Path | None = None) -> Any:
+    """``[section] key`` of the instance's ``flowport.toml``, or None when the file or the key is absent."""
+    path = (home or instance_home()) / SETTINGS_FILE
+    table = read_settings_file(home).get(section)
     if table is None:
         return None
     if not isinstance(table, dict):

@@ -22,17 +22,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from flowport.connections.secrets import key_path
 from flowport.model.catalog import PathUse
 from flowport.plugins.file_roots import FileRoots, PathNotAllowed
-from flowport.services.settings import (
-    FILE_ROOTS_ENV,
-    InvalidSettings,
-    data_dir,
-    file_setting,
-    settings,
-)
-from flowport.store.database import database_url
+from flowport.services.settings import FILE_ROOTS_ENV, InvalidSettings, data_dir, settings
 
 __all__ = ["PathCheck", "configured_roots", "instance_roots", "local_roots", "path_check", "protected_files"]
 
@@ -46,9 +38,10 @@ PathCheck = Callable[[str, PathUse], tuple[str, str] | None]
 
 def protected_files() -> list[Path]:
     """The instance's own files, which no flow or connection may open."""
-    home = settings().home
-    files = [key_path(home), *(home / name for name in _INSTANCE_FILES)]
-    url = make_url(database_url(home))
+    current = settings()
+    home = current.home
+    files = [current.secret_key_file, *(home / name for name in _INSTANCE_FILES)]
+    url = make_url(current.database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         store = Path(url.database).expanduser()
         files += [store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")]
@@ -57,18 +50,8 @@ def protected_files() -> list[Path]:
 
 def configured_roots() -> tuple[list[Path], str]:
     """The roots as configured, and where they came from (for ``flowport info`` and messages)."""
-    raw = os.environ.get(FILE_ROOTS_ENV, "").strip()
-    if raw:
-        return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()], FILE_ROOTS_ENV
-    listed = file_setting("files", "roots")
-    if listed is not None:
-        if not isinstance(listed, list) or not all(isinstance(p, str) and p.strip() for p in listed):
-            raise InvalidSettings(
-                f"{settings().settings_file}: [files] roots must be a list of folder paths, "
-                'e.g. roots = ["/srv/flowport/data"]'
-            )
-        return [Path(p).expanduser() for p in listed], f"{settings().settings_file} [files] roots"
-    return [data_dir()], "the data folder (default)"
+    current = settings()
+    return list(current.file_roots), current.origin("file_roots")
 
 
 def instance_roots() -> FileRoots:

@@ -21,7 +21,6 @@ from flowport.services import connections as _connections
 from flowport.services.settings import settings
 from flowport.store import projects as _projects
 from flowport.store import schema as _schema
-from flowport.store.database import database_url
 from flowport.store.database import transaction as _store_transaction
 
 __all__ = [
@@ -46,8 +45,8 @@ _ready_lock = threading.Lock()
 
 
 def store_url() -> str:
-    """The metadata database URL of this instance (``FLOWPORT_DATABASE_URL`` or the SQLite file)."""
-    return database_url(settings().home)
+    """The metadata database URL (``FLOWPORT_DATABASE_URL``, ``[store] url``, or the SQLite file in home)."""
+    return settings().database_url
 
 
 @contextmanager
@@ -70,30 +69,10 @@ def describe_instance() -> dict[str, Any]:
     Never a password: the store URL is shown masked; the secret key by where it lives.
     """
     # Imported here: only `flowport info` needs them.
-    import os
+    from flowport.store.database import display_url
 
-    from flowport.connections.secrets import SECRET_KEY_ENV, key_path
-    from flowport.home import locate_home
-    from flowport.services.file_roots import configured_roots
-    from flowport.services.permissions import editor_permissions
-    from flowport.services.settings import DATA_DIR_ENV, data_dir, file_setting
-    from flowport.store.database import DATABASE_URL_ENV, display_url
-
-    home, home_source = locate_home()
-    url = store_url()
-    if os.environ.get(DATABASE_URL_ENV, "").strip():
-        store_source = DATABASE_URL_ENV
-    elif file_setting("store", "url"):
-        store_source = f"{settings().settings_file} [store] url"
-    else:
-        store_source = "the default (flowport.db in the instance folder)"
-    if os.environ.get(DATA_DIR_ENV, "").strip():
-        data_source = DATA_DIR_ENV
-    elif file_setting("files", "data_dir"):
-        data_source = f"{settings().settings_file} [files] data_dir"
-    else:
-        data_source = "the default (data in the instance folder)"
-    roots, roots_source = configured_roots()
+    current = settings()
+    url = None if "database_url" in current.problems else current.database_url
     identity: dict[str, Any] = {"uuid": None, "createdAt": None, "initialized": False}
     try:
         with transaction() as session:
@@ -103,19 +82,33 @@ def describe_instance() -> dict[str, Any]:
             identity = {"uuid": str(row.uuid), "createdAt": timestamp(row.created_at), "initialized": True}
     except FlowportError:
         pass
-    key_file = key_path(home)
+
+    def value(name: str) -> Any:
+        # A setting that does not validate is reported under "problems", not raised: info is for diagnosing.
+        return None if name in current.problems else getattr(current, name)
+
+    roots = value("file_roots")
+    folder = value("data_dir")
+    permissions = value("editor_permissions")
     return {
         "instance": identity,
-        "home": {"path": str(home), "from": home_source},
-        "settingsFile": {"path": str(settings().settings_file), "exists": settings().settings_file.is_file()},
-        "store": {"url": display_url(url), "from": store_source},
-        "dataDir": {"path": str(data_dir()), "from": data_source},
-        "fileRoots": {"paths": [str(r) for r in roots], "from": roots_source},
+        "home": {"path": str(current.home), "from": current.home_from},
+        "settingsFile": {"path": str(current.settings_file), "exists": current.settings_file.is_file()},
+        "store": {"url": display_url(url) if url else None, "from": current.origin("database_url")},
+        "dataDir": {"path": None if folder is None else str(folder), "from": current.origin("data_dir")},
+        "fileRoots": {"paths": [str(r) for r in roots or ()], "from": current.origin("file_roots")},
         "secretKey": {
-            "from": SECRET_KEY_ENV if os.environ.get(SECRET_KEY_ENV) else str(key_file),
-            "exists": bool(os.environ.get(SECRET_KEY_ENV)) or key_file.is_file(),
+            "from": current.secret_key_location,
+            "exists": current.secret_key_in_env or current.secret_key_file.is_file(),
         },
-        "editorPermissions": sorted(editor_permissions()),
+        "editorPermissions": sorted(permissions or ()),
+        "jobs": {
+            "launcher": value("launcher"),
+            "launcherFrom": current.origin("launcher"),
+            "workers": value("workers"),
+            "workersFrom": current.origin("workers"),
+        },
+        "problems": list(dict.fromkeys(current.problems.values())),
     }
 
 

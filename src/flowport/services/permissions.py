@@ -20,7 +20,6 @@ contains it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from flowport.errors import Forbidden
 from flowport.model.catalog import RESTRICTIONS, PluginCatalog
 from flowport.model.flow import Flow, PluginRef
 from flowport.services.auth import User, require_role
-from flowport.services.settings import InvalidSettings, file_setting
+from flowport.services.settings import DEFAULT_EDITOR_PERMISSIONS, EDITOR_PERMISSIONS_ENV, settings
 
 __all__ = [
     "DEFAULT_EDITOR_PERMISSIONS",
@@ -40,33 +39,14 @@ __all__ = [
     "require_flow_permissions",
 ]
 
-EDITOR_PERMISSIONS_ENV = "FLOWPORT_EDITOR_PERMISSIONS"
-DEFAULT_EDITOR_PERMISSIONS: frozenset[str] = frozenset(
-    {"read-filesystem", "write-filesystem", "execute-sql", "network"}
-)
-
-
-def _checked(names: Iterable[str], source: str) -> frozenset[str]:
-    granted = frozenset(n.strip() for n in names if n.strip())
-    unknown = sorted(granted - set(RESTRICTIONS))
-    if unknown:
-        raise InvalidSettings(
-            f"{source} names unknown permission(s) {', '.join(unknown)}; known: {', '.join(RESTRICTIONS)}"
-        )
-    return granted
-
 
 def editor_permissions() -> frozenset[str]:
-    """What editors may do, as the operator configured it (see the module's docstring)."""
-    raw = os.environ.get(EDITOR_PERMISSIONS_ENV)
-    if raw is not None:
-        return _checked(raw.split(","), EDITOR_PERMISSIONS_ENV)
-    listed = file_setting("permissions", "editor")
-    if listed is not None:
-        if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
-            raise InvalidSettings("flowport.toml: [permissions] editor must be a list of permission names")
-        return _checked(listed, "flowport.toml [permissions] editor")
-    return DEFAULT_EDITOR_PERMISSIONS
+    """What editors may do, as the operator configured it (see the module's docstring).
+
+    Raises:
+        InvalidSettings: the setting names an unknown permission (the message says where and how to fix).
+    """
+    return settings().editor_permissions
 
 
 def permissions_of(user: User | None) -> frozenset[str]:
