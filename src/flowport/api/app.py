@@ -27,6 +27,7 @@ from flowport.api.routes import (
     packages,
     parameter_sets,
     projects,
+    schedules,
     stages,
     users,
 )
@@ -215,7 +216,18 @@ def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for module in (projects, flows, packages, stages, connections, parameter_sets, jobs, users, deployments):
+    for module in (
+        projects,
+        flows,
+        packages,
+        stages,
+        connections,
+        parameter_sets,
+        jobs,
+        users,
+        deployments,
+        schedules,
+    ):
         app.include_router(module.router)
     app.add_middleware(_BodySizeLimit, limit=max_body_bytes)
     # Added last, so outermost: credentials are checked before the body size.

@@ -35,6 +35,9 @@ from flowport.cli.output import (
 )
 from flowport.cli.packages import packages_app
 from flowport.cli.remote import parse_params
+from flowport.cli.schedules import backfill as backfill_command
+from flowport.cli.schedules import scheduler as scheduler_command
+from flowport.cli.schedules import schedules_app
 from flowport.cli.server import server as server_command
 from flowport.cli.users import tokens_app, users_app
 from flowport.errors import FlowDocumentError, FlowInvalid, FlowportError, NotFound, UnknownParameters
@@ -71,11 +74,14 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(flows_app, name="flows")
 app.add_typer(deployments_app, name="deployments")
 app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(schedules_app, name="schedules")
 app.command("login")(login)
 app.command("logout")(logout)
 app.command("init")(init_command)
 app.command("info")(info_command)
 app.command("server")(server_command)
+app.command("scheduler")(scheduler_command)
+app.command("backfill")(backfill_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
 ParamOpt = Annotated[

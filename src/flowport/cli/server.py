@@ -176,6 +176,14 @@ def server(
         typer.Option("--run-example", help="Load the example flow and run it once as a job at start-up."),
     ] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    with_scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Run the scheduler in this process (one is active per instance; "
+            "use --no-scheduler when `flowport scheduler` runs apart).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the REST API v4 (and its docs) and run jobs in a local worker pool.
 
@@ -189,6 +197,7 @@ def server(
     from flowport.services import instance, jobs, runs
     from flowport.services import launcher as launchers
     from flowport.services.file_roots import instance_roots
+    from flowport.services.scheduler import TICK_INTERVAL, Scheduler
 
     if launcher is not None and launcher not in ("process", "thread"):
         raise typer.BadParameter("use process or thread", param_hint="--launcher")
@@ -265,10 +274,16 @@ def server(
     # Jobs whose worker stopped renewing its lease (killed, host gone) are failed while the server runs.
     sweep = Loop("lease", jobs.HEARTBEAT_LEASE / 3, lambda: jobs.fail_stale_job_groups(only_running=True))
     sweep.start()
+    # The embedded default schedules on its own; a second server waits on the scheduler lease.
+    scheduler = Scheduler() if with_scheduler else None
+    ticking = Loop("scheduler", TICK_INTERVAL, scheduler.run_once).start() if scheduler else None
     try:
         _graceful_server(config).run()
     finally:
         sweep.stop()
+        if ticking is not None and scheduler is not None:
+            ticking.stop()
+            scheduler.release()
         launchers.shutdown_launcher()
 
 

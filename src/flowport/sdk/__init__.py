@@ -65,6 +65,7 @@ from flowport.sdk.jobs import Job
 from flowport.sdk.parameter_sets import ParameterSet, ParameterSetList
 from flowport.sdk.projects import ImportedFlows, ImportReport, Project, ProjectList, Projects
 from flowport.sdk.response import Response
+from flowport.sdk.schedules import Schedule, Schedules
 
 __all__ = [
     "BatchFlow",
@@ -97,6 +98,8 @@ __all__ = [
     "ReleaseList",
     "Response",
     "RunFailed",
+    "Schedule",
+    "Schedules",
     "Stage",
     "StageConfiguration",
     "StageList",

@@ -30,6 +30,7 @@ from flowport.errors import (
 )
 from flowport.sdk.deployments import Deployments
 from flowport.sdk.projects import Projects
+from flowport.sdk.schedules import Schedules
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "error_from_response"]
 
@@ -154,6 +155,7 @@ class Client:
         self._stages: list[dict[str, Any]] | None = None
         self.projects = Projects(self)
         self.deployments = Deployments(self)
+        self.schedules = Schedules(self)
 
     def __repr__(self) -> str:
         who = f", username={self.username!r}" if self.username else ""

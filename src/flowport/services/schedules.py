@@ -49,6 +49,7 @@ __all__ = [
     "resume_schedule",
     "schedule_dict",
     "schedule_runs",
+    "scheduler_status",
     "timetable_of",
     "update_schedule",
 ]
@@ -528,3 +529,19 @@ def cancel_backfill(backfill_id: int, *, user: User | None = None) -> dict[str, 
         row.status = "Canceled"
         row.updated_at = utcnow()
         return backfill_dict(row)
+
+
+def scheduler_status() -> dict[str, Any]:
+    """The active scheduler: ``{"holder", "acquiredAt", "expiresAt", "active"}`` (holder None: none yet)."""
+    from flowport.store import leases as _leases
+
+    with transaction() as session:
+        lease = _leases.holder_of(session, "scheduler")
+        if lease is None:
+            return {"holder": None, "acquiredAt": None, "expiresAt": None, "active": False}
+        return {
+            "holder": lease.holder,
+            "acquiredAt": timestamp(lease.acquired_at),
+            "expiresAt": timestamp(lease.expires_at),
+            "active": lease.expires_at > utcnow(),
+        }
