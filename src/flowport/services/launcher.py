@@ -17,15 +17,13 @@ server, the CLI, tests).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
-from flowport.errors import ValidationFailed
-from flowport.orchestrate import LAUNCHER_KINDS, JobLauncher, create_launcher
+from flowport.orchestrate import JobLauncher, create_launcher
 from flowport.services.instance import store_url
 from flowport.services.job_runner import execute_job, fail_lost_job
-from flowport.services.settings import file_setting, settings
+from flowport.services.settings import settings
 from flowport.store.database import DATABASE_URL_ENV
 
 __all__ = [
@@ -55,32 +53,15 @@ _installed: JobLauncher | None = None
 def configured_kind() -> str:
     """The launcher the settings name.
 
-    ``FLOWPORT_LAUNCHER``, else ``FLOWPORT_EXECUTOR``, else ``[jobs] launcher``, else ``process``.
+    ``FLOWPORT_LAUNCHER``, else ``FLOWPORT_EXECUTOR``, else ``[jobs] launcher``, else ``process``
+    (read through the instance's :class:`~flowport.services.settings.Settings`).
     """
-    for name in (LAUNCHER_ENV, EXECUTOR_ENV):
-        raw = os.environ.get(name, "").strip()
-        if raw:
-            where = name
-            break
-    else:
-        raw = str(file_setting("jobs", "launcher") or "").strip()
-        where = f"{settings().settings_file} [jobs] launcher"
-    kind = raw or "process"
-    if kind not in LAUNCHER_KINDS:
-        raise ValidationFailed(f"{where} must be one of {', '.join(LAUNCHER_KINDS)}, not '{kind}'")
-    return kind
+    return str(settings().launcher)
 
 
 def configured_workers() -> int:
     """Worker processes of the local pool: ``FLOWPORT_WORKERS``, ``[jobs] workers``, 2."""
-    raw = os.environ.get(WORKERS_ENV, "").strip() or str(file_setting("jobs", "workers") or "").strip() or "2"
-    try:
-        count = int(raw)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ValidationFailed(f"{WORKERS_ENV} must be a whole number of at least 1, not '{raw}'")
-    return count
+    return int(settings().workers)
 
 
 def _build(kind: str, workers: int, home: str, url: str) -> JobLauncher:
