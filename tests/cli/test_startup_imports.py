@@ -46,6 +46,8 @@ FLOWPORT_HEAVY = (
     "flowport.sdk",
     "flowport.api",
     "flowport.services.jobs",
+    # pydantic-settings alone costs ~0.2 s: the CLI reads the instance's settings only when a command runs.
+    "flowport.services.settings",
 )
 # What no local command needs unless it talks to the store or a server.
 NO_STORE = ("flowport.store", "flowport.sdk", "flowport.api")

@@ -51,7 +51,6 @@ from flowport.cli.remote import (
     write_credentials,
 )
 from flowport.errors import FlowportError, NotFound
-from flowport.services.settings import settings
 
 if TYPE_CHECKING:
     # The SDK (httpx), the services (SQLAlchemy, the engine) and the models (pydantic) are imported by
@@ -60,6 +59,15 @@ if TYPE_CHECKING:
     from flowport.model.flow import Flow as FlowDocument
     from flowport.sdk import Client, Flow, Job, Project
     from flowport.sdk.projects import ImportReport
+    from flowport.services.settings import Settings
+
+
+def settings() -> Settings:
+    """The instance's settings (imported on use: pydantic-settings costs start-up time)."""
+    from flowport.services.settings import settings as _settings
+
+    return _settings()
+
 
 __all__ = ["CREDENTIALS_FILE", "flows_app", "login", "logout"]
 

@@ -17,10 +17,18 @@ from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
 from flowport.errors import FlowportError, Unauthorized
-from flowport.services.settings import settings
 
 if TYPE_CHECKING:  # the SDK imports httpx: only the commands that talk to a server pay for it
     from flowport.sdk import Client, Job
+    from flowport.services.settings import Settings
+
+
+def settings() -> Settings:
+    """The instance's settings (imported on use: pydantic-settings costs start-up time)."""
+    from flowport.services.settings import settings as _settings
+
+    return _settings()
+
 
 __all__ = [
     "CREDENTIALS_FILE",

@@ -21,14 +21,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from flowport.cli.output import console, err_console, metrics_table
 from flowport.errors import Conflict, FlowportError, NotFound, ValidationFailed
-from flowport.services.settings import settings
+
+if TYPE_CHECKING:
+    from flowport.services.settings import Settings
+
+
+def settings() -> Settings:
+    """The instance's settings (imported on use: pydantic-settings costs start-up time)."""
+    from flowport.services.settings import settings as _settings
+
+    return _settings()
+
 
 __all__ = [
     "ADMIN_PASSWORD_ENV",
