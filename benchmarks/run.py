@@ -117,7 +117,11 @@ def duckdb_query(csv: Path, out: Path) -> str:
 
 
 # A database of this run's own: the benchmark never drops a database it did not create.
-PG_DATABASE = f"flowport_bench_{os.getpid()}_{int(time.time())}"
+# Named once by the parent and handed to its children (which would otherwise name another one).
+PG_DATABASE = (
+    os.environ.get("FLOWPORT_BENCH_PG_DATABASE") or f"flowport_bench_{os.getpid()}_{int(time.time())}"
+)
+os.environ["FLOWPORT_BENCH_PG_DATABASE"] = PG_DATABASE
 PG_TABLE_SQL = (
     "(order_id integer, customer varchar, country varchar, total numeric(10,2), ordered_at timestamp)"
 )

@@ -41,7 +41,7 @@ def _id_tables(metadata: MetaData) -> set[str]:
 
 
 # Tables of revision 0004 (the one these tests are about); later revisions' tables are checked at head.
-LATER_TABLES = {"job_events", "schedules", "backfills"}
+LATER_TABLES = {"job_events", "schedules", "backfills", "webhooks", "webhook_deliveries"}
 ID_TABLES = _id_tables(Base.metadata) - LATER_TABLES
 # The revision these tests are about (later ones may add columns the 0003 rows do not have).
 IDS_REVISION = "0004"
@@ -119,6 +119,23 @@ class Rows:
                 "reprocess": "none",
                 "max_active_runs": 1,
                 "status": "Running",
+            },
+            "webhooks": lambda: {
+                "name": f"webhook {n}",
+                "description": "",
+                "url": "https://example.com/hook",
+                "events": ["job.failed"],
+                "secret": b"token",
+                "enabled": True,
+            },
+            "webhook_deliveries": lambda: {
+                "webhook_id": self.parent("webhooks"),
+                "event_id": n,
+                "event_name": "job.failed",
+                "payload": {},
+                "status": "pending",
+                "attempts": 0,
+                "attempt_log": [],
             },
             # A deployment owns its project: a new one each time.
             "deployments": lambda: {"name": f"deployment {n}", "project_id": self.insert("projects")},

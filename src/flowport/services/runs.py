@@ -61,7 +61,7 @@ RunTarget = FlowTarget | DeploymentTarget
 
 @dataclass(frozen=True)
 class Schedule:
-    """The schedule a run is for: its id, the logical date (interval start), the data interval, the attempt."""
+    """The schedule a run is for: its id, the logical date (interval start), data interval and attempt."""
 
     schedule_id: int
     logical_date: datetime

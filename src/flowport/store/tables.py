@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "BACKFILL_STATUSES",
+    "DELIVERY_STATUSES",
     "FLOW_TYPES",
     "IMPORT_RULE_KINDS",
     "JOB_STATUSES",
@@ -53,6 +54,7 @@ __all__ = [
     "JobGroup",
     "JobTrigger",
     "Lease",
+    "OutboxCursor",
     "ParameterSet",
     "Project",
     "Release",
@@ -60,6 +62,8 @@ __all__ = [
     "StageStateRecord",
     "UTCDateTime",
     "User",
+    "WebhookDelivery",
+    "WebhookRecord",
     "utcnow",
 ]
 
@@ -561,3 +565,76 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+class WebhookRecord(Base):
+    """A webhook subscription: where to POST which events, signed with its secret.
+
+    ``secret`` is the Fernet token of the signing secret (the instance's key,
+    as for connection credentials), never plaintext; ``events`` lists event
+    names (``job.failed``) or patterns (``pipeline.*``).
+    """
+
+    __tablename__ = "webhooks"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(_JSON, default=list)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+    def __repr__(self) -> str:
+        # Never the secret: a repr ends up in logs and tracebacks.
+        return f"WebhookRecord(id={self.id!r}, name={self.name!r}, enabled={self.enabled!r})"
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: the payload as sent, its status, attempts and the last answer.
+
+    ``event_id`` is the ``job_events`` row it comes from (None for a test
+    ping); one delivery per webhook and event, whatever restarts happen.
+    ``attempt_log`` keeps one ``{"at", "statusCode", "error"}`` per attempt.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
+        UniqueConstraint("webhook_id", "event_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    #: The job event it reports (no foreign key: the delivery log outlives deleted job groups).
+    event_id: Mapped[int | None] = mapped_column(Integer)
+    event_name: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(_LONG_TEXT)
+    attempt_log: Mapped[list[dict[str, Any]]] = mapped_column(_JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxCursor(Base):
+    """How far one reader of the ``job_events`` outbox got: the last event id it processed."""
+
+    __tablename__ = "outbox_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
