@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export FLOWPORT_HOME ?= $(CURDIR)/.flowport
+# dbt tasks run the dbt of the environment `make setup` makes for it (see scripts/bootstrap.sh).
+export FLOWPORT_DBT ?= $(CURDIR)/.venv-dbt/bin/dbt
 
 .PHONY: run example test lint bench setup lock clean
 
@@ -38,4 +40,4 @@ lock:
 	rm -rf .lockenv
 
 clean:
-	rm -rf $(VENV) .flowport .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-dbt .flowport .pytest_cache .mypy_cache .ruff_cache

@@ -24,3 +24,18 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
     echo "$WANT" > "$STAMP"
 fi
+
+# dbt-core and dbt-postgres for pipelines' dbt tasks, in a virtual environment of their own: their
+# pins (pydantic, protobuf, jsonschema, click ...) conflict with Flowport's. The Makefile points
+# FLOWPORT_DBT at its `dbt`.
+DBT_VENV="${FLOWPORT_DBT_VENV:-.venv-dbt}"
+DBT_STAMP="$DBT_VENV/.flowport-installed"
+DBT_WANT="$(sha256sum requirements-dbt.lock | cut -d' ' -f1)"
+if [ ! -f "$DBT_STAMP" ] || [ "$(cat "$DBT_STAMP")" != "$DBT_WANT" ]; then
+    if [ ! -x "$DBT_VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$DBT_VENV"
+    fi
+    "$DBT_VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
+    "$DBT_VENV/bin/python" -m pip install --quiet -r requirements-dbt.lock
+    echo "$DBT_WANT" > "$DBT_STAMP"
+fi

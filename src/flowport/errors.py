@@ -21,6 +21,7 @@ __all__ = [
     "Forbidden",
     "InvalidSettings",
     "LaunchFailed",
+    "LocksHeld",
     "NotFound",
     "PackageInvalid",
     "PathNotAllowed",
@@ -74,6 +75,10 @@ class PluginNotFound(NotFound):
 
 class Conflict(FlowportError):
     """The request conflicts with the current state (duplicate name, ...)."""
+
+
+class LocksHeld(Conflict):
+    """A pipeline run cannot start: another run holds one of its task locks (``details`` names each)."""
 
 
 class Unauthorized(FlowportError):

@@ -26,6 +26,7 @@ from flowport.api.routes import (
     jobs,
     packages,
     parameter_sets,
+    pipelines,
     projects,
     schedules,
     stages,
@@ -227,6 +228,7 @@ def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
         users,
         deployments,
         schedules,
+        pipelines,
     ):
         app.include_router(module.router)
     app.add_middleware(_BodySizeLimit, limit=max_body_bytes)

@@ -29,7 +29,7 @@ from flowport.errors import FlowportError
 if TYPE_CHECKING:  # the services import the engine (pyarrow, DuckDB): imported by the commands
     from flowport.services import datasets
 
-__all__ = ["datasets_app", "legacy_pipelines_app"]
+__all__ = ["datasets_app"]
 
 _log = logging.getLogger(__name__)
 
@@ -166,30 +166,3 @@ def run(
         if broken != name:
             _warn(message)
     run_and_report(compiled.flows[name], {}, Path.cwd(), as_json)
-
-
-# `flowport pipelines compile|run`, the commands' name before 0.1: hidden, with a one-line note. Remove it
-# when orchestration pipelines (DAGs of tasks) take `flowport pipelines`.
-legacy_pipelines_app = typer.Typer(
-    help="Deprecated: use `flowport datasets`.", no_args_is_help=True, hidden=True
-)
-legacy_pipelines_app.command(
-    "compile",
-    help="Deprecated name of `flowport datasets compile`.\n\n"
-    "Example: ``flowport datasets compile datasets.py --json``",
-)(compile_)
-legacy_pipelines_app.command(
-    "run",
-    help="Deprecated name of `flowport datasets run`.\n\n"
-    "Example: ``flowport datasets run datasets.py OMISDatasetPipeline``",
-)(run)
-
-
-@legacy_pipelines_app.callback()
-def _legacy_note() -> None:
-    err_console.print(
-        "[yellow]Note:[/yellow] `flowport pipelines` is now `flowport datasets` (same commands and options); "
-        "the old name will go when orchestration pipelines take it.",
-        highlight=False,
-        soft_wrap=True,
-    )

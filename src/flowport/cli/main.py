@@ -20,7 +20,7 @@ from flowport import __version__
 from flowport.cli.artifacts import artifacts_app
 from flowport.cli.connections import connections_app
 from flowport.cli.connections import init as init_command
-from flowport.cli.datasets import datasets_app, legacy_pipelines_app
+from flowport.cli.datasets import datasets_app
 from flowport.cli.deployments import deployments_app
 from flowport.cli.flows import flows_app, login, logout
 from flowport.cli.info import info as info_command
@@ -34,6 +34,7 @@ from flowport.cli.output import (
     validation_table,
 )
 from flowport.cli.packages import packages_app
+from flowport.cli.pipelines import locks, pipelines_app
 from flowport.cli.remote import parse_params
 from flowport.cli.schedules import backfill as backfill_command
 from flowport.cli.schedules import scheduler as scheduler_command
@@ -67,7 +68,8 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(example_app, name="example")
 app.add_typer(connections_app, name="connections")
 app.add_typer(datasets_app, name="datasets")
-app.add_typer(legacy_pipelines_app, name="pipelines", hidden=True)
+app.add_typer(pipelines_app, name="pipelines")
+app.command("locks")(locks)
 app.add_typer(packages_app, name="packages")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")

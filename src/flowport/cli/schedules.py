@@ -50,6 +50,8 @@ def _schedule(client: Client, wanted: str, as_json: bool) -> Schedule:
 
 
 def _target(record: dict[str, Any]) -> str:
+    if record.get("pipeline"):
+        return f"pipeline {record['pipeline']['id']}"
     if record.get("deployment"):
         return f"deployment {record['deployment']['id']}"
     if record.get("flow"):
@@ -129,6 +131,10 @@ def schedules_add(
     deployment: Annotated[
         int | None, typer.Option("--deployment", help="Run this deployment's active release (id).")
     ] = None,
+    pipeline: Annotated[int | None, typer.Option("--pipeline", help="Run this pipeline (id).")] = None,
+    lock_policy: Annotated[
+        str, typer.Option("--lock-policy", help="A pipeline's task locks are held: wait or skip.")
+    ] = "wait",
     timezone: Annotated[str, typer.Option("--timezone", help="IANA timezone of the cron.")] = "UTC",
     start: Annotated[str | None, typer.Option("--start", help="Start date (ISO 8601 with zone).")] = None,
     end: Annotated[str | None, typer.Option("--end", help="End date (ISO 8601 with zone).")] = None,
@@ -142,7 +148,7 @@ def schedules_add(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Schedule a flow or a deployment (its active release: a new release keeps the schedule).
+    """Schedule a flow, a deployment (its active release: a new release keeps the schedule) or a pipeline.
 
     Example: ``flowport schedules add weekly --deployment 1 --cron '0 6 * * 1' --timezone Europe/London``
     """
@@ -154,6 +160,8 @@ def schedules_add(
                 cron=cron,
                 flow=flow,
                 deployment=deployment,
+                pipeline=pipeline,
+                lock_policy=lock_policy,
                 timezone=timezone,
                 start_date=start,
                 end_date=end,

@@ -30,6 +30,7 @@ from flowport.errors import (
     Conflict,
     FlowportError,
     Forbidden,
+    LocksHeld,
     NotFound,
     PluginNotFound,
     RunFailed,
@@ -63,6 +64,7 @@ from flowport.sdk.flows import (
 )
 from flowport.sdk.jobs import Job
 from flowport.sdk.parameter_sets import ParameterSet, ParameterSetList
+from flowport.sdk.pipelines import Pipeline, PipelineRun, Pipelines
 from flowport.sdk.projects import ImportedFlows, ImportReport, Project, ProjectList, Projects
 from flowport.sdk.response import Response
 from flowport.sdk.schedules import Schedule, Schedules
@@ -85,9 +87,13 @@ __all__ = [
     "ImportResult",
     "ImportedFlows",
     "Job",
+    "LocksHeld",
     "NotFound",
     "ParameterSet",
     "ParameterSetList",
+    "Pipeline",
+    "PipelineRun",
+    "Pipelines",
     "PluginNotFound",
     "PreviewRecord",
     "PreviewStage",

@@ -29,6 +29,7 @@ from flowport.errors import (
     ValidationFailed,
 )
 from flowport.sdk.deployments import Deployments
+from flowport.sdk.pipelines import Pipelines
 from flowport.sdk.projects import Projects
 from flowport.sdk.schedules import Schedules
 
@@ -156,6 +157,7 @@ class Client:
         self.projects = Projects(self)
         self.deployments = Deployments(self)
         self.schedules = Schedules(self)
+        self.pipelines = Pipelines(self)
 
     def __repr__(self) -> str:
         who = f", username={self.username!r}" if self.username else ""

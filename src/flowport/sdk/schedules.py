@@ -21,7 +21,7 @@ __all__ = ["Schedule", "Schedules"]
 def _ref(value: Any) -> dict[str, int] | None:
     if value is None:
         return None
-    for attribute in ("deployment_id", "flow_id"):
+    for attribute in ("deployment_id", "flow_id", "pipeline_id"):
         if hasattr(value, attribute):
             return {"id": int(getattr(value, attribute))}
     return {"id": int(value)}
@@ -146,6 +146,8 @@ class Schedules:
         cron: str,
         flow: Any = None,
         deployment: Any = None,
+        pipeline: Any = None,
+        lock_policy: str = "wait",
         timezone: str = "UTC",
         start_date: datetime | str | None = None,
         end_date: datetime | str | None = None,
@@ -155,9 +157,10 @@ class Schedules:
         parameters: dict[str, Any] | None = None,
         description: str = "",
     ) -> Schedule:
-        """Schedule a flow or a deployment (its active release: a new release keeps the schedule).
+        """Schedule a flow, a deployment (its active release: a new release keeps the schedule) or a pipeline.
 
-        ``flow``/``deployment`` take an SDK object or an id.
+        ``flow``/``deployment``/``pipeline`` take an SDK object or an id; ``lock_policy`` (wait or
+        skip) says what a pipeline's scheduled run does while its task locks are held.
         """
         body: dict[str, Any] = {
             "name": name,
@@ -173,6 +176,9 @@ class Schedules:
             body["flow"] = _ref(flow)
         if deployment is not None:
             body["deployment"] = _ref(deployment)
+        if pipeline is not None:
+            body["pipeline"] = _ref(pipeline)
+            body["lockPolicy"] = lock_policy
         if start_date is not None:
             body["startDate"] = _when(start_date)
         if end_date is not None:

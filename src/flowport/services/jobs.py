@@ -89,6 +89,8 @@ def job_group_dict(row: JobGroup, jobs: list[Job] | None = None) -> dict[str, An
         "sessionId": str(row.session_id),
         "flow": ref(row.flow_id),
         "deployment": ref(row.deployment_id),
+        "pipeline": ref(row.pipeline_id),
+        "parent": ref(row.parent_id),
         "parameters": dict(row.parameters or {}),
         "result": _result(row.result),
         "error": row.error,

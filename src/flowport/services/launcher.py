@@ -22,7 +22,8 @@ from typing import Any
 
 from flowport.orchestrate import JobLauncher, create_launcher
 from flowport.services.instance import store_url
-from flowport.services.job_runner import execute_job, fail_lost_job
+from flowport.services.job_runner import fail_lost_job
+from flowport.services.pipeline_runner import run_job_group
 from flowport.services.settings import settings
 from flowport.store.database import DATABASE_URL_ENV
 
@@ -67,7 +68,7 @@ def configured_workers() -> int:
 def _build(kind: str, workers: int, home: str, url: str) -> JobLauncher:
     return create_launcher(
         kind,
-        execute_job,
+        run_job_group,
         on_lost=fail_lost_job,
         workers=workers,
         # A pool's workers serve this instance, whatever environment they were spawned with.

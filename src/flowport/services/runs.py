@@ -34,7 +34,18 @@ from flowport.services.settings import settings
 from flowport.store import jobs as _repo
 from flowport.store.tables import JobTrigger
 
-__all__ = ["DeploymentTarget", "FlowTarget", "RunTarget", "Schedule", "Trigger", "run_flow", "start"]
+__all__ = [
+    "DeploymentTarget",
+    "FlowTarget",
+    "PipelineTarget",
+    "RunTarget",
+    "Schedule",
+    "Trigger",
+    "job_task",
+    "launch",
+    "run_flow",
+    "start",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +65,13 @@ class DeploymentTarget:
     """Run the primary flow of a deployment's active release (a new release keeps schedules working)."""
 
     deployment_id: int
+
+
+@dataclass(frozen=True)
+class PipelineTarget:
+    """Run an orchestration pipeline (:func:`flowport.services.pipelines.start_pipeline`)."""
+
+    pipeline_id: int
 
 
 RunTarget = FlowTarget | DeploymentTarget
@@ -91,6 +109,8 @@ def start(
     overrides: Mapping[str, Any] | None = None,
     schedule: Schedule | None = None,
     base_dir: Path | None = None,
+    parent_id: int | None = None,
+    launch_job: bool = True,
 ) -> dict[str, Any]:
     """Start a job running ``target`` and return its job group (with its jobs embedded).
 
@@ -102,6 +122,9 @@ def start(
         schedule: the schedule and logical date the run is for (one run per
             schedule and logical date: a second is refused with Conflict).
         base_dir: where relative paths resolve (default: the data folder).
+        parent_id: the pipeline run this job is a task of.
+        launch_job: False leaves the job group Created for the caller to run
+            (a pipeline runs its flow tasks in its own worker).
 
     Raises:
         NotFound: no such flow or deployment. FlowInvalid (ValidationFailed,
@@ -121,8 +144,7 @@ def start(
     else:
         flow_id = target.flow_id
     values = check_overrides(overrides)
-    folder = (base_dir or data_dir()).resolve()
-    roots = instance_roots()
+    instance_roots()  # a bad file-root setting is refused before anything is recorded
     with transaction() as session:
         stored = load_stored_flow(session, flow_id)
         require_flow_permissions(actor, stored.flow, action="run")
@@ -143,26 +165,41 @@ def start(
             logical_date=schedule.logical_date if schedule else None,
             data_interval=(schedule.data_interval_start, schedule.data_interval_end) if schedule else None,
             attempt=schedule.attempt if schedule else 1,
+            parent_id=parent_id,
         )
         _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
         group_id = group.id
+    if launch_job:
+        launch(job_task(group_id, base_dir), f"flow {flow_id} ({trigger})")
+    return get_job_group(group_id, embed_jobs=True)
+
+
+def job_task(group_id: int, base_dir: Path | None = None) -> JobTask:
+    """What travels to the worker for a job group of this instance (its store, home, folder, file roots)."""
+    roots = instance_roots()
     assert roots.roots is not None
-    task = JobTask(
+    folder = (base_dir or data_dir()).resolve()
+    return JobTask(
         group_id, store_url(), str(settings().home), str(folder), tuple(str(r) for r in roots.roots)
     )
+
+
+def launch(task: JobTask, what: str) -> None:
+    """Move a Created job group to Pending and hand it to the launcher; recorded Failed if none takes it.
+
+    Raises:
+        LaunchFailed (or the launcher's error): no worker could take it.
+    """
     try:
         chosen = launcher()
-        _log.info(
-            "Job group %s created for flow %s (%s, %s launcher)", group_id, flow_id, trigger, chosen.kind
-        )
+        _log.info("Job group %s created for %s (%s launcher)", task.job_group_id, what, chosen.kind)
         with transaction(task.database_url) as session:
-            _repo.transition(session, group_id, from_statuses={"Created"}, to_status="Pending")
+            _repo.transition(session, task.job_group_id, from_statuses={"Created"}, to_status="Pending")
         chosen.submit(task)
     except Exception as exc:
         reason = exc.message if isinstance(exc, FlowportError) else f"{type(exc).__name__}: {exc}"
         fail_lost_job(task, f"Could not hand the job to a worker: {reason}")
         raise
-    return get_job_group(group_id, embed_jobs=True)
 
 
 def run_flow(

@@ -37,6 +37,7 @@ from flowport.errors import Conflict, FlowportError
 from flowport.model.timetable import Interval, Timetable
 from flowport.services import runs as _runs
 from flowport.services.instance import transaction
+from flowport.services.pipelines import LocksHeld
 from flowport.services.schedules import timetable_of
 from flowport.store import jobs as _jobs_repo
 from flowport.store import leases as _leases
@@ -52,6 +53,8 @@ LEASE_NAME = "scheduler"
 LEASE_TTL = timedelta(seconds=30)
 #: Seconds between ticks of ``flowport scheduler`` and of the scheduler inside ``flowport server``.
 TICK_INTERVAL = 5.0
+#: What :meth:`Scheduler._start` answers when a pipeline's task locks are held and its schedule waits.
+WAIT = "waiting for task locks"
 
 
 @dataclass
@@ -75,8 +78,10 @@ class _Due:
     interval: Interval
     following: datetime | None
     timetable: Timetable
-    target: _runs.RunTarget
+    target: _runs.RunTarget | _runs.PipelineTarget
     parameters: dict[str, Any]
+    #: For a pipeline whose task locks are held: wait (the date stays due) or skip it.
+    lock_policy: str = "wait"
 
 
 class Scheduler:
@@ -152,6 +157,8 @@ class Scheduler:
                         due.logical_date.isoformat(),
                     )
             error = self._start(due, "schedule", 1, tick)
+            if error is WAIT:
+                return  # the date stays due: tried again next tick
             after = due.following
             with transaction() as session:
                 if not _repo.advance(
@@ -170,7 +177,24 @@ class Scheduler:
             due.schedule_id, due.logical_date, due.interval.start, due.interval.end, attempt=attempt
         )
         try:
-            group = _runs.start(due.target, trigger, None, overrides=due.parameters, schedule=context)  # type: ignore[arg-type]
+            if isinstance(due.target, _runs.PipelineTarget):
+                from flowport.services.pipelines import start_pipeline
+
+                group = start_pipeline(
+                    due.target.pipeline_id,
+                    trigger,  # type: ignore[arg-type]
+                    None,
+                    overrides=due.parameters,
+                    schedule=context,
+                )
+            else:
+                group = _runs.start(due.target, trigger, None, overrides=due.parameters, schedule=context)  # type: ignore[arg-type]
+        except LocksHeld as exc:
+            if due.lock_policy == "wait":
+                _log.info("Schedule %s: %s; waiting", due.schedule_id, exc.message)
+                tick.waiting.append(due.schedule_id)
+                return WAIT
+            return self._refuse(due, trigger, attempt, exc.message, tick, status="Canceled")
         except Conflict as exc:
             if "already has a run" not in exc.message:
                 return self._refuse(due, trigger, attempt, exc.message, tick)
@@ -188,12 +212,16 @@ class Scheduler:
         )
         return None
 
-    def _refuse(self, due: _Due, trigger: str, attempt: int, message: str, tick: Tick) -> str:
-        reason = f"The run for {due.logical_date.isoformat()} could not start: {message}"
+    def _refuse(
+        self, due: _Due, trigger: str, attempt: int, message: str, tick: Tick, status: str = "Failed"
+    ) -> str:
+        verb = "was skipped" if status == "Canceled" else "could not start"
+        reason = f"The run for {due.logical_date.isoformat()} {verb}: {message}"
         _log.warning("Schedule %s: %s", due.schedule_id, reason)
         tick.refused.append((due.schedule_id, due.logical_date, message))
         flow_id = due.target.flow_id if isinstance(due.target, _runs.FlowTarget) else None
         deployment_id = due.target.deployment_id if isinstance(due.target, _runs.DeploymentTarget) else None
+        pipeline_id = due.target.pipeline_id if isinstance(due.target, _runs.PipelineTarget) else None
         try:
             with transaction() as session:
                 group = _jobs_repo.create_group(
@@ -206,13 +234,14 @@ class Scheduler:
                     logical_date=due.logical_date,
                     data_interval=(due.interval.start, due.interval.end),
                     attempt=attempt,
+                    pipeline_id=pipeline_id,
                 )
                 now = utcnow()
                 _jobs_repo.transition(
                     session,
                     group.id,
                     from_statuses={"Created"},
-                    to_status="Failed",
+                    to_status=status,
                     group_values={"error": reason, "finished_at": now},
                 )
         except Conflict:
@@ -247,9 +276,10 @@ class Scheduler:
                     timetable,
                     _target(row),
                     dict(row.parameters or {}),
+                    row.lock_policy,
                 )
-            if attempt is not None:
-                self._start(due, "backfill", attempt, tick)
+            if attempt is not None and self._start(due, "backfill", attempt, tick) is WAIT:
+                return  # the date stays next: tried again next tick
             with transaction() as session:
                 backfill = _repo.get_backfill(session, backfill_id)
                 if backfill.next_logical_date != cursor:
@@ -280,12 +310,14 @@ def _attempt(session: Any, schedule_id: int, logical_date: datetime, reprocess: 
     return None
 
 
-def _target(row: ScheduleRecord) -> _runs.RunTarget:
+def _target(row: ScheduleRecord) -> _runs.RunTarget | _runs.PipelineTarget:
     if row.flow_id is not None:
         return _runs.FlowTarget(row.flow_id)
     if row.deployment_id is not None:
         return _runs.DeploymentTarget(row.deployment_id)
-    raise FlowportError(f"Schedule '{row.name}' has no target (its pipeline cannot run yet)")
+    if row.pipeline_id is not None:
+        return _runs.PipelineTarget(row.pipeline_id)
+    raise FlowportError(f"Schedule '{row.name}' has no target")
 
 
 def _next_due(row: ScheduleRecord, now: datetime) -> _Due | None:
@@ -310,4 +342,5 @@ def _next_due(row: ScheduleRecord, now: datetime) -> _Due | None:
         timetable,
         _target(row),
         dict(row.parameters or {}),
+        row.lock_policy,
     )

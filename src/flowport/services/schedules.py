@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -30,6 +30,7 @@ from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.jobs import job_group_dict
 from flowport.store import deployments as _deployments_repo
 from flowport.store import flows as _flows_repo
+from flowport.store import pipelines as _pipelines_repo
 from flowport.store import schedules as _repo
 from flowport.store.tables import REPROCESS_POLICIES, Backfill, JobGroup, ScheduleRecord, utcnow
 
@@ -75,6 +76,12 @@ class ScheduleCreate(_Write):
     description: str = Field(default="", max_length=10_000)
     flow: _Ref | None = None
     deployment: _Ref | None = None
+    pipeline: _Ref | None = None
+    lock_policy: Literal["wait", "skip"] = Field(
+        default="wait",
+        alias="lockPolicy",
+        description="A pipeline run whose task locks are held: wait for them, or skip the date",
+    )
     cron: str = Field(min_length=1, max_length=120, description="5-field cron or @once/@hourly/@daily/...")
     timezone: str = Field(default="UTC", min_length=1, max_length=64)
     start_date: datetime | None = Field(default=None, alias="startDate")
@@ -96,6 +103,7 @@ class ScheduleChanges(_Write):
     end_date: datetime | None = Field(default=None, alias="endDate")
     catchup: bool | None = None
     max_active_runs: int | None = Field(default=None, ge=1, le=1000, alias="maxActiveRuns")
+    lock_policy: Literal["wait", "skip"] | None = Field(default=None, alias="lockPolicy")
     parameters: dict[str, str | int | float | bool] | None = None
 
 
@@ -145,6 +153,7 @@ def schedule_dict(row: ScheduleRecord, last_run: JobGroup | None = None) -> dict
         "endDate": timestamp(row.end_date),
         "catchup": row.catchup,
         "maxActiveRuns": row.max_active_runs,
+        "lockPolicy": row.lock_policy,
         "paused": row.paused,
         "parameters": dict(row.parameters or {}),
         "lastRun": _run_summary(last_run),
@@ -202,16 +211,24 @@ def cursor_values(timetable: Timetable, cursor: datetime | None) -> dict[str, An
 
 
 def _target(session: Any, body: ScheduleCreate) -> dict[str, Any]:
-    if (body.flow is None) == (body.deployment is None):
+    given = [t for t in (body.flow, body.deployment, body.pipeline) if t is not None]
+    if len(given) != 1:
         raise ValidationFailed(
-            'A schedule runs one target: give "flow": {"id": N} or "deployment": {"id": N} (not both)'
+            'A schedule runs one target: give "flow": {"id": N}, "deployment": {"id": N} '
+            'or "pipeline": {"id": N} (exactly one)'
         )
+    target: dict[str, int | None] = {"flow_id": None, "deployment_id": None, "pipeline_id": None}
     if body.flow is not None:
         _flows_repo.get_by_id(session, body.flow.id)
-        return {"flow_id": body.flow.id, "deployment_id": None}
-    assert body.deployment is not None
-    _deployments_repo.get_by_id(session, body.deployment.id)
-    return {"flow_id": None, "deployment_id": body.deployment.id}
+        target["flow_id"] = body.flow.id
+    elif body.deployment is not None:
+        _deployments_repo.get_by_id(session, body.deployment.id)
+        target["deployment_id"] = body.deployment.id
+    else:
+        assert body.pipeline is not None
+        _pipelines_repo.get_by_id(session, body.pipeline.id)
+        target["pipeline_id"] = body.pipeline.id
+    return target
 
 
 def _parameters(values: Mapping[str, Any]) -> dict[str, str]:
@@ -264,6 +281,7 @@ def create_schedule(
                 "end_date": timetable.end,
                 "catchup": body.catchup,
                 "max_active_runs": body.max_active_runs,
+                "lock_policy": body.lock_policy,
                 "paused": body.paused,
                 "parameters": parameters,
                 **cursor_values(timetable, cursor),
@@ -336,7 +354,7 @@ def update_schedule(
             body.end_date if "end_date" in given else row.end_date,
         )
         values: dict[str, Any] = {}
-        for field in ("name", "description", "catchup", "max_active_runs"):
+        for field in ("name", "description", "catchup", "max_active_runs", "lock_policy"):
             if field in given and getattr(body, field) is not None:
                 values[field] = getattr(body, field)
         if "parameters" in given and body.parameters is not None:

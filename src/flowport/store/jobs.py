@@ -18,13 +18,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import Session
 
 from flowport.errors import ValidationFailed
 from flowport.store import _lookup
 from flowport.store._paging import count_of
-from flowport.store.tables import JOB_STATUSES, JOB_TRIGGERS, Job, JobEvent, JobGroup, utcnow
+from flowport.store.tables import JOB_STATUSES, JOB_TRIGGERS, Job, JobEvent, JobGroup, TaskLock, utcnow
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -80,6 +80,8 @@ def create_group(
     logical_date: datetime | None = None,
     data_interval: tuple[datetime, datetime] | None = None,
     attempt: int = 1,
+    pipeline_id: int | None = None,
+    parent_id: int | None = None,
 ) -> JobGroup:
     """Insert a job group (with a new session id).
 
@@ -104,6 +106,8 @@ def create_group(
         data_interval_start=data_interval[0] if data_interval else None,
         data_interval_end=data_interval[1] if data_interval else None,
         attempt=attempt,
+        pipeline_id=pipeline_id,
+        parent_id=parent_id,
     )
     session.add(row)
     if schedule_id is None:
@@ -255,6 +259,9 @@ def transition(
         .values(status=to_status, updated_at=now, **{**stamps, **dict(job_values or {})})
         .execution_options(synchronize_session="fetch")
     )
+    if to_status in FINAL_STATUSES:
+        # A run that ended holds no task lock any more: released with the move, whoever ends it.
+        session.execute(delete(TaskLock).where(TaskLock.job_group_id == job_group_id))
     error = (group_values or {}).get("error")
     session.add(
         JobEvent(

@@ -39,8 +39,10 @@ __all__ = [
     "IMPORT_RULE_KINDS",
     "JOB_STATUSES",
     "JOB_TRIGGERS",
+    "LOCK_POLICIES",
     "REPROCESS_POLICIES",
     "ROLES",
+    "TASK_RUN_STATUSES",
     "ApiToken",
     "Backfill",
     "Base",
@@ -56,10 +58,13 @@ __all__ = [
     "Lease",
     "OutboxCursor",
     "ParameterSet",
+    "PipelineRecord",
     "Project",
     "Release",
     "ScheduleRecord",
     "StageStateRecord",
+    "TaskLock",
+    "TaskRun",
     "UTCDateTime",
     "User",
     "WebhookDelivery",
@@ -101,6 +106,8 @@ JOB_TRIGGERS: tuple[JobTrigger, ...] = ("manual", "api", "schedule", "backfill",
 JOB_STATUSES = ("Created", "Pending", "InProgress", "Complete", "Failed", "Canceled")
 BACKFILL_STATUSES = ("Running", "Complete", "Canceled")
 REPROCESS_POLICIES = ("none", "failed", "all")
+TASK_RUN_STATUSES = ("Created", "InProgress", "Complete", "Failed", "Canceled", "Skipped")
+LOCK_POLICIES = ("wait", "skip")
 IMPORT_RULE_KINDS = ("object", "value")
 
 # Every table with an integer surrogate key says ``sqlite_autoincrement``:
@@ -344,6 +351,14 @@ class JobGroup(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     creator_id: Mapped[int | None] = mapped_column(Integer)
+    #: Set when the job group is a run of an orchestration pipeline (its tasks are ``task_runs``).
+    pipeline_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipelines.id", ondelete="SET NULL"), index=True
+    )
+    #: The pipeline run that started this job (a flow or deployment task), if any.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_groups.id", ondelete="SET NULL"), index=True
+    )
 
     def __repr__(self) -> str:
         return f"JobGroup(id={self.id!r}, flow_id={self.flow_id!r}, status={self.status!r})"
@@ -503,6 +518,7 @@ class ScheduleRecord(Base):
         CheckConstraint(
             "flow_id IS NOT NULL OR deployment_id IS NOT NULL OR pipeline_id IS NOT NULL", name="target"
         ),
+        CheckConstraint(_one_of("lock_policy", LOCK_POLICIES), name="lock_policy"),
         {"sqlite_autoincrement": True},
     )
 
@@ -521,6 +537,8 @@ class ScheduleRecord(Base):
     end_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
     catchup: Mapped[bool] = mapped_column(Boolean, default=False)
     max_active_runs: Mapped[int] = mapped_column(Integer, default=1)
+    #: A pipeline run whose task locks are held: wait (try again next tick) or skip the logical date.
+    lock_policy: Mapped[str] = mapped_column(String(8), default="wait", server_default="wait")
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     parameters: Mapped[dict[str, Any]] = mapped_column(_JSON, default=dict)
     next_logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -638,3 +656,62 @@ class OutboxCursor(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PipelineRecord(Base):
+    """A stored orchestration pipeline: its ``flowport.pipeline/1`` document and the columns lists use."""
+
+    __tablename__ = "pipelines"
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    document: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    updater_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class TaskRun(Base):
+    """One task of one pipeline run: its status, tries, the job it started and the tail of its output."""
+
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", TASK_RUN_STATUSES), name="status"),
+        UniqueConstraint("job_group_id", "task"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_group_id: Mapped[int] = mapped_column(ForeignKey("job_groups.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="Created")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The job group a flow or deployment task started (no foreign key: either may be deleted apart).
+    child_group_id: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(_LONG_TEXT)
+    log: Mapped[str] = mapped_column(_LONG_TEXT, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TaskLock(Base):
+    """A held task lock (the seed's ``TaskLock``): one row per lock name, so at most one holder.
+
+    The holder is a pipeline run (a job group); its lock rows go when it
+    reaches a final status (in the same transaction) or when it is deleted.
+    """
+
+    __tablename__ = "task_locks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_group_id: Mapped[int] = mapped_column(ForeignKey("job_groups.id", ondelete="CASCADE"), index=True)
+    pipeline_id: Mapped[int | None] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
