@@ -310,6 +310,14 @@ def backfill(
 def scheduler(
     interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between ticks.")] = 5.0,
     once: Annotated[bool, typer.Option("--once", help="Tick once and exit (cron-driven setups).")] = False,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            min=2.0,
+            help="How long the active scheduler's lease lasts unrenewed: a standby takes over after it.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Run the scheduler of the local instance; one is active per instance, another waits to take over.
 
@@ -317,13 +325,14 @@ def scheduler(
     """
     import signal
     import threading
+    from datetime import timedelta
 
     from flowport.services import instance
     from flowport.services.scheduler import Scheduler
 
     try:
         instance.init_instance()
-        active = Scheduler()
+        active = Scheduler(lease_ttl=timedelta(seconds=max(lease_seconds, interval * 2)))
     except FlowportError as exc:
         err_console.print(f"[red]Error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -142,6 +142,9 @@ class Scheduler:
 
     def _schedule(self, schedule_id: int, now: datetime, tick: Tick) -> None:
         while True:
+            # A long catch-up renews the lease as it goes, and stops if another scheduler took it.
+            if not self.lead():
+                return
             with transaction() as session:
                 row = _repo.get_by_id(session, schedule_id)
                 due = _next_due(row, now)
