@@ -22,6 +22,11 @@ Case ``auth``: 50 concurrent clients on ``GET /v4/flows`` of a real
 ``flowport server``, with HTTP Basic and with a bearer token; p50/p99
 latency of both and their ratio (``benchmarks/auth_concurrency.py``, run
 in its own process).
+
+Case ``orchestration``: a pipeline of 1,000 no-op tasks (fan-out, join,
+chain) against Dagster's ``execute_in_process`` and Prefect 3, each in its
+own virtual environment, and the scheduler's tick with 10,000 active
+schedules (``benchmarks/orchestration.py``, run in its own process).
 """
 
 from __future__ import annotations
@@ -360,7 +365,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--case", choices=["parquet", "postgres", "auth", "all"], default="all")
+    parser.add_argument(
+        "--case", choices=["parquet", "postgres", "auth", "orchestration", "all"], default="all"
+    )
     parser.add_argument("--rows", type=int, action="append", help="Input sizes (default: 1M and 10M / 5M).")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per case; the best is reported.")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
@@ -382,6 +389,10 @@ def main() -> None:
         shutil.rmtree(OUT, ignore_errors=True)
     if args.case in ("auth", "all"):
         bench_auth()
+    if args.case in ("orchestration", "all"):
+        # A pipeline of 1,000 no-op tasks against Dagster and Prefect; the scheduler's tick.
+        print()
+        subprocess.run([sys.executable, str(HERE / "orchestration.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ __all__ = [
     "DbtTarget",
     "DbtTask",
     "DeploymentTask",
+    "EmptyTask",
     "FlowTask",
     "HttpTask",
     "Pipeline",
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 PIPELINE_FORMAT: Final = "flowport.pipeline/1"
-TASK_TYPES = ("flow", "deployment", "shell", "dbt", "sql", "http")
+TASK_TYPES = ("flow", "deployment", "shell", "dbt", "sql", "http", "empty")
 DBT_COMMANDS = ("deps", "run", "test", "build", "seed", "compile", "debug", "snapshot", "source")
 #: Parameters every run has (a scheduled run's interval; empty strings for a manual one) and ``target``.
 BUILTIN_PARAMETERS = frozenset(
@@ -254,8 +255,15 @@ class HttpTask(_TaskBase):
         return frozenset({"network"})
 
 
+class EmptyTask(_TaskBase):
+    """Does nothing: a join point or a marker in the graph (Airflow's ``EmptyOperator``)."""
+
+    type: Literal["empty"]
+
+
 Task = Annotated[
-    FlowTask | DeploymentTask | ShellTask | DbtTask | SqlTask | HttpTask, Field(discriminator="type")
+    FlowTask | DeploymentTask | ShellTask | DbtTask | SqlTask | HttpTask | EmptyTask,
+    Field(discriminator="type"),
 ]
 
 
@@ -319,24 +327,39 @@ class Pipeline(_Strict):
                 return task
         raise KeyError(name)
 
+    def dependents(self) -> dict[str, list[str]]:
+        """Task name -> the tasks that wait for it directly (in the document's order)."""
+        found: dict[str, list[str]] = {t.name: [] for t in self.tasks}
+        for task in self.tasks:
+            for dep in task.after:
+                found[dep].append(task.name)
+        return found
+
     def order(self) -> list[str]:
-        """Task names in a dependency order (stable: the document's order among ready tasks)."""
+        """Task names in a dependency order (Kahn's algorithm; among ready tasks, the document's order)."""
+        waiting = {t.name: len(set(t.after)) for t in self.tasks}
+        dependents = self.dependents()
+        ready = [t.name for t in self.tasks if waiting[t.name] == 0]
         done: list[str] = []
-        left = [t.name for t in self.tasks]
-        after = {t.name: set(t.after) for t in self.tasks}
-        while left:
-            ready = [n for n in left if after[n] <= set(done)]
-            done.extend(ready)
-            left = [n for n in left if n not in ready]
+        while ready:
+            name = ready.pop(0)
+            done.append(name)
+            for child in dict.fromkeys(dependents[name]):
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    ready.append(child)
         return done
 
     def downstream(self, name: str) -> set[str]:
         """Every task that waits, directly or not, for ``name``."""
+        dependents = self.dependents()
         found: set[str] = set()
-        frontier = {name}
+        frontier = list(dependents[name])
         while frontier:
-            frontier = {t.name for t in self.tasks if set(t.after) & frontier} - found
-            found |= frontier
+            child = frontier.pop()
+            if child not in found:
+                found.add(child)
+                frontier.extend(dependents[child])
         return found
 
     def locks(self) -> dict[str, str]:
@@ -354,28 +377,25 @@ class Pipeline(_Strict):
 
 
 def _find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """A cycle of ``graph`` (node -> what it waits for) as ``[a, b, ..., a]``, or [] (iterative DFS)."""
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str]:
-        state[node] = 1
-        stack.append(node)
-        for dep in graph.get(node, ()):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return []
-
-    for node in graph:
-        if node not in state:
-            cycle = visit(node)
-            if cycle:
-                return cycle
+    for root in graph:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        stack = [iter(graph.get(root, ()))]
+        state[root] = 1
+        while stack:
+            dep = next(stack[-1], None)
+            if dep is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(dep) == 1:
+                return [*path[path.index(dep) :], dep]
+            elif dep not in state:
+                state[dep] = 1
+                path.append(dep)
+                stack.append(iter(graph.get(dep, ())))
     return []
 
 

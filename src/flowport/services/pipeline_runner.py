@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,14 @@ from flowport.store import jobs as _jobs_repo
 from flowport.store import pipelines as _repo
 from flowport.store.tables import JobGroup, utcnow
 
-__all__ = ["HEARTBEAT_INTERVAL", "execute_pipeline", "run_job_group"]
+__all__ = ["FLUSH_INTERVAL", "HEARTBEAT_INTERVAL", "execute_pipeline", "run_job_group"]
 
 _log = logging.getLogger("flowport.services.pipelines")
 
 #: How often a running pipeline renews its lease and reads its cancel flag.
 HEARTBEAT_INTERVAL = 1.0
+#: How often the task runs' changes are written (together, in one transaction).
+FLUSH_INTERVAL = 0.1
 
 
 def run_job_group(task: JobTask) -> str:
@@ -76,17 +79,44 @@ class _Run:
         self.failed: list[str] = []
         self.base_dir = Path(task.base_dir)
         self.roots = FileRoots.confined([Path(r) for r in task.file_roots], protected_files())
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._pending: dict[str, dict[str, Any]] = {}
 
     def record(self, name: str, **changes: Any) -> None:
-        if "status" in changes:
-            self.status[name] = changes["status"]
-        with transaction(self.url) as session:
-            _repo.update_task_run(session, self.group_id, name, changes)
+        """Note a task run's changes; they reach the store with the next flush (within
+        :data:`FLUSH_INTERVAL` seconds), many tasks' changes in one transaction."""
+        with self._lock:
+            if "status" in changes:
+                self.status[name] = changes["status"]
+            self._pending.setdefault(name, {}).update(changes)
+
+    def flush(self) -> None:
+        """Write every noted change in one transaction."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            with transaction(self.url) as session:
+                _repo.update_task_runs(session, self.group_id, pending)
 
     def skip(self, names: set[str] | list[str], message: str) -> None:
+        now = utcnow()
         for name in names:
             if self.status[name] == "Created":
-                self.record(name, status="Skipped", message=message, finished_at=utcnow())
+                self.record(name, status="Skipped", message=message, finished_at=now)
+
+
+def _flusher(run: _Run, done: threading.Event) -> None:
+    while not done.wait(FLUSH_INTERVAL):
+        try:
+            run.flush()
+        except Exception as exc:
+            # A busy store must not stop the run: the next flush writes the changes.
+            _log.warning(
+                "Pipeline run %s: task records not written yet: %s", run.group_id, type(exc).__name__
+            )
 
 
 def _heartbeat(run: _Run, done: threading.Event) -> None:
@@ -167,19 +197,34 @@ def _one_task(run: _Run, task: Task) -> str:
 
 def _drive(run: _Run) -> None:
     pipeline = run.pipeline
+    tasks = {t.name: t for t in pipeline.tasks}
+    dependents = pipeline.dependents()
+    waiting = {t.name: len(set(t.after)) for t in pipeline.tasks}
+    ready = deque(name for name in pipeline.order() if waiting[name] == 0)
     running: dict[Future[str], str] = {}
     with ThreadPoolExecutor(max_workers=pipeline.max_parallel, thread_name_prefix="flowport-task") as pool:
         while True:
-            if not run.stopping.is_set():
-                for name in pipeline.order():
-                    if len(running) >= pipeline.max_parallel:
-                        break
-                    task = pipeline.task(name)
-                    if run.status[name] != "Created" or name in running.values():
-                        continue
-                    if all(run.status[d] == "Complete" for d in task.after):
-                        run.status[name] = "Queued"
-                        running[pool.submit(_one_task, run, task)] = name
+            while ready and len(running) < pipeline.max_parallel and not run.stopping.is_set():
+                name = ready.popleft()
+                if run.status[name] != "Created":
+                    continue
+                if tasks[name].type == "empty":
+                    # Nothing to run: done here, without a worker thread (as Airflow's EmptyOperator).
+                    now = utcnow()
+                    run.record(
+                        name,
+                        status="Complete",
+                        attempts=1,
+                        started_at=now,
+                        finished_at=now,
+                        message="nothing to do",
+                    )
+                    for child in dict.fromkeys(dependents[name]):
+                        waiting[child] -= 1
+                        if waiting[child] == 0:
+                            ready.append(child)
+                    continue
+                running[pool.submit(_one_task, run, tasks[name])] = name
             if not running:
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -192,8 +237,13 @@ def _drive(run: _Run) -> None:
                     _log.error(
                         "Pipeline run %s: task '%s' could not be recorded: %s", run.group_id, name, exc
                     )
-                run.status[name] = status
-                if status == "Failed":
+                    run.record(name, status="Failed", message=f"{type(exc).__name__}: {exc}")
+                if status == "Complete":
+                    for child in dict.fromkeys(dependents[name]):
+                        waiting[child] -= 1
+                        if waiting[child] == 0:
+                            ready.append(child)
+                elif status == "Failed":
                     run.failed.append(name)
                     run.skip(sorted(pipeline.downstream(name)), f"Skipped: upstream task '{name}' failed")
                     if not pipeline.continue_on_failure and not run.stopping.is_set():
@@ -240,8 +290,12 @@ def execute_pipeline(task: JobTask) -> str:
     run = _Run(task, group, pipeline, project_id)
     _log.info("Pipeline run %s: '%s', %s task(s)", run.group_id, pipeline.name, len(pipeline.tasks))
     done = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(run, done), name="flowport-pipeline-lease", daemon=True)
-    beat.start()
+    helpers = [
+        threading.Thread(target=_heartbeat, args=(run, done), name="flowport-pipeline-lease", daemon=True),
+        threading.Thread(target=_flusher, args=(run, done), name="flowport-pipeline-records", daemon=True),
+    ]
+    for helper in helpers:
+        helper.start()
     try:
         _drive(run)
     except Exception as exc:
@@ -249,7 +303,9 @@ def execute_pipeline(task: JobTask) -> str:
         run.failed.append(f"(runner: {type(exc).__name__})")
     finally:
         done.set()
-        beat.join(5.0)
+        for helper in helpers:
+            helper.join(5.0)
+    run.flush()  # every task's record is in the store before the run's status says it ended
     counts: dict[str, int] = {}
     for value in run.status.values():
         counts[value] = counts.get(value, 0) + 1

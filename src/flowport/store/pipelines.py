@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ __all__ = [
     "task_runs_of",
     "update_pipeline",
     "update_task_run",
+    "update_task_runs",
 ]
 
 _PIPELINE_FIELDS = frozenset({"name", "description", "document", "project_id"})
@@ -144,22 +145,23 @@ def runs_of(
 
 
 def create_task_runs(session: Session, job_group_id: int, tasks: Sequence[tuple[str, str]]) -> None:
-    """One Created task run per ``(task name, type)`` of a new pipeline run."""
+    """One Created task run per ``(task name, type)`` of a new pipeline run (one bulk insert)."""
     now = utcnow()
-    session.add_all(
-        TaskRun(
-            job_group_id=job_group_id,
-            task=name,
-            kind=kind,
-            status="Created",
-            attempts=0,
-            log="",
-            created_at=now,
-            updated_at=now,
-        )
+    rows = [
+        {
+            "job_group_id": job_group_id,
+            "task": name,
+            "kind": kind,
+            "status": "Created",
+            "attempts": 0,
+            "log": "",
+            "created_at": now,
+            "updated_at": now,
+        }
         for name, kind in tasks
-    )
-    session.flush()
+    ]
+    if rows:
+        session.execute(insert(TaskRun), rows)
 
 
 def task_runs_of(session: Session, job_group_id: int) -> list[TaskRun]:
@@ -182,6 +184,23 @@ def update_task_run(session: Session, job_group_id: int, task: str, changes: Map
     row.updated_at = utcnow()
     session.flush()
     return row
+
+
+def update_task_runs(session: Session, job_group_id: int, changes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Apply many task runs' changes (task name -> changes) in a few bulk updates."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    now = utcnow()
+    for task, values in changes.items():
+        _lookup.check_fields(values, _TASK_RUN_FIELDS, "task run")
+        keys = tuple(sorted(values))
+        groups.setdefault(keys, []).append({"b_task": task, **{f"v_{k}": v for k, v in values.items()}})
+    for keys, rows in groups.items():
+        statement = (
+            update(TaskRun)
+            .where(TaskRun.job_group_id == job_group_id, TaskRun.task == bindparam("b_task"))
+            .values(updated_at=now, **{key: bindparam(f"v_{key}") for key in keys})
+        )
+        session.connection().execute(statement, rows)
 
 
 def acquire_locks(

@@ -15,6 +15,11 @@ from flowport.services.tasks.context import TaskContext, TaskFailed, TaskRunner
 __all__ = ["TaskContext", "TaskFailed", "TaskRunner", "runner_for"]
 
 
+def _nothing(task: object, context: TaskContext) -> str:
+    del task, context
+    return "nothing to do"
+
+
 def runner_for(kind: str) -> TaskRunner:
     """The function that runs tasks of type ``kind``."""
     if kind in ("flow", "deployment"):
@@ -33,6 +38,8 @@ def runner_for(kind: str) -> TaskRunner:
         from flowport.services.tasks.sql import run_sql_task
 
         return run_sql_task
+    if kind == "empty":
+        return _nothing
     if kind == "http":
         from flowport.services.tasks.http import run_http_task
 
