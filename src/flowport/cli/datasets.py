@@ -7,7 +7,9 @@ as one line naming the class, and the others still compile and run:
   class is broken (the whole module was asked for);
 - ``compile MODULE NAME`` and ``run MODULE NAME`` exit 1 only when ``NAME``
   itself is broken (the other broken classes are warnings), and 2 when the
-  module has no pipeline ``NAME``.
+  module has no pipeline ``NAME``;
+- ``deploy MODULE`` registers the module on a server (through the SDK):
+  flows, a pipeline per dataset and schedules from the classes' attributes.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import typer
 from rich.markup import escape
 
 from flowport.cli.output import console, err_console, print_json
+from flowport.cli.remote import TokenOpt, UrlOpt, failed, open_client
 from flowport.errors import FlowportError
 
 if TYPE_CHECKING:  # the services import the engine (pyarrow, DuckDB): imported by the commands
+    from flowport.sdk import Client
     from flowport.services import datasets
 
 __all__ = ["datasets_app"]
@@ -166,3 +170,128 @@ def run(
         if broken != name:
             _warn(message)
     run_and_report(compiled.flows[name], {}, Path.cwd(), as_json)
+
+
+@datasets_app.command("deploy")
+def deploy(
+    module: ModuleArg,
+    project: Annotated[
+        str, typer.Option("--project", help="Project (name or id) the flows and pipelines go to.")
+    ] = "default",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a datasets module on a server: its flows, a pipeline per dataset (load, then its views for the
+    same logical date) and a schedule from each class's schedule_interval, start_date, end_date and catchup.
+
+    Deploying again updates what it stored (by name). The module is compiled here; the server never runs
+    its code. Exit 1 when a class does not compile (the others are deployed).
+
+    Example: ``flowport datasets deploy omis_datasets.py --url http://prod:8080``
+    """
+    from flowport.services import datasets
+
+    def fail(message: str, code: int = 1) -> NoReturn:
+        if as_json:
+            print_json({"error": message})
+        else:
+            _error(message)
+        raise typer.Exit(code)
+
+    try:
+        plan = datasets.deployment_plan(datasets.load_module(module))
+    except FlowportError as exc:
+        fail(exc.message)
+    for message in plan.errors.values():
+        _error(message)
+    for message in plan.warnings:
+        _warn(message)
+    try:
+        with open_client(url, token, as_json) as client:
+            stored = _upload(client, plan, project)
+    except FlowportError as exc:
+        failed(exc, as_json=as_json)
+    if as_json:
+        print_json({**stored, "errors": list(plan.errors.values()), "warnings": plan.warnings})
+    else:
+        for kind in ("flows", "pipelines", "schedules"):
+            for item in stored[kind]:
+                console.print(
+                    f"{kind[:-1].capitalize()} {item['id']} '{escape(str(item['name']))}' {item['action']}"
+                    + (
+                        f": next run for {item['nextLogicalDate']} at {item['nextRunAt']}"
+                        if "nextRunAt" in item
+                        else ""
+                    ),
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    raise typer.Exit(1 if plan.errors else 0)
+
+
+def _find(client: Client, path: str, wanted: str, **params: object) -> dict[str, object] | None:
+    for record in client.list_all(path, **params):
+        if record.get("name") == wanted:
+            return record
+    return None
+
+
+def _upload(
+    client: Client, plan: datasets.DatasetDeployment, project: str
+) -> dict[str, list[dict[str, object]]]:
+    from flowport.model.document import flow_to_dict
+
+    projects = client.list_all("/v4/projects")
+    chosen = next((p for p in projects if str(p["id"]) == project or p["name"] == project), None)
+    if chosen is None:
+        raise FlowportError(f"No project '{project}' on {client.url}")
+    project_id = chosen["id"]
+    stored: dict[str, list[dict[str, object]]] = {"flows": [], "pipelines": [], "schedules": []}
+    for name, flow in plan.flows.items():
+        document = flow_to_dict(flow)
+        existing = _find(client, "/v4/flows", name, projectId=project_id, name=name)
+        if existing is None:
+            record = client.request(
+                "POST", "/v4/flows", params={"projectId": project_id}, json=document
+            ).json()
+            action = "created"
+        else:
+            record = client.request("PATCH", f"/v4/flows/{existing['id']}", json=document).json()
+            action = "updated"
+        stored["flows"].append({"id": record["id"], "name": name, "action": action})
+    pipeline_ids: dict[str, int] = {}
+    for document in plan.pipelines:
+        name = str(document["name"])
+        existing = _find(client, "/v4/pipelines", name, projectId=project_id, name=name)
+        if existing is None:
+            record = client.request(
+                "POST", "/v4/pipelines", params={"projectId": project_id}, json=document
+            ).json()
+            action = "created"
+        else:
+            record = client.request("PATCH", f"/v4/pipelines/{existing['id']}", json=document).json()
+            action = "updated"
+        pipeline_ids[name] = int(record["id"])
+        stored["pipelines"].append({"id": record["id"], "name": name, "action": action})
+    for body in plan.schedules:
+        name = str(body["name"])
+        target = {"id": pipeline_ids[str(body["pipeline"])]}
+        existing = _find(client, "/v4/schedules", name)
+        if existing is None:
+            record = client.request("POST", "/v4/schedules", json={**body, "pipeline": target}).json()
+            action = "created"
+        else:
+            changes = {k: v for k, v in body.items() if k not in ("name", "pipeline")}
+            record = client.request("PATCH", f"/v4/schedules/{existing['id']}", json=changes).json()
+            action = "updated"
+        stored["schedules"].append(
+            {
+                "id": record["id"],
+                "name": name,
+                "action": action,
+                "nextLogicalDate": record.get("nextLogicalDate"),
+                "nextRunAt": record.get("nextRunAt"),
+            }
+        )
+    return stored

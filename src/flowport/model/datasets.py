@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -55,6 +55,7 @@ from typing import Any
 import dateutil
 import dateutil.relativedelta
 import jinja2
+import jinja2.sandbox
 from croniter import croniter
 
 from flowport.errors import ValidationFailed
@@ -64,14 +65,17 @@ __all__ = [
     "SCHEDULE_PRESETS",
     "DatasetPipeline",
     "ViewPipeline",
+    "airflow_context",
     "compile_dataset_pipeline",
     "compile_view_pipeline",
+    "compile_view_template",
     "cron_expression",
     "data_interval",
     "default_logical_date",
     "find_dataset_classes",
     "is_dataset_pipeline",
     "is_view_pipeline",
+    "render_sql_template",
     "split_column_type",
     "template_context",
 ]
@@ -420,6 +424,14 @@ def _ds_format(ds: str, input_format: str, output_format: str) -> str:
 def template_context(cls: type, logical: datetime | date) -> dict[str, Any]:
     """The Jinja context of a pipeline's templated SQL, as Airflow's for the same logical date."""
     start, end = data_interval(cls, _utc(logical))
+    return airflow_context(start, end, getattr(cls, "params", None))
+
+
+def airflow_context(
+    start: datetime, end: datetime, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Airflow's Jinja context for the data interval ``[start, end)``: ``ds``, ``ts``, ``macros`` ..."""
+    start, end = _utc(start), _utc(end)
     return {
         "ds": start.date().isoformat(),
         "ds_nodash": start.strftime("%Y%m%d"),
@@ -429,7 +441,7 @@ def template_context(cls: type, logical: datetime | date) -> dict[str, Any]:
         "execution_date": start,
         "data_interval_start": start,
         "data_interval_end": end,
-        "params": dict(getattr(cls, "params", None) or {}),
+        "params": dict(params or {}),
         "macros": SimpleNamespace(
             datetime=datetime,
             timedelta=timedelta,
@@ -576,10 +588,21 @@ def _view_columns(cls: type, dataset: type) -> list[str]:
     return columns
 
 
+def render_sql_template(template: str, context: Mapping[str, Any]) -> str:
+    """Render templated SQL in Jinja's sandbox (no attribute starting with ``_``, no unsafe calls).
+
+    Raises:
+        jinja2.TemplateError: a syntax error, an undefined name, or what the sandbox refuses.
+    """
+    environment = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False
+    )
+    return environment.from_string(template).render(**context)
+
+
 def _render(cls: type, template: str, context: dict[str, Any]) -> str:
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     try:
-        return environment.from_string(template).render(**context)
+        return render_sql_template(template, context)
     except jinja2.TemplateError as exc:
         raise ValidationFailed(f"{cls.__name__}.where_clause is not a valid template: {exc}") from None
     except Exception as exc:  # a macro raising (strptime with a wrong format, ...)
@@ -630,3 +653,37 @@ def compile_view_pipeline(cls: type, ds: date | datetime) -> Flow:
             ],
         }
     )
+
+
+def compile_view_template(cls: type, ds: date | datetime) -> Flow:
+    """The flow of a view pipeline for any logical date: its ``where_clause`` stays a template that the
+    SQL Executor renders at run time with the run's ``ds`` and data interval (a scheduled run passes
+    its own; ``ds`` is the default). Checked by rendering it once for ``ds``."""
+    checked = compile_view_pipeline(cls, ds)  # every error a render for ``ds`` would raise, raised now
+    where_clause = (getattr(cls, "where_clause", "") or "").strip().rstrip(";").strip()
+    view = _text(cls, "view_name")
+    table = _text(cls.dataset_pipeline, "table_name")  # type: ignore[attr-defined]
+    columns = _view_columns(cls, cls.dataset_pipeline)  # type: ignore[attr-defined]
+    statement = f"CREATE OR REPLACE VIEW {_quote(view)} AS SELECT {', '.join(columns)} FROM {_quote(table)}"
+    if where_clause:
+        statement += f" WHERE {where_clause}"
+    start, end = data_interval(cls, _utc(ds))
+    document = checked.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["description"] = f"View pipeline: {view} over {table} (for the run's logical date)"
+    document["parameters"] = {
+        "ds": start.date().isoformat(),
+        "data_interval_start": start.isoformat(),
+        "data_interval_end": end.isoformat(),
+    }
+    stage = document["stages"][0]
+    stage["configuration"] = {
+        **stage["configuration"],
+        "statements": [statement],
+        "template": True,
+        "template_context": {
+            "data_interval_start": "${data_interval_start}",
+            "data_interval_end": "${data_interval_end}",
+        },
+        "template_params": dict(getattr(cls, "params", None) or {}),
+    }
+    return Flow.model_validate(document)

@@ -30,17 +30,21 @@ from flowport.errors import FlowportError, NotFound, ValidationFailed
 from flowport.model.datasets import (
     compile_dataset_pipeline,
     compile_view_pipeline,
+    compile_view_template,
     default_logical_date,
     find_dataset_classes,
     is_dataset_pipeline,
+    is_view_pipeline,
 )
 from flowport.model.flow import Flow
 
 __all__ = [
     "CompiledDatasets",
+    "DatasetDeployment",
     "DatasetModule",
     "compile_class",
     "compile_module",
+    "deployment_plan",
     "load_module",
     "now_utc",
 ]
@@ -226,3 +230,129 @@ def compile_module(
             _log.debug("Compiling %s failed", name, exc_info=True)
             errors[name] = f"{name}: {type(exc).__name__}: {exc}"
     return CompiledDatasets(flows, errors)
+
+
+@dataclass(frozen=True)
+class DatasetDeployment:
+    """What ``flowport datasets deploy`` stores on a server for a datasets module.
+
+    ``flows``: every class that compiles (a view's ``where_clause`` stays a
+    template, rendered at each run for its logical date). ``pipelines``: one
+    orchestration pipeline per dataset pipeline — its load, then each of its
+    views for the same logical date — and one per view whose dataset is not
+    in the module. ``schedules``: one per pipeline from its class's
+    ``schedule_interval``, ``start_date``, ``end_date`` and ``catchup`` (none
+    for ``schedule_interval = None``). ``warnings``: what the user should know.
+    """
+
+    flows: dict[str, Flow]
+    pipelines: list[dict[str, object]]
+    schedules: list[dict[str, object]]
+    errors: dict[str, str]
+    warnings: list[str]
+
+
+_INTERVAL_PARAMETERS = {
+    "ds": "${ds}",
+    "data_interval_start": "${data_interval_start}",
+    "data_interval_end": "${data_interval_end}",
+}
+
+
+def _when(value: object) -> str | None:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat()
+    return None
+
+
+def _schedule_of(cls: type, pipeline: str) -> dict[str, object] | None:
+    interval = getattr(cls, "schedule_interval", "@daily")
+    if interval is None:
+        return None
+    body: dict[str, object] = {
+        "name": f"{pipeline} schedule",
+        "pipeline": pipeline,
+        "cron": interval,
+        "timezone": "UTC",
+        "catchup": bool(getattr(cls, "catchup", False)),
+    }
+    for key, attribute in (("startDate", "start_date"), ("endDate", "end_date")):
+        when = _when(getattr(cls, attribute, None))
+        if when is not None:
+            body[key] = when
+    return body
+
+
+def deployment_plan(loaded: DatasetModule, *, now: datetime | None = None) -> DatasetDeployment:
+    """The flows, pipelines and schedules that deploy a datasets module (see :class:`DatasetDeployment`)."""
+    when = now or now_utc()
+    found = find_dataset_classes(vars(loaded.module))
+    if not found and not loaded.broken:
+        raise NotFound(f"Module '{loaded.ref or loaded.module.__name__}' defines no pipeline")
+    flows: dict[str, Flow] = {}
+    errors: dict[str, str] = dict(loaded.broken)
+    warnings_: list[str] = []
+    for name, cls in sorted(found.items(), key=lambda item: (not is_dataset_pipeline(item[1]), item[0])):
+        try:
+            if is_dataset_pipeline(cls):
+                flows[name] = compile_dataset_pipeline(cls)
+            else:
+                flows[name] = compile_view_template(cls, default_logical_date(cls, when))
+        except FlowportError as exc:
+            errors[name] = _named(name, exc.message)
+        except Exception as exc:  # user code raising anything
+            errors[name] = f"{name}: {type(exc).__name__}: {exc}"
+    pipelines: list[dict[str, object]] = []
+    schedules: list[dict[str, object]] = []
+    views = {n: c for n, c in found.items() if is_view_pipeline(c) and n in flows}
+    placed: set[str] = set()
+    for name, cls in found.items():
+        if not is_dataset_pipeline(cls) or name not in flows:
+            continue
+        tasks: list[dict[str, object]] = [{"name": "load", "type": "flow", "flow": name}]
+        for view_name, view in sorted(views.items()):
+            if getattr(view, "dataset_pipeline", None) is not cls:
+                continue
+            placed.add(view_name)
+            tasks.append(
+                {
+                    "name": view_name,
+                    "type": "flow",
+                    "flow": view_name,
+                    "after": ["load"],
+                    "parameters": dict(_INTERVAL_PARAMETERS),
+                }
+            )
+            if getattr(view, "schedule_interval", "@daily") != getattr(cls, "schedule_interval", "@daily"):
+                warnings_.append(
+                    f"{view_name} runs after {name} on {name}'s schedule "
+                    f"({getattr(cls, 'schedule_interval', '@daily')}), not its own "
+                    f"({getattr(view, 'schedule_interval', '@daily')})"
+                )
+        pipelines.append({"name": name, "description": f"Load {name}, then its views", "tasks": tasks})
+        schedule = _schedule_of(cls, name)
+        if schedule is not None:
+            schedules.append(schedule)
+    for view_name, view in sorted(views.items()):
+        if view_name in placed:
+            continue
+        pipelines.append(
+            {
+                "name": view_name,
+                "description": f"View {view_name}",
+                "tasks": [
+                    {
+                        "name": view_name,
+                        "type": "flow",
+                        "flow": view_name,
+                        "parameters": dict(_INTERVAL_PARAMETERS),
+                    }
+                ],
+            }
+        )
+        schedule = _schedule_of(view, view_name)
+        if schedule is not None:
+            schedules.append(schedule)
+    return DatasetDeployment(flows, pipelines, schedules, errors, warnings_)

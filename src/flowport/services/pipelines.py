@@ -25,7 +25,6 @@ from typing import Any
 
 from flowport.errors import Conflict, Forbidden, LocksHeld, NotFound, ValidationFailed
 from flowport.model.pipeline import (
-    BUILTIN_PARAMETERS,
     DbtTask,
     DeploymentTask,
     FlowTask,
@@ -48,7 +47,7 @@ from flowport.store import flows as _flows_repo
 from flowport.store import jobs as _jobs_repo
 from flowport.store import pipelines as _repo
 from flowport.store import projects as _projects
-from flowport.store.tables import JobGroup, PipelineRecord, TaskLock, TaskRun
+from flowport.store.tables import JobGroup, PipelineRecord, TaskLock, TaskRun, utcnow
 
 __all__ = [
     "LocksHeld",
@@ -352,9 +351,11 @@ def _run_values(
             f"it has: {', '.join(sorted(allowed))}",
             details={"unknownParameters": unknown},
         )
-    context = {name: "" for name in BUILTIN_PARAMETERS - {"target", "run_id"}}
-    if schedule is not None:
-        context.update(schedule.context())
+    if schedule is None:
+        # A manual run is for now, as in Airflow: its logical date and data interval are the present.
+        now = utcnow()
+        schedule = Schedule(0, now, now, now)
+    context = schedule.context()
     return {**context, "target": DEFAULT_TARGET, **pipeline.parameters, **values}
 
 

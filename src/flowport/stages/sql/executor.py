@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import field_validator
@@ -9,6 +10,7 @@ from pydantic import field_validator
 from flowport.connections.drivers import connect_dbapi
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import StageError
+from flowport.model.datasets import airflow_context, render_sql_template
 from flowport.plugins.contract import Executor, setting
 from flowport.stages.sql._common import SqlConnectionConfig, connection_spec, driver_errors
 from flowport.stages.sql._connection import SqlConnection
@@ -34,6 +36,22 @@ class SqlExecutorConfig(SqlConnectionConfig):
         label="One transaction",
         description="Run every statement in one transaction: all or nothing. Off: each statement "
         "commits on its own (needed for e.g. VACUUM). MariaDB commits DDL implicitly whatever this says.",
+    )
+
+    template: bool = setting(
+        False,
+        label="Templated SQL",
+        description="Render each statement as a Jinja template (sandboxed) with Airflow's context for the "
+        "data interval of `template_context`: ds, ds_nodash, ts, data_interval_start/end, params, macros.",
+    )
+    template_context: dict[str, str] = setting(
+        {},
+        label="Template interval",
+        description='{"data_interval_start": "${data_interval_start}", "data_interval_end": '
+        '"${data_interval_end}"}: ISO timestamps, usually the run\'s parameters.',
+    )
+    template_params: dict[str, Any] = setting(
+        {}, label="Template params", description="What `params` holds in the templates."
     )
 
     @field_validator("statements")
@@ -92,6 +110,31 @@ class SqlExecutor(Executor[SqlExecutorConfig]):
     def _run(self, statement: str) -> None:
         self._vendor.dbapi_run(self._raw, statement)
 
+    def _statements(self) -> list[str]:
+        if not self.config.template:
+            return list(self.config.statements)
+        interval = self.config.template_context
+        try:
+            start = datetime.fromisoformat(interval["data_interval_start"])
+            end = datetime.fromisoformat(interval.get("data_interval_end") or interval["data_interval_start"])
+        except (KeyError, ValueError) as exc:
+            raise StageError(
+                self.context.stage_name,
+                "template_context needs ISO timestamps data_interval_start and data_interval_end "
+                f"(got {dict(interval)!r}): {exc}",
+            ) from None
+        context = airflow_context(start, end, self.config.template_params)
+        rendered = []
+        for index, statement in enumerate(self.config.statements, start=1):
+            try:
+                rendered.append(render_sql_template(statement, context))
+            except Exception as exc:  # a template error, or a macro raising
+                raise StageError(
+                    self.context.stage_name,
+                    f"statement {index} could not be rendered: {type(exc).__name__}: {exc}",
+                ) from None
+        return rendered
+
     def execute(self) -> None:
         """Run the statements in order."""
         if getattr(self, "_raw", None) is None:
@@ -101,7 +144,7 @@ class SqlExecutor(Executor[SqlExecutorConfig]):
         if transaction:
             with driver_errors(stage, self._spec, "cannot start a transaction"):
                 self._begin()
-        for index, statement in enumerate(self.config.statements, start=1):
+        for index, statement in enumerate(self._statements(), start=1):
             shown = " ".join(statement.split())
             if len(shown) > _STATEMENT_CHARS:
                 shown = shown[:_STATEMENT_CHARS] + "…"
