@@ -87,6 +87,16 @@ def test_the_cli_creates_runs_and_lists(server: Server, tmp_path: Path) -> None:
     assert failed.exit_code == 1 and "exited with status 4" in failed.stdout.replace("\n", " ")
     runs = json.loads(runner.invoke(app, ["pipelines", "runs", name, "--json"], env=env).stdout)
     assert [r["status"] for r in runs["data"]] == ["Failed", "Complete"]
+    jobs = json.loads(runner.invoke(app, ["jobs", "list", "--status", "Failed", "--json"], env=env).stdout)
+    failed_run = runs["data"][0]["id"]
+    assert failed_run in [j["id"] for j in jobs["data"]]
+    assert all(j["status"] == "Failed" for j in jobs["data"])
+    shown = runner.invoke(app, ["jobs", "show", str(failed_run)], env=env)
+    assert shown.exit_code == 0 and f"Job {failed_run}: Failed" in shown.stdout
+    ended = runner.invoke(app, ["jobs", "cancel", str(failed_run)], env=env)
+    assert ended.exit_code == 1 and "already ended (Failed)" in ended.stderr
+    missing = runner.invoke(app, ["jobs", "show", "999999"], env=env)
+    assert missing.exit_code == 2
     locks = runner.invoke(app, ["locks", "--json"], env=env)
     assert locks.exit_code == 0 and json.loads(locks.stdout)["count"] == 0
     bad = tmp_path / "bad.yaml"

@@ -24,6 +24,7 @@ from flowport.cli.datasets import datasets_app
 from flowport.cli.deployments import deployments_app
 from flowport.cli.flows import flows_app, login, logout
 from flowport.cli.info import info as info_command
+from flowport.cli.jobs import jobs_app
 from flowport.cli.output import (
     console,
     err_console,
@@ -69,6 +70,7 @@ app.add_typer(example_app, name="example")
 app.add_typer(connections_app, name="connections")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(jobs_app, name="jobs")
 app.command("locks")(locks)
 app.add_typer(packages_app, name="packages")
 app.add_typer(users_app, name="users")
@@ -369,6 +371,17 @@ def escape_text(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+@schema_app.command("pipeline")
+def schema_pipeline() -> None:
+    """Print the JSON Schema of the pipeline document (flowport.pipeline/1).
+
+    Example: ``flowport schema pipeline > pipeline.schema.json``
+    """
+    from flowport.model.pipeline import pipeline_json_schema
+
+    sys.stdout.write(json.dumps(pipeline_json_schema(), indent=2) + "\n")
 
 
 @schema_app.command("flow")
