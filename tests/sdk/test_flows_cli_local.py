@@ -71,10 +71,13 @@ def test_export_files_then_import_into_a_directory(tmp_path: Path) -> None:
     renamed = runner.invoke(
         app, ["flows", "import", str(package), "-d", str(out), "--conflict-resolution", "rename", "--json"]
     )
-    assert [r["to"] for r in json.loads(renamed.stdout)["renamed"]] == [
-        "Local_One (1).json",
-        "Local_Two (1).json",
-    ]
+    # The same rule as a server's import: a copy named "<name> (1)" with a uuid of its own.
+    report = json.loads(renamed.stdout)
+    assert [r["to"] for r in report["renamed"]] == ["Local One (1)", "Local Two (1)"]
+    assert [Path(f["file"]).name for f in report["data"]] == ["Local_One_1.json", "Local_Two_1.json"]
+    copy = load_flow(out / "Local_One_1.json")
+    assert copy.name == "Local One (1)" and copy.uuid != load_flow(first).uuid
+    assert copy.stages == load_flow(first).stages
     replaced = runner.invoke(
         app, ["flows", "import", str(package), "-d", str(out), "--conflict-resolution", "replace"]
     )

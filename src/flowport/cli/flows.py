@@ -20,6 +20,7 @@ import getpass
 import re
 import socket
 import sys
+import uuid
 import uuid as _uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -416,6 +417,7 @@ def _file_stem(name: str) -> str:
 
 
 def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool, as_json: bool) -> None:
+    from flowport.model.package import copy_name
     from flowport.services import flows as _flow_files
     from flowport.services.package_archive import read_package
 
@@ -432,21 +434,25 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
     replaced: list[str] = []
     renamed: list[dict[str, str]] = []
     planned: set[Path] = set()
+
+    def taken(name: str) -> bool:
+        path = directory / f"{_file_stem(name)}.json"
+        return path.exists() or path in planned
+
     for _entry, flow in checked.flows:
-        stem = _file_stem(flow.name)
-        target = directory / f"{stem}.json"
-        if target.exists() or target in planned:
+        target = directory / f"{_file_stem(flow.name)}.json"
+        if taken(flow.name):
             if resolution == "skip":
                 skipped.append(flow.name)
                 continue
             if resolution == "replace":
                 replaced.append(flow.name)
             else:
-                number = 1
-                while target.exists() or target in planned:
-                    target = directory / f"{stem} ({number}).json"
-                    number += 1
-                renamed.append({"from": flow.name, "to": target.name})
+                # The same rule as a server's import: a copy named "<name> (N)" with its own uuid.
+                new_name = copy_name(flow.name, taken)
+                renamed.append({"from": flow.name, "to": new_name})
+                flow = flow.model_copy(update={"uuid": uuid.uuid4(), "name": new_name})
+                target = directory / f"{_file_stem(new_name)}.json"
         planned.add(target)
         if not dry_run:
             _flow_files.save_flow(flow, target)

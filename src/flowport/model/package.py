@@ -42,6 +42,7 @@ __all__ = [
     "PackageInstance",
     "PackageInvalid",
     "PackageManifest",
+    "copy_name",
     "flow_file_name",
     "manifest_from_dict",
     "referenced_artifacts",
@@ -57,6 +58,19 @@ MANIFEST_FILE: Final = "manifest.json"
 CONNECTION_KEY: Final = "connection"
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def copy_name(base: str, taken: Callable[[str], bool], *, max_length: int = 255) -> str:
+    """The name of an imported copy of a flow named ``base``: the first ``"<base> (N)"``, N = 1, 2, ...,
+    that ``taken`` says is free (cut to ``max_length``). The one naming rule of every import that keeps
+    both flows (a project import's ``rename``, ``flowport flows import --conflict-resolution rename``)."""
+    number = 0
+    while True:
+        number += 1
+        suffix = f" ({number})"
+        candidate = base[: max_length - len(suffix)] + suffix
+        if not taken(candidate):
+            return candidate
 
 
 def flow_file_name(flow_uuid: _uuid.UUID | str) -> str:

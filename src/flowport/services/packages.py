@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import NotFound, ValidationFailed
 from flowport.model.flow import Flow
-from flowport.model.package import CONNECTION_KEY, Package, PackageConnection
+from flowport.model.package import CONNECTION_KEY, Package, PackageConnection, copy_name
 from flowport.services import connections as _connections
 from flowport.services.auth import User, require_role
 from flowport.services.flow_records import flow_dict, insert_flow, load_stored_flow, replace_flow_document
@@ -190,13 +190,11 @@ def _find_local(session: Session, project_id: int, flow: Flow) -> FlowRecord | N
 
 
 def _free_name(session: Session, project_id: int, base: str) -> str:
-    number = 0
-    while True:
-        number += 1
-        suffix = f" ({number})"
-        candidate = base[: _MAX_NAME - len(suffix)] + suffix
-        if not _flows_repo.count(session, project_id=project_id, name=candidate):
-            return candidate
+    return copy_name(
+        base,
+        lambda candidate: bool(_flows_repo.count(session, project_id=project_id, name=candidate)),
+        max_length=_MAX_NAME,
+    )
 
 
 def _local_connection(session: Session, uuid: str | None, name: str | None) -> Connection | None:
