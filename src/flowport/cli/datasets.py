@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -237,6 +237,16 @@ def _find(client: Client, path: str, wanted: str, **params: object) -> dict[str,
     return None
 
 
+def _upsert(
+    client: Client, path: str, name: str, document: dict[str, Any], project_id: object
+) -> tuple[dict[str, Any], str]:
+    """Store ``document`` at ``path`` in the project: update the one of that name, else create it."""
+    existing = _find(client, path, name, projectId=project_id, name=name)
+    if existing is None:
+        return client.request("POST", path, params={"projectId": project_id}, json=document).json(), "created"
+    return client.request("PATCH", f"{path}/{existing['id']}", json=document).json(), "updated"
+
+
 def _upload(
     client: Client, plan: datasets.DatasetDeployment, project: str
 ) -> dict[str, list[dict[str, object]]]:
@@ -249,29 +259,12 @@ def _upload(
     project_id = chosen["id"]
     stored: dict[str, list[dict[str, object]]] = {"flows": [], "pipelines": [], "schedules": []}
     for name, flow in plan.flows.items():
-        document = flow_to_dict(flow)
-        existing = _find(client, "/v4/flows", name, projectId=project_id, name=name)
-        if existing is None:
-            record = client.request(
-                "POST", "/v4/flows", params={"projectId": project_id}, json=document
-            ).json()
-            action = "created"
-        else:
-            record = client.request("PATCH", f"/v4/flows/{existing['id']}", json=document).json()
-            action = "updated"
+        record, action = _upsert(client, "/v4/flows", name, flow_to_dict(flow), project_id)
         stored["flows"].append({"id": record["id"], "name": name, "action": action})
     pipeline_ids: dict[str, int] = {}
     for document in plan.pipelines:
         name = str(document["name"])
-        existing = _find(client, "/v4/pipelines", name, projectId=project_id, name=name)
-        if existing is None:
-            record = client.request(
-                "POST", "/v4/pipelines", params={"projectId": project_id}, json=document
-            ).json()
-            action = "created"
-        else:
-            record = client.request("PATCH", f"/v4/pipelines/{existing['id']}", json=document).json()
-            action = "updated"
+        record, action = _upsert(client, "/v4/pipelines", name, document, project_id)
         pipeline_ids[name] = int(record["id"])
         stored["pipelines"].append({"id": record["id"], "name": name, "action": action})
     for body in plan.schedules:

@@ -13,11 +13,12 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from flowport.errors import FlowDocumentError
+from flowport.errors import FlowDocumentError, ValidationFailed
 from flowport.model.flow import Flow
 
 __all__ = [
     "describe_validation_error",
+    "document_from_text",
     "flow_from_dict",
     "flow_from_text",
     "flow_json_schema",
@@ -61,21 +62,24 @@ def flow_from_dict(data: Any, *, source: str = "flow") -> Flow:
         ) from None
 
 
-def flow_from_text(text: str, *, source: str = "flow") -> Flow:
-    """Parse a JSON or YAML flow document (JSON is valid YAML, but JSON errors read better)."""
+def document_from_text(text: str, *, source: str, error: type[ValidationFailed]) -> Any:
+    """Parse a JSON or YAML document (JSON is valid YAML, but JSON errors read better); ``error`` says
+    where the text is wrong (line, column) when it does not parse."""
     stripped = text.lstrip()
     try:
-        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
+        return json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise FlowDocumentError(
-            f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
+        raise error(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise FlowDocumentError(f"{source}: not valid YAML{where}: {problem}") from None
-    return flow_from_dict(data, source=source)
+        raise error(f"{source}: not valid YAML{where}: {problem}") from None
+
+
+def flow_from_text(text: str, *, source: str = "flow") -> Flow:
+    """Parse a JSON or YAML flow document."""
+    return flow_from_dict(document_from_text(text, source=source, error=FlowDocumentError), source=source)
 
 
 def flow_to_dict(flow: Flow) -> dict[str, Any]:

@@ -22,16 +22,14 @@ Sketch::
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flowport.errors import ValidationFailed
-from flowport.model.document import describe_validation_error
+from flowport.model.document import describe_validation_error, document_from_text
 from flowport.model.parameters import find_references
 
 __all__ = [
@@ -430,19 +428,7 @@ def pipeline_from_dict(data: Any, *, source: str = "pipeline") -> Pipeline:
 
 def pipeline_from_text(text: str, *, source: str = "pipeline") -> Pipeline:
     """Parse a JSON or YAML pipeline document."""
-    stripped = text.lstrip()
-    try:
-        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise PipelineDocumentError(
-            f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise PipelineDocumentError(
-            f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"
-        ) from None
+    data = document_from_text(text, source=source, error=PipelineDocumentError)
     return pipeline_from_dict(data, source=source)
 
 

@@ -38,7 +38,7 @@ from flowport.services.auth import User, require_role
 from flowport.services.file_roots import instance_roots
 from flowport.services.flow_records import check_overrides, load_stored_flow
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
-from flowport.services.jobs import cancel_job_group
+from flowport.services.jobs import cancel_job_group, job_group_dict
 from flowport.services.permissions import EDITOR_PERMISSIONS_ENV, permissions_of, require_flow_permissions
 from flowport.services.runs import Schedule, Trigger, job_task, launch
 from flowport.store import connections as _connections_repo
@@ -114,26 +114,8 @@ def _task_run_dict(row: TaskRun) -> dict[str, Any]:
 
 
 def run_dict(row: JobGroup, tasks: list[TaskRun] | None = None) -> dict[str, Any]:
-    """A pipeline run as the API shows it (``tasks``: with its task runs)."""
-    data: dict[str, Any] = {
-        "id": row.id,
-        "pipeline": ref(row.pipeline_id),
-        "status": row.status,
-        "parameters": dict(row.parameters or {}),
-        "error": row.error,
-        "cancelRequested": row.cancel_requested_at is not None,
-        "trigger": row.triggered_by,
-        "schedule": ref(row.schedule_id),
-        "logicalDate": timestamp(row.logical_date),
-        "dataIntervalStart": timestamp(row.data_interval_start),
-        "dataIntervalEnd": timestamp(row.data_interval_end),
-        "attempt": row.attempt,
-        "heartbeatAt": timestamp(row.heartbeat_at),
-        "createdAt": timestamp(row.created_at),
-        "startedAt": timestamp(row.started_at),
-        "finishedAt": timestamp(row.finished_at),
-        "creator": ref(row.creator_id),
-    }
+    """A pipeline run as the API shows it: its job group (``pipeline: {id}``), with ``tasks`` when given."""
+    data = job_group_dict(row)
     if tasks is not None:
         data["tasks"] = [_task_run_dict(t) for t in tasks]
     return data
@@ -401,11 +383,8 @@ def start_pipeline(
             parameters=values,
             creator_id=actor.id if actor else None,
             trigger=trigger,
-            schedule_id=schedule.schedule_id if schedule else None,
-            logical_date=schedule.logical_date if schedule else None,
-            data_interval=(schedule.data_interval_start, schedule.data_interval_end) if schedule else None,
-            attempt=schedule.attempt if schedule else 1,
             pipeline_id=row.id,
+            **(schedule.columns() if schedule else {}),
         )
         # The document as it is now: a change while the run waits or runs does not change the run.
         group.result = {"document": dict(row.document)}

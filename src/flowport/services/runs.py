@@ -87,6 +87,15 @@ class Schedule:
     data_interval_end: datetime
     attempt: int = 1
 
+    def columns(self) -> dict[str, Any]:
+        """The job group columns of a run for this schedule (``create_group``'s keyword arguments)."""
+        return {
+            "schedule_id": self.schedule_id,
+            "logical_date": self.logical_date,
+            "data_interval": (self.data_interval_start, self.data_interval_end),
+            "attempt": self.attempt,
+        }
+
     def context(self) -> dict[str, str]:
         """The run's built-in parameters, Airflow's names: ``ds``, ``ds_nodash``, ``ts``, ``logical_date``,
         ``data_interval_start``, ``data_interval_end`` (dates in UTC)."""
@@ -161,11 +170,8 @@ def start(
             parameters=values,
             creator_id=actor.id if actor else None,
             trigger=trigger,
-            schedule_id=schedule.schedule_id if schedule else None,
-            logical_date=schedule.logical_date if schedule else None,
-            data_interval=(schedule.data_interval_start, schedule.data_interval_end) if schedule else None,
-            attempt=schedule.attempt if schedule else 1,
             parent_id=parent_id,
+            **(schedule.columns() if schedule else {}),
         )
         _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
         group_id = group.id
