@@ -25,12 +25,14 @@ __all__ = [
     "NotFound",
     "PackageInvalid",
     "PathNotAllowed",
+    "PipelineDocumentError",
     "PluginNotFound",
     "RequestTooLarge",
     "RunFailed",
     "SecretKeyError",
     "StageError",
     "StoreNotReady",
+    "TaskFailed",
     "Unauthorized",
     "UnknownParameters",
     "UnresolvedParameters",
@@ -59,6 +61,10 @@ class ValidationFailed(FlowportError):
 
 class FlowDocumentError(ValidationFailed):
     """A flow document cannot be parsed into a flow."""
+
+
+class PipelineDocumentError(ValidationFailed):
+    """A pipeline document cannot be parsed into a valid pipeline."""
 
 
 class VersionSyntaxError(ValidationFailed):
@@ -98,6 +104,10 @@ class StageError(FlowportError):
         self.code = code
         #: The message without the "Stage '...' failed: " prefix (for a validation issue on the stage).
         self.reason = message
+
+
+class TaskFailed(FlowportError):
+    """One try of a pipeline task failed; the message says why (secrets masked)."""
 
 
 class RunFailed(FlowportError):

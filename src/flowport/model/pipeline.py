@@ -28,7 +28,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flowport.errors import ValidationFailed
+from flowport.errors import PipelineDocumentError
 from flowport.model.document import describe_validation_error, document_from_text
 from flowport.model.parameters import find_references
 
@@ -64,10 +64,6 @@ BUILTIN_PARAMETERS = frozenset(
 )
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class PipelineDocumentError(ValidationFailed):
-    """A pipeline document cannot be parsed into a valid pipeline."""
 
 
 class _Strict(BaseModel):

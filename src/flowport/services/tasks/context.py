@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flowport.connections.spec import ConnectionSpec
-from flowport.errors import FlowportError
+from flowport.errors import TaskFailed
 from flowport.plugins.file_roots import FileRoots
 from flowport.services.connections import StoreConnectionLookup
 
@@ -20,10 +20,6 @@ __all__ = ["TaskContext", "TaskFailed", "TaskRunner"]
 # A task's log keeps its last lines.
 _MAX_LINES = 2000
 _MAX_LINE_CHARS = 2000
-
-
-class TaskFailed(FlowportError):
-    """One try of a task failed; the message says why (secrets masked)."""
 
 
 @dataclass
