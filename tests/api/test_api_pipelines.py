@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import json
 import time
+import zipfile
 from typing import Any
 
-from tests.api.conftest import Instance
+from tests.api.conftest import Instance, zip_entries
 
 from flowport.services import flow_records
+
+
+def rezip(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, body in entries.items():
+            archive.writestr(name, body)
+    return buffer.getvalue()
 
 
 def _document(marker: str, name: str = "refresh") -> dict[str, Any]:
@@ -116,3 +127,51 @@ def test_bad_documents_and_roles_are_refused_clearly(api: Instance) -> None:
     assert api.ok("GET", f"/v4/pipelines/{created['id']}")["document"]["tasks"] == shell["tasks"]
     api.ok("DELETE", f"/v4/pipelines/{created['id']}", 204)
     assert api.get(f"/v4/pipelines/{created['id']}").status_code == 404
+
+
+def test_a_pipeline_travels_in_a_package_with_its_flows(make_instance: Any) -> None:
+    dev = make_instance("dev")
+    prod = make_instance("prod")
+    dev.activate()
+    flow = dev.create_example()
+    document = {
+        "name": "nightly",
+        "tasks": [
+            {"name": "load", "type": "flow", "flow": flow["name"]},
+            {"name": "note", "type": "http", "url": "https://hooks.example.com/x", "after": ["load"]},
+        ],
+    }
+    pipeline = dev.ok("POST", "/v4/pipelines", 201, json=document)
+    package = dev.get(f"/v4/pipelines/{pipeline['id']}/package")
+    assert package.status_code == 200 and package.headers["content-type"] == "application/zip"
+    entries = zip_entries(package.content)
+    manifest = json.loads(entries["manifest.json"])
+    assert [p["name"] for p in manifest["pipelines"]] == ["nightly"]
+    assert [f["name"] for f in manifest["flows"]] == [flow["name"]]
+
+    files = {"files": {"data": ("nightly.zip", package.content, "application/zip")}}
+    prod.activate()
+    first = prod.ok("POST", "/v4/flows/package", 201, **files)
+    assert [(p["name"], p["action"]) for p in first["pipelines"]] == [("nightly", "created")]
+    stored = prod.ok("GET", f"/v4/pipelines/{first['pipelines'][0]['id']}")
+    assert stored["document"]["tasks"][0]["flow"] == flow["name"]
+    # Again with rename: the flow and the pipeline get copies, and the copy's task names the flow's copy.
+    again = prod.ok("POST", "/v4/flows/package", 201, params={"conflictResolution": "rename"}, **files)
+    assert again["renamed"] == [{"from": flow["name"], "to": f"{flow['name']} (1)"}]
+    assert [(p["name"], p["action"]) for p in again["pipelines"]] == [("nightly (1)", "renamed")]
+    copy = prod.ok("GET", f"/v4/pipelines/{again['pipelines'][0]['id']}")
+    assert copy["document"]["tasks"][0]["flow"] == f"{flow['name']} (1)"
+    skipped = prod.ok("POST", "/v4/flows/package", 201, **files)
+    assert [(p["name"], p["action"]) for p in skipped["pipelines"]] == [("nightly", "skipped")]
+    # A tampered pipeline entry is refused whole: nothing is stored.
+    tampered = dict(entries)
+    name = manifest["pipelines"][0]["file"]
+    tampered[name] = tampered[name].replace(b"nightly", b"nightlx")
+    refused = prod.post("/v4/flows/package", files={"data": ("t.zip", rezip(tampered), "application/zip")})
+    assert refused.status_code == 422 and "CHECKSUM_MISMATCH" in refused.text
+    assert prod.ok("GET", "/v4/pipelines")["count"] == 2
+    # A release carries flows only: a package with a pipeline is refused, not imported without it.
+    deployment = prod.ok("POST", "/v4/deployments", 201, json={"name": "Prod nightly"})
+    release = prod.post(f"/v4/deployments/{deployment['id']}/releases", **files)
+    assert release.status_code == 422 and "pipeline(s) nightly" in release.json()["exception"]["message"]
+    assert prod.ok("GET", "/v4/releases", params={"deploymentId": deployment["id"]})["count"] == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,9 @@ def test_the_sdk_runs_a_pipeline_and_a_held_lock_is_refused_by_name(admin: Clien
     done = pipeline.run().wait(timeout=60)
     assert done.status == "Complete" and [t["status"] for t in done.tasks] == ["Complete", "Complete"]
     assert [r.run_id for r in pipeline.runs()] == [done.run_id, first.run_id]
+    with zipfile.ZipFile(io.BytesIO(pipeline.export())) as package:
+        manifest = json.loads(package.read("manifest.json"))
+    assert [p["name"] for p in manifest["pipelines"]] == [name] and manifest["flows"] == []
 
 
 def test_the_cli_creates_runs_and_lists(server: Server, tmp_path: Path) -> None:
@@ -97,6 +102,16 @@ def test_the_cli_creates_runs_and_lists(server: Server, tmp_path: Path) -> None:
     assert ended.exit_code == 1 and "already ended (Failed)" in ended.stderr
     missing = runner.invoke(app, ["jobs", "show", "999999"], env=env)
     assert missing.exit_code == 2
+    exported = runner.invoke(app, ["pipelines", "export", name, "-o", str(tmp_path / "p.zip")], env=env)
+    assert exported.exit_code == 0 and (tmp_path / "p.zip").read_bytes()[:2] == b"PK"
+    # Without a server, the package's pipeline lands beside its flows as a file.
+    local = runner.invoke(
+        app, ["flows", "import", str(tmp_path / "p.zip"), "--local", "-d", str(tmp_path / "files"), "--json"]
+    )
+    assert local.exit_code == 0, local.output
+    (written,) = json.loads(local.stdout)["pipelines"]
+    assert written["action"] == "written"
+    assert json.loads(Path(written["file"]).read_text())["tasks"][0]["name"] == "boom"
     locks = runner.invoke(app, ["locks", "--json"], env=env)
     assert locks.exit_code == 0 and json.loads(locks.stdout)["count"] == 0
     bad = tmp_path / "bad.yaml"

@@ -383,14 +383,16 @@ def test_manifest_smuggling_credentials_without_the_flag() -> None:
         ("flows//x.json", "has an empty or '.' path component", "BAD_NAME"),
         (
             "other/",
-            "Package entry 'other/' is a directory; the only directory a package may have is flows/",
+            "Package entry 'other/' is a directory; the only directories a package may have are flows/ "
+            "and pipelines/",
             "UNEXPECTED_DIRECTORY",
         ),
-        ("flows/sub/", "is a directory; the only directory", "UNEXPECTED_DIRECTORY"),
+        ("flows/sub/", "is a directory; the only directories", "UNEXPECTED_DIRECTORY"),
         ("other/x.json", "Package entry 'other/x.json' is not a package file", "UNEXPECTED_ENTRY"),
         (
             "flows/sub/x.json",
-            "is not a package file; a package holds manifest.json and flows/<uuid>.json only",
+            "is not a package file; a package holds manifest.json, flows/<uuid>.json and "
+            "pipelines/<uuid>.json only",
             "UNEXPECTED_ENTRY",
         ),
         ("README.txt", "is not a package file", "UNEXPECTED_ENTRY"),

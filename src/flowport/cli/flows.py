@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import re
 import socket
 import sys
@@ -457,12 +458,34 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
         if not dry_run:
             _flow_files.save_flow(flow, target)
         written.append({"name": flow.name, "type": flow.type, "uuid": str(flow.uuid), "file": str(target)})
+    pipelines: list[dict[str, Any]] = []
+    renamed_flows = {item["from"]: item["to"] for item in renamed}
+    for _entry, document in checked.pipelines:
+        # Beside the flows, as <name>.pipeline.json (flow tasks follow renamed flows); never over a file.
+        document = {
+            **document,
+            "tasks": [
+                {**t, "flow": renamed_flows.get(t.get("flow"), t.get("flow"))}
+                if t.get("type") == "flow"
+                else t
+                for t in document.get("tasks", [])
+            ],
+        }
+        path = directory / f"{_file_stem(str(document['name']))}.pipeline.json"
+        if path.exists() and resolution != "replace":
+            pipelines.append({"name": document["name"], "file": str(path), "action": "skipped"})
+            continue
+        if not dry_run:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        pipelines.append({"name": document["name"], "file": str(path), "action": "written"})
     report = {
         "data": written,
         "count": len(written),
         "skipped": skipped,
         "renamed": renamed,
         "replaced": replaced,
+        **({"pipelines": pipelines} if pipelines else {}),
         "dryRun": dry_run,
         "manifest": {
             "instance": str(checked.manifest.instance.uuid),
@@ -478,6 +501,12 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
             f"{verb} {escape(item['file'])} ({escape(item['name'])})", highlight=False, soft_wrap=True
         )
     _print_outcome(skipped, replaced, renamed, dry_run)
+    for item in pipelines:
+        console.print(
+            f"Pipeline {escape(str(item['name']))}: {item['action']} {escape(item['file'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_outcome(
@@ -514,6 +543,10 @@ def _print_report(report: ImportReport, project: str) -> None:
     if report.flows:
         console.print(table)
     _print_outcome(report.skipped, report.replaced, report.renamed, report.dry_run)
+    for item in report.pipelines:
+        console.print(
+            f"Pipeline {escape(str(item.get('name')))}: {item.get('action')}", highlight=False, soft_wrap=True
+        )
     for connection in report.unresolved_connections:
         stages = ", ".join(
             f"{s.get('flow')}/{s.get('stage')}" if isinstance(s, dict) else str(s)

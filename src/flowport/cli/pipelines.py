@@ -194,6 +194,32 @@ def pipelines_remove(
         console.print(f"Pipeline {found.pipeline_id} '{escape(found.name)}' deleted", highlight=False)
 
 
+@pipelines_app.command("export")
+def pipelines_export(
+    pipeline: PipelineArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The package ZIP to write.", dir_okay=False)],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a pipeline and the flows its flow tasks run as a package (import: flowport flows import).
+
+    Example: ``flowport pipelines export nightly -o nightly.zip``
+    """
+    try:
+        with open_client(url, token, as_json) as client:
+            found = _pipeline(client, pipeline, as_json)
+            found.export(output)
+    except FlowportError as exc:
+        failed(exc, as_json=as_json)
+    except OSError as exc:
+        fail(f"Cannot write {output}: {exc.strerror or exc}", as_json=as_json, code=2)
+    if as_json:
+        print_json({"pipeline": found.pipeline_id, "file": str(output)})
+    else:
+        console.print(f"Pipeline '{escape(found.name)}' exported to {escape(str(output))}", highlight=False)
+
+
 @pipelines_app.command("run")
 def pipelines_run(
     pipeline: PipelineArg,

@@ -42,9 +42,11 @@ __all__ = [
     "PackageInstance",
     "PackageInvalid",
     "PackageManifest",
+    "PackagePipeline",
     "copy_name",
     "flow_file_name",
     "manifest_from_dict",
+    "pipeline_file_name",
     "referenced_artifacts",
     "referenced_connections",
     "replace_connections",
@@ -71,6 +73,15 @@ def copy_name(base: str, taken: Callable[[str], bool], *, max_length: int = 255)
         candidate = base[: max_length - len(suffix)] + suffix
         if not taken(candidate):
             return candidate
+
+
+#: Pipelines have no uuid: their entries are named by a uuid derived from their name.
+_PIPELINE_NAMESPACE: Final = _uuid.UUID("6b1f0c1e-3d0a-5a8e-9f51-2c7e4d9a0b13")
+
+
+def pipeline_file_name(name: str) -> str:
+    """The archive entry that holds the pipeline called ``name``: ``pipelines/<uuid5 of name>.json``."""
+    return f"pipelines/{_uuid.uuid5(_PIPELINE_NAMESPACE, name)}.json"
 
 
 def flow_file_name(flow_uuid: _uuid.UUID | str) -> str:
@@ -144,15 +155,31 @@ class PackageArtifact(_ManifestPart):
     scope: Literal["SYSTEM", "USER"] | None = None
 
 
+class PackagePipeline(_ManifestPart):
+    """One orchestration pipeline of the package (its flow tasks name flows of the package or the target)."""
+
+    name: str = Field(min_length=1)
+    file: str = Field(description="Archive entry, always pipelines/<uuid5 of the name>.json.")
+    sha256: str = Field(description="Hex sha256 of the entry's bytes.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if not _SHA256.match(value):
+            raise ValueError("must be 64 lowercase hexadecimal characters (a sha256 digest)")
+        return value
+
+
 class PackageManifest(_ManifestPart):
     """``manifest.json``: what the package holds and where it comes from."""
 
     format: Literal["flowport.package/1"] = PACKAGE_FORMAT
     exported_at: str = Field(description="ISO 8601 time of the export, e.g. 2024-05-01T12:00:00.000Z.")
     instance: PackageInstance
-    flows: list[PackageFlow] = Field(min_length=1)
+    flows: list[PackageFlow] = Field(default_factory=list)
     connections: list[PackageConnection] = Field(default_factory=list)
     artifacts: list[PackageArtifact] = Field(default_factory=list)
+    pipelines: list[PackagePipeline] = Field(default_factory=list)
     with_plain_text_credentials: bool = False
 
     @field_validator("exported_at")
@@ -170,6 +197,12 @@ class PackageManifest(_ManifestPart):
         if len(set(flow_ids)) != len(flow_ids):
             dup = next(str(u) for u in flow_ids if flow_ids.count(u) > 1)
             raise ValueError(f"flow {dup} is listed more than once")
+        if not self.flows and not self.pipelines:
+            raise ValueError("a package holds at least one flow or pipeline: flows is empty")
+        pipeline_names = [p.name for p in self.pipelines]
+        if len(set(pipeline_names)) != len(pipeline_names):
+            dup = next(n for n in pipeline_names if pipeline_names.count(n) > 1)
+            raise ValueError(f"pipeline '{dup}' is listed more than once")
         conn_ids = [c.uuid for c in self.connections]
         if len(set(conn_ids)) != len(conn_ids):
             dup = next(str(u) for u in conn_ids if conn_ids.count(u) > 1)
@@ -185,8 +218,12 @@ class PackageManifest(_ManifestPart):
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """The manifest as the JSON object written to ``manifest.json``."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The manifest as the JSON object written to ``manifest.json`` (``pipelines`` only when it has some,
+        so a package of flows reads the same as before pipelines could travel)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if not self.pipelines:
+            data.pop("pipelines", None)
+        return data
 
     def flow_entry(self, flow_uuid: _uuid.UUID | str) -> PackageFlow:
         """The manifest entry of the flow with this uuid; KeyError when there is none."""
@@ -240,6 +277,9 @@ class Package:
     manifest: PackageManifest
     flows: list[tuple[str, Flow]] = field(default_factory=list)
     archive_sha256: str = ""
+    #: ``(entry name, pipeline document)`` in manifest order (validated by the importer, which knows
+    #: what the target instance has).
+    pipelines: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def map_flows(self, rewrite: Callable[[Flow], Flow]) -> Package:
         """A copy with every flow replaced by ``rewrite(copy of flow)``; this package is unchanged."""
@@ -247,6 +287,7 @@ class Package:
             manifest=self.manifest,
             flows=[(name, rewrite(flow.model_copy(deep=True))) for name, flow in self.flows],
             archive_sha256=self.archive_sha256,
+            pipelines=self.pipelines,
         )
 
 

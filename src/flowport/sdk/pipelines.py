@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -110,6 +111,14 @@ class Pipeline:
             "PATCH", f"/v4/pipelines/{self.pipeline_id}", json=dict(changes)
         ).json()
         return self
+
+    def export(self, path: str | Path | None = None) -> bytes:
+        """Its package ZIP (the pipeline and the flows its flow tasks run); written to ``path`` when given.
+        Import it into a project with ``project.import_package(...)`` or ``flowport flows import``."""
+        data = self._client.request("GET", f"/v4/pipelines/{self.pipeline_id}/package").content
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
 
     def runs(self, **filters: Any) -> list[PipelineRun]:
         """Its runs, newest first (filter: ``status``)."""

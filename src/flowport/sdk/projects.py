@@ -59,6 +59,8 @@ class ImportReport:
     replaced: list[str] = field(default_factory=list)
     unresolved_connections: list[dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
+    #: The package's pipelines: ``{"id", "name", "action"}`` (created, replaced, renamed, skipped).
+    pipelines: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, dry_run: bool = False) -> ImportReport:
@@ -70,6 +72,7 @@ class ImportReport:
             replaced=[str(name) for name in data.get("replaced") or []],
             unresolved_connections=list(data.get("unresolvedConnections") or []),
             dry_run=dry_run,
+            pipelines=list(data.get("pipelines") or []),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +85,7 @@ class ImportReport:
             "replaced": self.replaced,
             "unresolvedConnections": self.unresolved_connections,
             "dryRun": self.dry_run,
+            **({"pipelines": self.pipelines} if self.pipelines else {}),
         }
 
 

@@ -804,6 +804,15 @@ def import_release(
     _check_text(notes, "release notes")
     raw = bytes(data)
     package = read_package(raw)
+    if package.pipelines:
+        # A release runs flows; its pipelines would be dropped without a word. Refused, with the way to go.
+        names = ", ".join(name for name in (p.name for p in package.manifest.pipelines))
+        raise ValidationFailed(
+            f"The package holds pipeline(s) {names}: a deployment's release carries flows only. Import the "
+            "package into a project (POST /v4/flows/package, flowport flows import) to store its pipelines, "
+            "or export the flows alone (GET /v4/flows/{id}/package) for a release",
+            details={"pipelines": [p.name for p in package.manifest.pipelines]},
+        )
     require_flow_permissions(user, [flow for _, flow in package.flows], action="import")
     try:
         with transaction() as session:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from flowport.connections.spec import ConnectionSpec
-from flowport.errors import FlowDocumentError, ValidationFailed
+from flowport.errors import FlowDocumentError, PipelineDocumentError, ValidationFailed
 from flowport.model.catalog import PluginCatalog
 from flowport.model.document import flow_from_dict, flow_to_dict, flow_to_json
 from flowport.model.flow import Flow
@@ -40,11 +40,14 @@ from flowport.model.package import (
     PackageInstance,
     PackageInvalid,
     PackageManifest,
+    PackagePipeline,
     flow_file_name,
     manifest_from_dict,
+    pipeline_file_name,
     referenced_artifacts,
     referenced_connections,
 )
+from flowport.model.pipeline import pipeline_from_dict
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -62,7 +65,9 @@ DEFAULT_MAX_TOTAL_BYTES: Final = 256 * 1024 * 1024
 DEFAULT_MAX_ENTRY_BYTES: Final = 64 * 1024 * 1024
 
 _FLOWS_DIR: Final = "flows/"
+_PIPELINES_DIR: Final = "pipelines/"
 _FLOW_ENTRY = re.compile(r"^flows/[^/]+\.json$")
+_PIPELINE_ENTRY = re.compile(r"^pipelines/[^/]+\.json$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _READ_CHUNK: Final = 64 * 1024
 # What zipfile can decompress; anything else is refused before opening it.
@@ -96,8 +101,9 @@ def build_package(
     instance_name: str | None = None,
     exported_at: datetime | None = None,
     catalog: PluginCatalog | None = None,
+    pipelines: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
-    """Build the package ZIP of ``flows``.
+    """Build the package ZIP of ``flows`` (and orchestration ``pipelines``: their documents).
 
     The manifest lists each flow with the sha256 of its file, the
     connections the flows refer to (matched by uuid or name among
@@ -120,11 +126,12 @@ def build_package(
         instance_name: Optional display name of the exporting instance.
         exported_at: Export time (UTC if naive); also the entries' timestamp.
         catalog: Resolves unpinned stage plugins for the manifest's artifacts.
+        pipelines: ``flowport.pipeline/1`` documents travelling with the flows.
 
     Raises:
         ValidationFailed: no flows, or two flows with the same uuid.
     """
-    if not flows:
+    if not flows and not pipelines:
         raise ValidationFailed("A package needs at least one flow: choose the flows to export")
     seen: set[_uuid.UUID] = set()
     for flow in flows:
@@ -150,6 +157,13 @@ def build_package(
         for artifact in referenced_artifacts(flow, catalog):
             artifacts.setdefault((artifact.name, artifact.version or "", artifact.scope or ""), artifact)
 
+    pipeline_entries: list[PackagePipeline] = []
+    for document in pipelines:
+        name = pipeline_file_name(str(document["name"]))
+        body = (json.dumps(dict(document), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        files.append((name, body))
+        pipeline_entries.append(PackagePipeline(name=str(document["name"]), file=name, sha256=_sha256(body)))
+
     manifest = PackageManifest(
         format=PACKAGE_FORMAT,
         exported_at=_iso(when),
@@ -157,6 +171,7 @@ def build_package(
         flows=entries,
         connections=_package_connections(connections, references, plain_text_credentials),
         artifacts=[artifacts[key] for key in sorted(artifacts)],
+        pipelines=pipeline_entries,
         with_plain_text_credentials=plain_text_credentials,
     )
     manifest_body = (json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
@@ -286,7 +301,7 @@ def read_package(
             _parse_json(reader.read(manifest_info), MANIFEST_FILE), source=MANIFEST_FILE
         )
 
-        listed = {entry.file for entry in manifest.flows}
+        listed = {entry.file for entry in manifest.flows} | {entry.file for entry in manifest.pipelines}
         present = {info.filename for info in infos if not _is_dir(info) and info.filename != MANIFEST_FILE}
         unlisted = sorted(present - listed)
         if unlisted:
@@ -305,8 +320,47 @@ def read_package(
                     "ENTRY_MISSING",
                 )
 
+        for pipeline_entry in manifest.pipelines:
+            if pipeline_entry.file not in present:
+                raise _refuse(
+                    pipeline_entry.file,
+                    f"is listed in manifest.json for pipeline '{pipeline_entry.name}' but is not in the ZIP",
+                    "ENTRY_MISSING",
+                )
         flows = [(entry.file, _read_flow(reader, by_name[entry.file], entry)) for entry in manifest.flows]
-    return Package(manifest=manifest, flows=flows, archive_sha256=_sha256(bytes(data)))
+        pipelines = [
+            (entry.file, _read_pipeline(reader, by_name[entry.file], entry)) for entry in manifest.pipelines
+        ]
+    return Package(manifest=manifest, flows=flows, archive_sha256=_sha256(bytes(data)), pipelines=pipelines)
+
+
+def _read_pipeline(reader: _EntryReader, info: zipfile.ZipInfo, entry: PackagePipeline) -> dict[str, Any]:
+    body = reader.read(info)
+    digest = _sha256(body)
+    if digest != entry.sha256:
+        raise _refuse(
+            entry.file,
+            f"has sha256 {digest} but manifest.json says {entry.sha256}: the file was changed or "
+            "damaged after export",
+            "CHECKSUM_MISMATCH",
+        )
+    data = _parse_json(body, entry.file)
+    try:
+        pipeline = pipeline_from_dict(data, source=entry.file)
+    except PipelineDocumentError as exc:
+        raise PackageInvalid(
+            f"Package entry {entry.file!r} is not a valid pipeline document: {exc.message}",
+            details={"entry": entry.file, "problem": "INVALID_PIPELINE", "errors": exc.details},
+        ) from None
+    except RecursionError:
+        raise _refuse(entry.file, "is nested too deeply to be a pipeline", "INVALID_PIPELINE") from None
+    if pipeline.name != entry.name or entry.file != pipeline_file_name(entry.name):
+        raise _refuse(
+            entry.file,
+            f"holds pipeline '{pipeline.name}' where manifest.json says '{entry.name}'",
+            "PIPELINE_MISMATCH",
+        )
+    return dict(data)
 
 
 def _read_flow(reader: _EntryReader, info: zipfile.ZipInfo, entry: PackageFlow) -> Flow:
@@ -514,17 +568,18 @@ def _check_entry(info: zipfile.ZipInfo, max_entry_bytes: int) -> None:
             "UNSUPPORTED_COMPRESSION",
         )
     if _is_dir(info):
-        if name != _FLOWS_DIR:
+        if name not in (_FLOWS_DIR, _PIPELINES_DIR):
             raise _refuse(
                 name,
-                "is a directory; the only directory a package may have is flows/",
+                "is a directory; the only directories a package may have are flows/ and pipelines/",
                 "UNEXPECTED_DIRECTORY",
             )
         return
-    if name != MANIFEST_FILE and not _FLOW_ENTRY.match(name):
+    if name != MANIFEST_FILE and not _FLOW_ENTRY.match(name) and not _PIPELINE_ENTRY.match(name):
         raise _refuse(
             name,
-            "is not a package file; a package holds manifest.json and flows/<uuid>.json only",
+            "is not a package file; a package holds manifest.json, flows/<uuid>.json and "
+            "pipelines/<uuid>.json only",
             "UNEXPECTED_ENTRY",
         )
     if info.file_size > max_entry_bytes:

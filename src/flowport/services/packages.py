@@ -37,6 +37,7 @@ from flowport.connections.spec import ConnectionSpec
 from flowport.errors import NotFound, ValidationFailed
 from flowport.model.flow import Flow
 from flowport.model.package import CONNECTION_KEY, Package, PackageConnection, copy_name
+from flowport.model.pipeline import pipeline_from_dict
 from flowport.services import connections as _connections
 from flowport.services.auth import User, require_role
 from flowport.services.flow_records import flow_dict, insert_flow, load_stored_flow, replace_flow_document
@@ -90,7 +91,11 @@ def _canonical(reference: str) -> str:
 
 
 def export_flows(
-    flow_ids: Sequence[int], *, user: User | None = None, plain_text_credentials: bool = False
+    flow_ids: Sequence[int],
+    *,
+    user: User | None = None,
+    plain_text_credentials: bool = False,
+    pipelines: Sequence[Mapping[str, Any]] = (),
 ) -> bytes:
     """The package ZIP of the stored flows ``flow_ids`` (in that order; a repeated id counts once).
 
@@ -107,7 +112,7 @@ def export_flows(
     if plain_text_credentials:
         require_role(user, "admin")
     wanted = list(dict.fromkeys(flow_ids))
-    if not wanted:
+    if not wanted and not pipelines:
         raise ValidationFailed("A package needs at least one flow: give the ids of the flows to export")
     if len(wanted) > MAX_EXPORT_FLOWS:
         raise ValidationFailed(f"A package holds at most {MAX_EXPORT_FLOWS} flows, got {len(wanted)}")
@@ -118,6 +123,8 @@ def export_flows(
         for flow in flows:
             for stage_references in _stage_references(flow).values():
                 references |= stage_references
+        for document in pipelines:
+            references |= set(_pipeline_connections(document))
         references |= {_canonical(ref) for ref in references}
         rows = [row for row in _connections_repo.list_(session) if _reference_matches(row, references)]
     if plain_text_credentials:
@@ -132,6 +139,7 @@ def export_flows(
         instance_uuid,
         plain_text_credentials=plain_text_credentials,
         catalog=plugin_registry(),
+        pipelines=pipelines,
     )
     if plain_text_credentials:
         # An audit trail of who took credentials out of the instance (never the credentials).
@@ -144,6 +152,12 @@ def export_flows(
     else:
         _log.info("Package of flow(s) %s exported", ", ".join(str(i) for i in wanted))
     return package
+
+
+def _pipeline_connections(document: Mapping[str, Any]) -> list[str]:
+    from flowport.services.pipelines import connections_of
+
+    return [ref for task in pipeline_from_dict(document).tasks for ref in connections_of(task)]
 
 
 # -- import ----------------------------------------------------------------------
@@ -297,7 +311,7 @@ def _import(
             shown["id"] = None
         data.append(shown)
         stored.append(flow)
-    return {
+    report: dict[str, Any] = {
         "data": data,
         "count": len(data),
         "skipped": skipped,
@@ -306,6 +320,71 @@ def _import(
         "unresolvedConnections": _unresolved_connections(session, package, stored),
         "dryRun": dry_run,
     }
+    if package.pipelines:  # the seed's answer shape otherwise
+        renamed_flows = {item["from"]: item["to"] for item in renamed}
+        report["pipelines"] = _import_pipelines(
+            session, package, project_id, user, conflict_resolution, renamed_flows
+        )
+    return report
+
+
+def _pipeline_named(session: Session, project_id: int, name: str) -> bool:
+    from flowport.store import pipelines as _pipelines_repo
+
+    try:
+        _pipelines_repo.get_by_name(session, project_id, name)
+    except NotFound:
+        return False
+    return True
+
+
+def _import_pipelines(
+    session: Session,
+    package: Package,
+    project_id: int,
+    user: User | None,
+    conflict_resolution: str,
+    renamed_flows: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """Store the package's pipelines like its flows (skip, replace or rename on a name clash); a flow task
+    naming a flow this import renamed names the copy. Each is validated as if created here."""
+    from flowport.services import pipelines as _pipelines
+    from flowport.store import pipelines as _pipelines_repo
+
+    shown: list[dict[str, Any]] = []
+    for _entry, document in package.pipelines:
+        document = dict(document)
+        document["tasks"] = [
+            {**task, "flow": renamed_flows.get(task.get("flow"), task.get("flow"))}
+            if task.get("type") == "flow"
+            else task
+            for task in document.get("tasks", [])
+        ]
+        try:
+            existing = _pipelines_repo.get_by_name(session, project_id, str(document["name"]))
+        except NotFound:
+            existing = None
+        action = "created"
+        if existing is not None:
+            if conflict_resolution == "skip":
+                shown.append({"id": existing.id, "name": existing.name, "action": "skipped"})
+                continue
+            if conflict_resolution == "rename":
+                document["name"] = copy_name(
+                    str(document["name"]), lambda name: _pipeline_named(session, project_id, name)
+                )
+                action = "renamed"
+            else:
+                action = "replaced"
+        row = _pipelines.store_document(
+            session,
+            document,
+            project_id=project_id,
+            user=user,
+            existing=existing if action == "replaced" else None,
+        )
+        shown.append({"id": row.id, "name": row.name, "action": action})
+    return shown
 
 
 def import_package(

@@ -52,8 +52,10 @@ from flowport.store.tables import JobGroup, PipelineRecord, TaskLock, TaskRun, u
 __all__ = [
     "LocksHeld",
     "cancel_run",
+    "connections_of",
     "create_pipeline",
     "delete_pipeline",
+    "export_pipeline",
     "get_pipeline",
     "get_run",
     "list_locks",
@@ -65,6 +67,7 @@ __all__ = [
     "resolve_flow",
     "run_dict",
     "start_pipeline",
+    "store_document",
     "update_pipeline",
 ]
 
@@ -155,7 +158,8 @@ def resolve_deployment(session: Any, reference: str | int) -> int:
     return int(_deployments_repo.get_by_name(session, str(reference)).id)
 
 
-def _connections_of(task: Any) -> list[str]:
+def connections_of(task: Any) -> list[str]:
+    """The connections a task uses (SQL, dbt targets, shell secrets), as the document names them."""
     if isinstance(task, SqlTask):
         return [task.connection]
     if isinstance(task, DbtTask):
@@ -178,7 +182,7 @@ def _check_references(session: Any, pipeline: Pipeline, project_id: int, user: U
                 resolve_deployment(session, task.deployment)
         except NotFound as exc:
             problems.append(f"{where}: {exc.message}")
-        for connection in _connections_of(task):
+        for connection in connections_of(task):
             try:
                 _connections_repo.find(session, connection)
             except NotFound:
@@ -215,6 +219,31 @@ def _require_permissions(user: User | None, pipeline: Pipeline, action: str) -> 
 # -- create, read, change, delete --------------------------------------------------------
 
 
+def store_document(
+    session: Any,
+    document: Pipeline | Mapping[str, Any],
+    *,
+    project_id: int,
+    user: User | None,
+    existing: PipelineRecord | None = None,
+) -> PipelineRecord:
+    """Validate a document (graph, what it refers to in the project, the user's permissions) and store it
+    as a new pipeline, or as ``existing``'s new document; inside the caller's transaction."""
+    pipeline = _parse(document)
+    _require_permissions(user, pipeline, "change" if existing is not None else "create")
+    _check_references(session, pipeline, project_id, user)
+    values: dict[str, Any] = {
+        "name": pipeline.name,
+        "description": pipeline.description,
+        "document": pipeline_to_dict(pipeline),
+    }
+    if existing is not None:
+        return _repo.update_pipeline(session, existing, values, user.id if user else None)
+    row = _repo.create(session, project_id=project_id, creator_id=user.id if user else None, **values)
+    _log.info("Pipeline '%s' stored (id %s, %s tasks)", row.name, row.id, len(pipeline.tasks))
+    return row
+
+
 def create_pipeline(
     body: Pipeline | Mapping[str, Any], *, project: int | str | None = None, user: User | None = None
 ) -> dict[str, Any]:
@@ -231,17 +260,7 @@ def create_pipeline(
     _require_permissions(user, pipeline, "create")
     with transaction() as session:
         project_row = _projects.find(session, project)
-        _check_references(session, pipeline, project_row.id, user)
-        row = _repo.create(
-            session,
-            project_id=project_row.id,
-            name=pipeline.name,
-            description=pipeline.description,
-            document=pipeline_to_dict(pipeline),
-            creator_id=user.id if user else None,
-        )
-        _log.info("Pipeline '%s' created (id %s, %s tasks)", row.name, row.id, len(pipeline.tasks))
-        return pipeline_dict(row)
+        return pipeline_dict(store_document(session, pipeline, project_id=project_row.id, user=user))
 
 
 def _find(session: Any, reference: int | str, project: int | str | None = None) -> PipelineRecord:
@@ -283,20 +302,10 @@ def update_pipeline(
     require_role(user, "editor")
     with transaction() as session:
         row = _find(session, reference)
-        pipeline = _parse({**dict(row.document or {}), **dict(changes)})
-        _require_permissions(user, pipeline, "change")
-        _check_references(session, pipeline, row.project_id, user)
-        _repo.update_pipeline(
-            session,
-            row,
-            {
-                "name": pipeline.name,
-                "description": pipeline.description,
-                "document": pipeline_to_dict(pipeline),
-            },
-            user.id if user else None,
+        merged = {**dict(row.document or {}), **dict(changes)}
+        return pipeline_dict(
+            store_document(session, merged, project_id=row.project_id, user=user, existing=row)
         )
-        return pipeline_dict(row)
 
 
 def delete_pipeline(reference: int | str, *, user: User | None = None) -> None:
@@ -316,6 +325,27 @@ def delete_pipeline(reference: int | str, *, user: User | None = None) -> None:
             session.delete(schedule)
         _repo.delete_pipeline(session, row)
         _log.info("Pipeline '%s' (id %s) deleted", row.name, row.id)
+
+
+def export_pipeline(
+    reference: int | str, *, user: User | None = None, plain_text_credentials: bool = False
+) -> bytes:
+    """The package ZIP of a pipeline with the flows its flow tasks run (and the connections they all name,
+    by uuid, name and vendor). Importing it into a project stores the flows, then the pipeline."""
+    from flowport.services.packages import export_flows
+
+    with transaction() as session:
+        row = _find(session, reference)
+        pipeline = pipeline_from_dict(row.document, source=f"pipeline '{row.name}'")
+        flow_ids = [
+            resolve_flow(session, row.project_id, task.flow)
+            for task in pipeline.tasks
+            if isinstance(task, FlowTask)
+        ]
+        document = dict(row.document)
+    return export_flows(
+        flow_ids, user=user, plain_text_credentials=plain_text_credentials, pipelines=[document]
+    )
 
 
 # -- runs ------------------------------------------------------------------------------

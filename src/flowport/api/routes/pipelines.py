@@ -78,6 +78,27 @@ def delete_pipeline(user: Editor, pipeline_id: Id) -> Response:
     return Response(status_code=204)
 
 
+@router.get(
+    "/pipelines/{pipeline_id}/package",
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "The package ZIP"}},
+)
+def export_pipeline(
+    user: CurrentUser,
+    pipeline_id: Id,
+    with_plain_text_credentials: Annotated[bool, Query(alias="withPlainTextCredentials")] = False,
+) -> Response:
+    """The package of the pipeline and the flows its flow tasks run; import it with POST /v4/flows/package."""
+    data = pipelines.export_pipeline(
+        pipeline_id, user=user, plain_text_credentials=with_plain_text_credentials
+    )
+    return Response(
+        content=data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="pipeline-{pipeline_id}.zip"'},
+    )
+
+
 @router.post("/pipelines/{pipeline_id}/run", status_code=201)
 def run_pipeline(user: Editor, pipeline_id: Id, body: RunBody | None = None) -> dict[str, Any]:
     """Start a run now; 409 when one of its task locks is held (the answer names the holder)."""
