@@ -29,7 +29,8 @@ VIEWER_MAY = {
     ("POST", "/v4/apiTokens"),
     ("DELETE", "/v4/apiTokens/{token_id}"),
 }
-ADMIN_ONLY = {("GET", "/v4/users"), ("POST", "/v4/users")}
+# Users, and webhooks (a subscription sends job metadata to any URL; URLs may hold tokens): admins only.
+ADMIN_ONLY = {("GET", "/v4/users"), ("POST", "/v4/users"), ("GET", "/v4/webhooks"), ("POST", "/v4/webhooks")}
 
 
 def endpoints(api: Instance) -> list[tuple[str, str]]:

@@ -117,7 +117,7 @@ def test_manifest_must_be_an_object() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"flows": []}, "flows: List should have at least 1 item"),
+        ({"flows": []}, "a package holds at least one flow or pipeline: flows is empty"),
         ({"exportedAt": "yesterday"}, "exportedAt: Value error, must be an ISO 8601 time"),
         ({"surprise": 1}, "surprise: unknown key (check its spelling)"),
         ({"instance": {"name": "Dev"}}, "instance.uuid: Field required"),

@@ -31,6 +31,7 @@ from flowport.api.routes import (
     schedules,
     stages,
     users,
+    webhooks,
 )
 from flowport.errors import FlowportError
 from flowport.services import auth
@@ -229,6 +230,7 @@ def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
         deployments,
         schedules,
         pipelines,
+        webhooks,
     ):
         app.include_router(module.router)
     app.add_middleware(_BodySizeLimit, limit=max_body_bytes)

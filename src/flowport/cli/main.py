@@ -42,6 +42,7 @@ from flowport.cli.schedules import scheduler as scheduler_command
 from flowport.cli.schedules import schedules_app
 from flowport.cli.server import server as server_command
 from flowport.cli.users import tokens_app, users_app
+from flowport.cli.webhooks import webhooks_app
 from flowport.errors import FlowDocumentError, FlowInvalid, FlowportError, NotFound, UnknownParameters
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("locks")(locks)
 app.add_typer(packages_app, name="packages")
 app.add_typer(users_app, name="users")

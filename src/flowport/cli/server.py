@@ -208,6 +208,7 @@ def server(
     from flowport.services import launcher as launchers
     from flowport.services.file_roots import instance_roots
     from flowport.services.scheduler import TICK_INTERVAL, Scheduler
+    from flowport.services.webhooks import DISPATCH_INTERVAL, Dispatcher
 
     if launcher is not None and launcher not in ("process", "thread"):
         raise typer.BadParameter("use process or thread", param_hint="--launcher")
@@ -287,9 +288,12 @@ def server(
     # The embedded default schedules on its own; a second server waits on the scheduler lease.
     scheduler = Scheduler() if with_scheduler else None
     ticking = Loop("scheduler", TICK_INTERVAL, scheduler.run_once).start() if scheduler else None
+    # Webhook deliveries from the job_events outbox (safe beside another server's dispatcher).
+    dispatching = Loop("webhooks", DISPATCH_INTERVAL, Dispatcher().run_once).start()
     try:
         _graceful_server(config).run()
     finally:
+        dispatching.stop()
         sweep.stop()
         if ticking is not None and scheduler is not None:
             ticking.stop()

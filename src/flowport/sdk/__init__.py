@@ -68,6 +68,7 @@ from flowport.sdk.pipelines import Pipeline, PipelineRun, Pipelines
 from flowport.sdk.projects import ImportedFlows, ImportReport, Project, ProjectList, Projects
 from flowport.sdk.response import Response
 from flowport.sdk.schedules import Schedule, Schedules
+from flowport.sdk.webhooks import Webhook, Webhooks
 
 __all__ = [
     "BatchFlow",
@@ -114,4 +115,6 @@ __all__ = [
     "UnsavedChangesWarning",
     "ValidationFailed",
     "ValidationResult",
+    "Webhook",
+    "Webhooks",
 ]

@@ -32,6 +32,7 @@ from flowport.sdk.deployments import Deployments
 from flowport.sdk.pipelines import Pipelines
 from flowport.sdk.projects import Projects
 from flowport.sdk.schedules import Schedules
+from flowport.sdk.webhooks import Webhooks
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "error_from_response"]
 
@@ -158,6 +159,7 @@ class Client:
         self.deployments = Deployments(self)
         self.schedules = Schedules(self)
         self.pipelines = Pipelines(self)
+        self.webhooks = Webhooks(self)
 
     def __repr__(self) -> str:
         who = f", username={self.username!r}" if self.username else ""
