@@ -6,6 +6,7 @@ import io
 import json
 import time
 import zipfile
+from importlib import resources
 from typing import Any
 
 from tests.api.conftest import Instance, zip_entries
@@ -138,7 +139,7 @@ def test_a_pipeline_travels_in_a_package_with_its_flows(make_instance: Any) -> N
         "name": "nightly",
         "tasks": [
             {"name": "load", "type": "flow", "flow": flow["name"]},
-            {"name": "note", "type": "http", "url": "https://hooks.example.com/x", "after": ["load"]},
+            {"name": "note", "type": "empty", "after": ["load"]},
         ],
     }
     pipeline = dev.ok("POST", "/v4/pipelines", 201, json=document)
@@ -170,8 +171,23 @@ def test_a_pipeline_travels_in_a_package_with_its_flows(make_instance: Any) -> N
     refused = prod.post("/v4/flows/package", files={"data": ("t.zip", rezip(tampered), "application/zip")})
     assert refused.status_code == 422 and "CHECKSUM_MISMATCH" in refused.text
     assert prod.ok("GET", "/v4/pipelines")["count"] == 2
-    # A release carries flows only: a package with a pipeline is refused, not imported without it.
+    # A release carries the pipeline too, into the deployment's project: running the deployment runs it,
+    # its flow task the release's copy of the flow.
     deployment = prod.ok("POST", "/v4/deployments", 201, json={"name": "Prod nightly"})
-    release = prod.post(f"/v4/deployments/{deployment['id']}/releases", **files)
-    assert release.status_code == 422 and "pipeline(s) nightly" in release.json()["exception"]["message"]
-    assert prod.ok("GET", "/v4/releases", params={"deploymentId": deployment["id"]})["count"] == 0
+    imported = prod.ok("POST", f"/v4/deployments/{deployment['id']}/releases", 201, **files)
+    release_id = imported["release"]["id"]
+    (stored,) = imported["pipelines"]
+    assert stored["name"] == f"nightly (release {release_id})"
+    copy_document = prod.ok("GET", f"/v4/pipelines/{stored['id']}")["document"]
+    assert copy_document["tasks"][0]["flow"] == f"{flow['name']} (release {release_id})"
+    assert prod.ok("GET", f"/v4/releases/{release_id}")["pipelines"][0]["id"] == stored["id"]
+    prod.activate()
+    folder = resources.files("flowport") / "examples" / "orders"
+    flow_records.data_dir().mkdir(parents=True, exist_ok=True)
+    (flow_records.data_dir() / "orders.csv").write_bytes((folder / "orders.csv").read_bytes())
+    started = prod.ok("POST", f"/v4/deployments/{deployment['id']}/run", 201, json={})
+    run = _finished(prod, started["data"][0]["id"])
+    assert run["status"] == "Complete", run
+    assert run["pipeline"] == {"id": stored["id"]} and run["deployment"] == {"id": deployment["id"]}
+    load = prod.ok("GET", f"/v4/jobGroups/{run['tasks'][0]['job']['id']}")
+    assert load["status"] == "Complete" and load["parent"] == {"id": run["id"]}

@@ -33,6 +33,7 @@ API's shape (camelCase, ``{"id"}`` references, lists as ``{"data", "count"}``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import uuid as _uuid
@@ -81,6 +82,7 @@ __all__ = [
     "delete_release",
     "deployment_dict",
     "deployment_flow",
+    "deployment_pipeline",
     "get_deployment",
     "get_object_import_rules",
     "get_release",
@@ -183,6 +185,7 @@ def release_dict(row: Release) -> dict[str, Any]:
         "deployment": ref(row.deployment_id),
         "primaryFlow": ref(row.primary_flow_id),
         "flows": list(row.flows or []),
+        **({"pipelines": report["pipelines"]} if report.get("pipelines") else {}),
         "importRuleChanges": report.get("importRuleChanges", {"object": [], "value": []}),
         "packageStored": bool(row.package),
         "createdAt": timestamp(row.created_at),
@@ -701,9 +704,16 @@ def _import(
         "object": [object_applied[i] for i in sorted(object_applied)],
         "value": [value_applied[i] for i in sorted(value_applied)],
     }
+    stored_names = {
+        original.name: entry["name"] for (_, original), entry in zip(package.flows, stored, strict=True)
+    }
+    pipelines = _release_pipelines(
+        session, package, release.id, deployment.project_id, stored_names, object_rules, local, user
+    )
     release.flows = stored
-    release.primary_flow_id = flow_ids[0]
+    release.primary_flow_id = flow_ids[0] if flow_ids else None
     release.report = {
+        "pipelines": pipelines,
         "importRuleChanges": changes_report,
         "valueChanges": value_changes,
         "resolvedArtifacts": resolved_artifacts,
@@ -742,8 +752,9 @@ def _import(
         "activated": activated and not dry_run,
         "message": message,
         "importRuleChanges": changes_report,
-        "flowName": flows[0].name,
+        "flowName": flows[0].name if flows else str(package.pipelines[0][1]["name"]),
         "primaryFlowIds": [] if dry_run else flow_ids[:1],
+        "pipelines": [] if dry_run else pipelines,
         "valueChanges": value_changes,
         "resolvedArtifacts": resolved_artifacts,
         "unresolvedConnections": unresolved,
@@ -804,15 +815,6 @@ def import_release(
     _check_text(notes, "release notes")
     raw = bytes(data)
     package = read_package(raw)
-    if package.pipelines:
-        # A release runs flows; its pipelines would be dropped without a word. Refused, with the way to go.
-        names = ", ".join(name for name in (p.name for p in package.manifest.pipelines))
-        raise ValidationFailed(
-            f"The package holds pipeline(s) {names}: a deployment's release carries flows only. Import the "
-            "package into a project (POST /v4/flows/package, flowport flows import) to store its pipelines, "
-            "or export the flows alone (GET /v4/flows/{id}/package) for a release",
-            details={"pipelines": [p.name for p in package.manifest.pipelines]},
-        )
     require_flow_permissions(user, [flow for _, flow in package.flows], action="import")
     try:
         with transaction() as session:
@@ -946,6 +948,63 @@ def _connection_label(reference: str, listed: Sequence[Mapping[str, Any]]) -> st
         if item.get("uuid") == canonical or item.get("name") == reference:
             return f"'{reference}' ({item.get('name')}, {item.get('vendor')})"
     return f"'{reference}'"
+
+
+def _release_pipelines(
+    session: Session,
+    package: Package,
+    release_id: int,
+    project_id: int,
+    flow_names: Mapping[str, str],
+    object_rules: Sequence[ObjectImportRule],
+    local: Mapping[int, str],
+    user: User | None,
+) -> list[dict[str, Any]]:
+    """Store the package's pipelines in the deployment's project as ``"<name> (release N)"``: their flow
+    tasks name the release's copies of the flows, their connections go through the object import rules.
+    The first is what running the deployment runs. Validated as if created here (refused whole else)."""
+    from flowport.services.pipelines import store_document
+
+    stored: list[dict[str, Any]] = []
+    rules = {rule.on_condition["uuid"]: local.get(rule.with_condition["id"]) for rule in object_rules}
+    listed = package.manifest.connections
+    suffix = f" (release {release_id})"
+
+    def connection(reference: str) -> str:
+        entry = _manifest_connection_of(reference, listed)
+        mapped = rules.get(str(entry.uuid)) if entry is not None else rules.get(reference)
+        return mapped or reference
+
+    for _entry, original in package.pipelines:
+        document = json.loads(json.dumps(original))
+        document["name"] = str(original["name"])[: _MAX_NAME - len(suffix)] + suffix
+        for task in document.get("tasks", []):
+            if task.get("type") == "flow" and task.get("flow") in flow_names:
+                task["flow"] = flow_names[task["flow"]]
+            if task.get("type") == "sql":
+                task["connection"] = connection(str(task["connection"]))
+            for target in (task.get("targets") or {}).values() if task.get("type") == "dbt" else ():
+                target["connection"] = connection(str(target["connection"]))
+            for secret in (task.get("secrets") or {}).values() if task.get("type") == "shell" else ():
+                secret["connection"] = connection(str(secret["connection"]))
+        row = store_document(session, document, project_id=project_id, user=user)
+        stored.append({"id": row.id, "name": row.name, "packagePipeline": {"name": str(original["name"])}})
+    return stored
+
+
+def _manifest_connection_of(reference: str, listed: Sequence[PackageConnection]) -> PackageConnection | None:
+    for entry in listed:
+        if entry.name == reference or str(entry.uuid) == reference:
+            return entry
+    return None
+
+
+def deployment_pipeline(deployment_id: int) -> int | None:
+    """The pipeline a run of the deployment runs (its active release's first pipeline), if it has one."""
+    with transaction() as session:
+        release = _repo.active_release(session, deployment_id)
+        pipelines = list(((release.report or {}).get("pipelines") or []) if release is not None else [])
+    return int(pipelines[0]["id"]) if pipelines else None
 
 
 def deployment_flow(deployment_id: int) -> int:

@@ -390,8 +390,11 @@ def start_pipeline(
     *,
     overrides: Mapping[str, Any] | None = None,
     schedule: Schedule | None = None,
+    deployment_id: int | None = None,
 ) -> dict[str, Any]:
     """Start a run of a pipeline: record it, take its task locks, hand it to the launcher.
+
+    ``deployment_id``: the deployment whose active release the pipeline is (its runs show it).
 
     Raises:
         NotFound: no such pipeline. ValidationFailed: unknown or malformed
@@ -414,6 +417,7 @@ def start_pipeline(
             creator_id=actor.id if actor else None,
             trigger=trigger,
             pipeline_id=row.id,
+            deployment_id=deployment_id,
             **(schedule.columns() if schedule else {}),
         )
         # The document as it is now: a change while the run waits or runs does not change the run.

@@ -149,6 +149,19 @@ def start(
     deployment_id = None
     if isinstance(target, DeploymentTarget):
         deployment_id = target.deployment_id
+        pipeline_id = _deployments.deployment_pipeline(deployment_id)
+        if pipeline_id is not None:
+            # A release that carries a pipeline runs it (its flows run as its tasks).
+            from flowport.services.pipelines import start_pipeline
+
+            return start_pipeline(
+                pipeline_id,
+                trigger,
+                actor,
+                overrides=overrides,
+                schedule=schedule,
+                deployment_id=deployment_id,
+            )
         flow_id = _deployments.deployment_flow(deployment_id)
     else:
         flow_id = target.flow_id
