@@ -208,3 +208,21 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_without_internals(api: 
     error = response.json()["exception"]
     assert error["name"] == "InternalError" and "reference" in error["message"]
     assert "secret" not in response.text and "RuntimeError" not in response.text
+
+
+def test_the_openapi_document_says_errors_are_json_as_they_are_sent(api: Instance) -> None:
+    # A route answering text or a ZIP still answers its errors as JSON: the document must say so
+    # (schemathesis ST105 found GET /v4/jobGroups/{id}/logs documenting its 404 as text/plain).
+    spec = api.ok("GET", "/openapi.json")
+    wrong = [
+        (method, path, code, sorted(response.get("content", {})))
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+        for code, response in operation["responses"].items()
+        if code[0] in "45" and list(response.get("content", {})) != ["application/json"]
+    ]
+    assert wrong == []
+    logs = spec["paths"]["/v4/jobGroups/{job_group_id}/logs"]["get"]["responses"]
+    assert list(logs["200"]["content"]) == ["text/plain"]
+    missing = api.get("/v4/jobGroups/999999/logs")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"

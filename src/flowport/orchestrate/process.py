@@ -12,6 +12,7 @@ pool.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,7 +48,10 @@ class ProcessLauncher(JobLauncher):
         self._environment = dict(environment or {})
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
-        self._queued: dict[int, Future[str]] = {}
+        #: Jobs waiting for a free worker (withdrawable), and how many are in the pool now.
+        self._waiting: deque[JobTask] = deque()
+        self._busy = 0
+        self._stopped = False
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -66,7 +70,28 @@ class ProcessLauncher(JobLauncher):
                 self._pool = None
 
     def submit(self, task: JobTask) -> None:
-        """Queue the job for the pool; a broken pool is replaced once."""
+        """Start the job on a free worker, or queue it here until one is free (a broken pool is replaced).
+
+        At most ``workers`` jobs are in the pool at a time: the pool would otherwise mark queued jobs
+        running as soon as it moves them to its call queue, and they could no longer be withdrawn.
+        """
+        with self._lock:
+            if self._stopped:  # used again after a shutdown: a new pool, nothing in it
+                self._stopped, self._busy = False, 0
+            start = self._busy < self.workers
+            if start:
+                self._busy += 1
+            else:
+                self._waiting.append(task)
+        if start:
+            try:
+                self._start(task)
+            except Exception:
+                with self._lock:
+                    self._busy -= 1
+                raise
+
+    def _start(self, task: JobTask) -> None:
         try:
             try:
                 pool = self._get_pool()
@@ -79,14 +104,10 @@ class ProcessLauncher(JobLauncher):
             raise LaunchFailed(
                 f"Could not hand job group {task.job_group_id} to a worker process: {reason}"
             ) from exc
-        with self._lock:
-            self._queued[task.job_group_id] = future
         future.add_done_callback(partial(self._done, task))
 
     def _done(self, task: JobTask, future: Future[str]) -> None:
-        with self._lock:
-            if self._queued.get(task.job_group_id) is future:
-                del self._queued[task.job_group_id]
+        self._next()
         if future.cancelled():
             return
         exc = future.exception()
@@ -98,11 +119,28 @@ class ProcessLauncher(JobLauncher):
         else:
             self._lost(task, f"The worker failed: {type(exc).__name__}: {exc}")
 
-    def cancel(self, job_group_id: int) -> bool:
-        """Withdraw the job from the pool's queue if no worker has taken it yet."""
+    def _next(self) -> None:
+        """A worker is free: start the oldest queued job on it."""
         with self._lock:
-            future = self._queued.get(job_group_id)
-        return bool(future is not None and future.cancel())
+            following = self._waiting.popleft() if self._waiting and not self._stopped else None
+            if following is None:
+                self._busy = max(self._busy - 1, 0)
+        if following is None:
+            return
+        try:
+            self._start(following)
+        except LaunchFailed as exc:
+            self._lost(following, exc.message)
+            self._next()
+
+    def cancel(self, job_group_id: int) -> bool:
+        """Withdraw the job if it is still queued here (no worker has taken it)."""
+        with self._lock:
+            for queued in self._waiting:
+                if queued.job_group_id == job_group_id:
+                    self._waiting.remove(queued)
+                    return True
+        return False
 
     def healthy(self) -> bool:
         """False once a worker died and the pool has not been replaced yet."""
@@ -114,6 +152,7 @@ class ProcessLauncher(JobLauncher):
         """Stop the worker processes; queued jobs are withdrawn (they stay Pending in the store)."""
         with self._lock:
             pool, self._pool = self._pool, None
-            self._queued.clear()
+            self._waiting.clear()
+            self._stopped = True
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)

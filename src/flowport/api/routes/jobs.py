@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
@@ -61,7 +61,12 @@ def get_metrics(_user: CurrentUser, job_group_id: Id) -> dict[str, Any]:
     return jobs.get_job_group_metrics(job_group_id)
 
 
-@router.get("/{job_group_id}/logs", response_class=PlainTextResponse)
+@router.get(
+    "/{job_group_id}/logs",
+    # Response (no media type of its own): the errors stay documented as JSON, as they are sent.
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The log"}},
+)
 def get_logs(_user: CurrentUser, job_group_id: Id) -> PlainTextResponse:
     """The log lines of the job group's jobs, as text (connection secrets scrubbed)."""
     return PlainTextResponse(jobs.get_job_group_logs(job_group_id))
