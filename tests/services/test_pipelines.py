@@ -496,3 +496,20 @@ def test_a_schedule_runs_a_pipeline_with_its_interval_and_waits_or_skips_on_held
     skipped = pipelines.list_runs(pipeline=pipeline["id"], status="Canceled")["data"]
     assert [r["logicalDate"] for r in skipped] == ["2026-11-02T00:00:00.000Z"]
     assert pipelines.list_locks()["data"][0]["run"] == {"id": holder}
+
+
+def test_an_editor_may_not_run_a_pipeline_whose_flow_needs_a_permission_it_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowport.services.permissions import EDITOR_PERMISSIONS_ENV
+
+    folder = resources.files("flowport") / "examples" / "orders"
+    flow = flow_records.create_flow(json.loads((folder / "flow.json").read_text()))
+    pipeline = make([{"name": "load", "type": "flow", "flow": flow["name"]}])
+    auth.create_user("ed2", "a-long-password-2", role="editor")
+    editor = auth.authenticate_basic("ed2", "a-long-password-2")
+    # The operator takes file access away from editors after the pipeline was stored: the run is refused.
+    monkeypatch.setenv(EDITOR_PERMISSIONS_ENV, "network")
+    with pytest.raises(Forbidden, match="read-filesystem"):
+        pipelines.start_pipeline(pipeline["id"], actor=editor)
+    assert pipelines.list_runs()["count"] == 0

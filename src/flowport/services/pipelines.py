@@ -409,6 +409,12 @@ def start_pipeline(
         row = _find(session, reference)
         pipeline = pipeline_from_dict(row.document, source=f"pipeline '{row.name}'")
         _require_permissions(actor, pipeline, "run")
+        if actor is not None:
+            # The flows its tasks run may have gained restricted stages since the pipeline was stored.
+            for task in pipeline.tasks:
+                if isinstance(task, FlowTask):
+                    flow_id = resolve_flow(session, row.project_id, task.flow)
+                    require_flow_permissions(actor, load_stored_flow(session, flow_id).flow, action="run")
         values = _run_values(pipeline, overrides, schedule)
         group = _jobs_repo.create_group(
             session,
