@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from tests.api.conftest import Instance
+from tests.webhook_receiver import Receiver, receiving
+from tests.webhook_receiver import verify as _verify
 
 from flowport.services.webhooks import Dispatcher
 from flowport.store.tables import utcnow
@@ -22,47 +19,10 @@ from flowport.store.tables import utcnow
 SECRET = "a-webhook-secret-of-32-characters!"
 
 
-class Receiver:
-    """A real HTTP server on loopback that records each request; answers 500 while ``failing``."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.failing = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"headers": dict(self.headers), "body": body})
-                status = 500 if receiver.failing > 0 else 204
-                receiver.failing -= 1
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [json.loads(r["body"])["event"] for r in self.requests]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.server.shutdown()
-
-
-def _verify(request: dict[str, Any], secret: str) -> bool:
-    """What a receiver does (README): recompute the HMAC over "<timestamp>.<body>" and compare."""
-    headers = {k.lower(): v for k, v in request["headers"].items()}
-    stamp = headers["flowport-timestamp"]
-    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + request["body"], hashlib.sha256).hexdigest()
-    return hmac.compare_digest(headers["flowport-signature"], f"v1={expected}")
+    with receiving() as server:
+        yield server
 
 
 class Clock:
@@ -117,6 +77,8 @@ def test_job_events_reach_a_real_server_signed_and_a_500_is_retried(
     assert SECRET not in api.get(f"/v4/webhooks/{created['id']}").text
     assert SECRET not in api.get("/v4/webhooks").text
     assert SECRET not in api.get(f"/v4/webhooks/{created['id']}/deliveries").text
+    # Of every answer the API gave in this test, only the one that created the webhook holds it.
+    assert sum(SECRET.encode() in body for body in api.bodies) == 1
 
 
 def test_a_restart_neither_loses_nor_repeats_an_event(api: Instance, receiver: Receiver) -> None:
@@ -168,6 +130,10 @@ def test_pipeline_runs_send_pipeline_events_and_a_ping_can_be_redelivered(
     api.activate()
     Dispatcher().run_once()
     assert receiver.events()[-1] == "ping"
+    other = api.ok("POST", "/v4/webhooks", 201, json={"name": "q", "url": receiver.url, "events": ["*"]})
+    foreign = api.post(f"/v4/webhooks/{other['id']}/deliveries/{ping['id']}/redeliver")
+    assert foreign.status_code == 404
+    assert api.post(f"/v4/webhooks/{hook['id']}/deliveries/999999/redeliver").status_code == 404
     again = api.ok("POST", f"/v4/webhooks/{hook['id']}/deliveries/{ping['id']}/redeliver")
     assert again["status"] == "pending"
     api.activate()
@@ -187,7 +153,17 @@ def test_webhooks_are_for_admins_and_bad_bodies_are_named(api: Instance) -> None
     assert short.status_code == 422 and "secret" in short.json()["exception"]["message"]
     created = api.ok("POST", "/v4/webhooks", 201, json=body)
     assert len(created["secret"]) >= 32
+    assert api.patch(f"/v4/webhooks/{created['id']}", json={"events": []}).status_code == 422
+    renamed = api.patch(f"/v4/webhooks/{created['id']}", json={"nmae": "y"})
+    assert renamed.status_code == 422 and "nmae" in renamed.json()["exception"]["message"]
+    assert (
+        api.patch(f"/v4/webhooks/{created['id']}", json={"enabled": True}, role="editor").status_code == 403
+    )
     changed = api.ok("PATCH", f"/v4/webhooks/{created['id']}", json={"enabled": False, "secret": SECRET})
     assert changed["enabled"] is False and "secret" not in changed
+    # A disabled webhook sends nothing: a ping there would wait unseen, so it is refused.
+    disabled = api.post(f"/v4/webhooks/{created['id']}/test")
+    assert disabled.status_code == 409 and "disabled" in disabled.json()["exception"]["message"]
+    assert not any(SECRET.encode() in b for b in api.bodies)
     api.ok("DELETE", f"/v4/webhooks/{created['id']}", 204)
     assert api.get(f"/v4/webhooks/{created['id']}").status_code == 404

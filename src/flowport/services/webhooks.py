@@ -19,13 +19,18 @@ Patterns ``job.*``, ``pipeline.*`` and ``*`` match several. The
 transaction, queues one delivery per matching subscription and moves the
 cursor (compare-and-set): a restart neither loses nor repeats an event, and
 two dispatchers never queue one twice (deliveries are unique per
-subscription and event). It then sends due deliveries, each claimed by
-compare-and-set, as ``POST`` with the JSON payload and the headers
+subscription and event). Events are handed out in id order without
+skipping one that commits late (see :func:`_settled`). It then sends due
+deliveries, each claimed by compare-and-set, as ``POST`` with the JSON payload and the headers
 ``Flowport-Event``, ``Flowport-Delivery``, ``Flowport-Timestamp`` (Unix
 seconds) and ``Flowport-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>``.
 A 2xx answer delivers it; anything else is retried after 10 s, 20 s, 40 s ...
 (at most 1 h) and after :data:`MAX_ATTEMPTS` tries it is ``failed``; every
-try is in the delivery log.
+try is in the delivery log. A disabled subscription gets no new events and
+its pending deliveries wait until it is enabled again.
+
+Only admins manage webhooks, read them included: a subscription sends job
+metadata to any URL it names, and URLs often carry a token.
 """
 
 from __future__ import annotations
@@ -47,18 +52,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from flowport import __version__
 from flowport.connections.secrets import decrypt_secrets, encrypt_secrets
-from flowport.errors import Conflict, ValidationFailed
+from flowport.errors import Conflict, NotFound, SecretKeyError, ValidationFailed
 from flowport.model.document import describe_validation_error
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.settings import settings
 from flowport.store import webhooks as _repo
-from flowport.store.tables import JobGroup, WebhookDelivery, WebhookRecord, utcnow
+from flowport.store.tables import JobEvent, JobGroup, WebhookDelivery, WebhookRecord, utcnow
 
 __all__ = [
     "DISPATCH_INTERVAL",
     "EVENTS",
     "MAX_ATTEMPTS",
+    "Answer",
+    "Deliver",
     "Dispatcher",
     "WebhookChanges",
     "WebhookCreate",
@@ -69,6 +76,7 @@ __all__ = [
     "get_webhook",
     "list_webhooks",
     "redeliver",
+    "retry_delay",
     "sign",
     "test_webhook",
     "update_webhook",
@@ -92,6 +100,8 @@ _FIRST_RETRY = 10.0
 _MAX_RETRY = 3600.0
 #: How long a claimed delivery is kept from other dispatchers while it is being sent.
 _CLAIM = timedelta(seconds=60)
+#: How long a gap in the outbox ids holds back later events (a transaction that took the id may commit).
+_SETTLE = timedelta(seconds=60)
 _CURSOR = "webhooks"
 _TIMEOUT = 10.0
 
@@ -301,12 +311,23 @@ def delete_webhook(webhook_id: int, *, user: User | None = None) -> None:
         _repo.delete_webhook(session, _repo.get_by_id(session, webhook_id))
 
 
+def _sending(row: WebhookRecord) -> WebhookRecord:
+    # A disabled subscription's deliveries wait: queuing one there would look sent and never be.
+    if not row.enabled:
+        raise Conflict(f"Webhook '{row.name}' is disabled: enable it first (PATCH enabled: true)")
+    return row
+
+
 def test_webhook(webhook_id: int, *, user: User | None = None) -> dict[str, Any]:
-    """Queue a ``ping`` delivery now (sent by the next dispatcher round); returns it."""
+    """Queue a ``ping`` delivery now (sent by the next dispatcher round); returns it.
+
+    Raises:
+        NotFound: no such webhook. Conflict: it is disabled.
+    """
     require_role(user, "admin")
     now = utcnow()
     with transaction() as session:
-        row = _repo.get_by_id(session, webhook_id)
+        row = _sending(_repo.get_by_id(session, webhook_id))
         delivery = _repo.create_delivery(
             session,
             webhook_id=row.id,
@@ -339,13 +360,19 @@ def deliveries(
 
 
 def redeliver(webhook_id: int, delivery_id: int, *, user: User | None = None) -> dict[str, Any]:
-    """Send a delivery again (pending, due now), whatever its status."""
+    """Send a delivery again (pending, due now), whatever its status.
+
+    A delivery that had failed gets one more try (its attempts go on counting).
+
+    Raises:
+        NotFound: no such webhook, or the delivery is not one of its. Conflict: it is disabled.
+    """
     require_role(user, "admin")
     with transaction() as session:
+        _sending(_repo.get_by_id(session, webhook_id))
         row = _repo.get_delivery(session, delivery_id)
         if row.webhook_id != webhook_id:
-            _repo.get_by_id(session, webhook_id)
-            raise ValidationFailed(f"Delivery {delivery_id} is not one of webhook {webhook_id}'s")
+            raise NotFound(f"No delivery {delivery_id} of webhook {webhook_id}")
         row.status, row.next_attempt_at, row.updated_at = "pending", utcnow(), utcnow()
         session.flush()
         return delivery_dict(row)
@@ -362,6 +389,7 @@ class Answer:
     error: str | None = None
 
 
+#: Sends one request: ``deliver(url, body, headers)``. The default POSTs with httpx; tests pass their own.
 Deliver = Callable[[str, bytes, Mapping[str, str]], Answer]
 
 
@@ -375,40 +403,86 @@ def _post(url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
     return Answer(answer.status_code)
 
 
+def _settled(events: list[tuple[JobEvent, JobGroup]], seen: int, now: datetime, settle: timedelta) -> int:
+    """How many of ``events`` (ids after ``seen``, in order) can be handed out without skipping one.
+
+    Ids are taken when a transaction inserts the event but become visible when
+    it commits, so on PostgreSQL and MariaDB a lower id may still appear after
+    a higher one was read. A gap in the ids stops the batch until it fills, or
+    until the event after it is ``settle`` old: then the gap is an id a
+    rolled-back transaction (or a deleted job group) left unused for good.
+    """
+    expected = seen + 1
+    for index, (event, _) in enumerate(events):
+        if event.id != expected and now - event.at < settle:
+            return index
+        expected = event.id + 1
+    return len(events)
+
+
 class Dispatcher:
     """Turns outbox events into deliveries and sends the due ones (``run_once``; the server loops it).
+
+    Delivery is at least once: a dispatcher that dies after sending, before
+    recording the answer, leaves the delivery claimed for :data:`_CLAIM`; then
+    it is sent again (receivers deduplicate on ``Flowport-Delivery``).
 
     Args:
         clock: the time source (tests pass a fake one).
         deliver: sends one request (tests may record or fail them); default: httpx POST.
-        batch: events read, and deliveries sent, per round at most.
+        batch: events read per round, and deliveries sent per subscription per round, at most.
+        settle: how long a gap in the outbox ids may hold back the events after it (see :func:`_settled`).
     """
 
     def __init__(
-        self, *, clock: Callable[[], datetime] = utcnow, deliver: Deliver = _post, batch: int = 500
+        self,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        deliver: Deliver = _post,
+        batch: int = 500,
+        settle: timedelta = _SETTLE,
     ) -> None:
         self.clock = clock
         self.deliver = deliver
         self.batch = batch
+        self.settle = settle
 
     def run_once(self, now: datetime | None = None) -> dict[str, int]:
-        """One round: queue deliveries for new events, then send what is due. Returns counts."""
-        now = now or self.clock()
+        """One round: queue deliveries for new events, then send what is due. Returns counts.
+
+        ``now`` fixes the round's time; otherwise the clock is read for each
+        attempt, so a ``Flowport-Timestamp`` is never older than its request.
+        """
         try:
-            queued = self.queue(now)
+            queued = self.queue(now or self.clock())
         except (_Raced, Conflict):
             queued = 0  # another dispatcher queued these events: nothing is lost, nothing doubled
         sent, delivered = self.send(now)
         return {"queued": queued, "sent": sent, "delivered": delivered}
 
     def queue(self, now: datetime) -> int:
-        """Queue one delivery per new event and matching enabled subscription; move the cursor."""
+        """Queue one delivery per new event and matching enabled subscription; move the cursor.
+
+        Raises:
+            _Raced, Conflict: another dispatcher moved the cursor or queued the events first
+                (this transaction rolled back: nothing queued twice).
+        """
         with transaction() as session:
             seen = _repo.cursor(session, _CURSOR)
-            events = _repo.events_after(session, seen, self.batch)
-            if not events:
+            latest = _repo.latest_event_id(session)
+            if latest <= seen:
                 return 0
             hooks = _repo.enabled(session)
+            if not hooks:
+                # Nobody listens: skip the history, so a first subscription starts from now (and an
+                # instance upgraded with a long job history does not walk through it).
+                if not _repo.advance_cursor(session, _CURSOR, seen, latest):
+                    raise _Raced()
+                return 0
+            events = _repo.events_after(session, seen, self.batch)
+            events = events[: _settled(events, seen, now, self.settle)]
+            if not events:
+                return 0
             queued = 0
             for event, group in events:
                 name = event_name(group, event.to_status)
@@ -432,39 +506,73 @@ class Dispatcher:
                 raise _Raced()
         return queued
 
-    def send(self, now: datetime) -> tuple[int, int]:
-        """Send every due delivery once; returns (sent, delivered)."""
+    def send(self, now: datetime | None = None) -> tuple[int, int]:
+        """Send every due delivery once; returns (sent, delivered).
+
+        A subscription whose URL gave no answer (refused, timed out) gets no
+        more tries this round: one dead receiver costs one timeout per round,
+        not one per delivery, and the others' deliveries go on.
+        """
+        clock = self.clock if now is None else (lambda: now)
         with transaction() as session:
-            due = [(d.id, d.next_attempt_at) for d in _repo.due(session, now, self.batch)]
+            due = [(d.id, d.webhook_id) for d in _repo.due(session, clock(), self.batch)]
         sent = delivered = 0
-        for delivery_id, _ in due:
-            with transaction() as session:
-                row = _repo.get_delivery(session, delivery_id)
-                if row.status != "pending" or not _repo.claim(session, row, now + _CLAIM):
-                    continue
-                hook = _repo.get_by_id(session, row.webhook_id)
-                secret = decrypt_secrets(hook.secret, home=settings().home)["secret"].get_secret_value()
-                url, payload, event = hook.url, dict(row.payload or {}), row.event_name
-            body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-            stamp = int(now.timestamp())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": f"Flowport-Webhooks/{__version__}",
-                "Flowport-Event": event,
-                "Flowport-Delivery": str(delivery_id),
-                "Flowport-Timestamp": str(stamp),
-                "Flowport-Signature": sign(secret, stamp, body),
-            }
-            answer = self.deliver(url, body, headers)
-            sent += 1
+        unreachable: set[int] = set()
+        for delivery_id, webhook_id in due:
+            if webhook_id in unreachable:
+                continue
+            at = clock()
+            request = self._claim(delivery_id, at)
+            if request is None:
+                continue
+            if isinstance(request, Answer):
+                answer = request  # nothing could be sent (the secret cannot be decrypted)
+            else:
+                answer = self.deliver(*request)
+                sent += 1
             ok = answer.status_code is not None and 200 <= answer.status_code < 300
             delivered += ok
-            self._record(delivery_id, answer, ok, now)
+            if answer.status_code is None:
+                unreachable.add(webhook_id)
+            self._record(delivery_id, answer, ok, at)
         return sent, delivered
+
+    def _claim(self, delivery_id: int, at: datetime) -> tuple[str, bytes, dict[str, str]] | Answer | None:
+        """Take a due delivery for one attempt: the request to send, an Answer saying why none can be
+        sent, or None when it is no longer due (another dispatcher has it, it was delivered, deleted)."""
+        with transaction() as session:
+            row = session.get(WebhookDelivery, delivery_id)
+            if row is None or row.status != "pending" or row.next_attempt_at is None:
+                return None
+            if row.next_attempt_at > at or not _repo.claim(session, row, at + _CLAIM):
+                return None
+            hook = _repo.get_by_id(session, row.webhook_id)
+            url, payload, event = hook.url, dict(row.payload or {}), row.event_name
+            try:
+                secret = decrypt_secrets(hook.secret, home=settings().home)["secret"].get_secret_value()
+            except (SecretKeyError, KeyError):
+                return Answer(
+                    None,
+                    "The webhook's secret cannot be decrypted (the instance's secret key changed): "
+                    "set a new secret (PATCH /v4/webhooks/{id} with secret)",
+                )
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        stamp = int(at.timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"Flowport-Webhooks/{__version__}",
+            "Flowport-Event": event,
+            "Flowport-Delivery": str(delivery_id),
+            "Flowport-Timestamp": str(stamp),
+            "Flowport-Signature": sign(secret, stamp, body),
+        }
+        return url, body, headers
 
     def _record(self, delivery_id: int, answer: Answer, ok: bool, now: datetime) -> None:
         with transaction() as session:
-            row = _repo.get_delivery(session, delivery_id)
+            row = session.get(WebhookDelivery, delivery_id)
+            if row is None:
+                return  # the webhook was deleted while its delivery was on the way
             row.attempts += 1
             row.attempt_log = [
                 *(row.attempt_log or []),
@@ -477,9 +585,13 @@ class Dispatcher:
                 row.status, row.next_attempt_at = "failed", None
                 _log.warning("Webhook delivery %s failed after %s attempts", delivery_id, row.attempts)
             else:
-                wait = min(_FIRST_RETRY * 2 ** (row.attempts - 1), _MAX_RETRY)
-                row.next_attempt_at = now + timedelta(seconds=wait)
+                row.next_attempt_at = now + timedelta(seconds=retry_delay(row.attempts))
             session.flush()
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before the next try after ``attempts`` failed ones: 10, 20, 40 ... at most an hour."""
+    return float(min(_FIRST_RETRY * 2 ** (attempts - 1), _MAX_RETRY))
 
 
 class _Raced(Exception):

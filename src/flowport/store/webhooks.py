@@ -26,6 +26,7 @@ __all__ = [
     "events_after",
     "get_by_id",
     "get_delivery",
+    "latest_event_id",
     "list_",
     "update_webhook",
 ]
@@ -97,6 +98,11 @@ def advance_cursor(session: Session, name: str, seen: int, to: int) -> bool:
     return getattr(moved, "rowcount", 0) == 1
 
 
+def latest_event_id(session: Session) -> int:
+    """The newest outbox event's id (0 when there is none)."""
+    return int(session.scalar(select(func.max(JobEvent.id))) or 0)
+
+
 def events_after(session: Session, after: int, limit: int) -> list[tuple[JobEvent, JobGroup]]:
     """Outbox events after id ``after``, oldest first, each with its job group."""
     query = (
@@ -136,15 +142,27 @@ def create_delivery(
     return row
 
 
-def due(session: Session, now: datetime, limit: int) -> list[WebhookDelivery]:
-    """Pending deliveries whose next attempt is due, oldest first."""
-    query = (
-        select(WebhookDelivery)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
+def due(session: Session, now: datetime, per_webhook: int) -> list[WebhookDelivery]:
+    """Pending deliveries of enabled subscriptions whose next attempt is due, oldest first.
+
+    At most ``per_webhook`` of each subscription, so a backlog at one URL
+    never keeps the others' deliveries out of a round. A disabled
+    subscription's deliveries wait until it is enabled again.
+    """
+    rows: list[WebhookDelivery] = []
+    for hook in enabled(session):
+        query = (
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.webhook_id == hook.id,
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(per_webhook)
+        )
+        rows.extend(session.scalars(query))
+    return rows
 
 
 def claim(session: Session, delivery: WebhookDelivery, until: datetime) -> bool:
