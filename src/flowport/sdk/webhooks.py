@@ -85,9 +85,16 @@ class Webhooks:
             body["secret"] = secret
         return Webhook(self._client, self._client.request("POST", "/v4/webhooks", json=body).json())
 
-    def get(self, webhook_id: int) -> Webhook:
-        """The webhook with this id."""
-        return Webhook(self._client, self._client.get_json(f"/v4/webhooks/{webhook_id}"))
+    def get(self, webhook_id: int | None = None, *, name: str | None = None) -> Webhook:
+        """The webhook with this id or name (NotFound otherwise)."""
+        from flowport.errors import NotFound
+
+        if webhook_id is not None:
+            return Webhook(self._client, self._client.get_json(f"/v4/webhooks/{webhook_id}"))
+        for record in self._client.list_all("/v4/webhooks"):
+            if record["name"] == name:
+                return Webhook(self._client, record)
+        raise NotFound(f"No webhook named '{name}'")
 
     def list(self) -> list[Webhook]:
         """Every webhook."""
