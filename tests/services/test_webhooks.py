@@ -7,14 +7,16 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tests.connections.live_servers import postgres_database
+from tests.connections.live_servers import mariadb_database, postgres_database
 from tests.webhook_receiver import receiving, verify
 
 from flowport import __version__
@@ -80,9 +82,28 @@ def postgresql(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             dispose_engines()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
+def mariadb(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A new instance on its own MariaDB database."""
+    with mariadb_database("flowport_webhooks") as name:
+        monkeypatch.setenv(DATABASE_URL_ENV, f"mysql://root@127.0.0.1:3306/{name}?charset=utf8mb4")
+        instance.init_instance()
+        try:
+            yield
+        finally:
+            dispose_engines()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def any_store(request: pytest.FixtureRequest) -> str:
     """An instance on each kind of store."""
+    request.getfixturevalue(request.param)
+    return str(request.param)
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_store(request: pytest.FixtureRequest) -> str:
+    """An instance on each store that takes ids on insert and shows rows on commit."""
     request.getfixturevalue(request.param)
     return str(request.param)
 
@@ -237,6 +258,26 @@ def test_a_request_is_signed_over_timestamp_and_body_with_the_headers_receivers_
         "error",
     }
     assert delivery["status"] == "delivered" and delivery["attemptLog"][0]["statusCode"] == 204
+
+
+@pytest.mark.usefixtures("sqlite")
+def test_the_readmes_verification_snippet_accepts_a_delivery_and_refuses_a_forgery() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"```python\n(import hashlib, hmac, time\n.*?def verify\(.*?)```", readme, re.S)
+    assert found, "the README's webhook verification snippet moved"
+    namespace: dict[str, Any] = {}
+    exec(found.group(1), namespace)
+    readme_verify = namespace["verify"]
+    _hook("ops", secret=SECRET)
+    _move(_group(), "Pending")
+    recorder = Recorder()
+    Dispatcher(deliver=recorder).run_once()
+    [(_, body, headers)] = recorder.requests
+    assert readme_verify(SECRET, headers, body)
+    assert not readme_verify("another-secret-of-enough-length!!", headers, body)
+    assert not readme_verify(SECRET, headers, body.replace(b"job.queued", b"job.failed"))
+    old = {**headers, "Flowport-Timestamp": str(int(headers["Flowport-Timestamp"]) - 3600)}
+    assert not readme_verify(SECRET, old, body)
 
 
 @pytest.mark.usefixtures("sqlite")
@@ -484,10 +525,10 @@ def test_two_dispatchers_running_at_once_deliver_every_event_exactly_once(any_st
     assert _cursor() == max(_event_ids())
 
 
-@pytest.mark.usefixtures("postgresql")
+@pytest.mark.usefixtures("server_store")
 def test_an_event_that_commits_after_a_later_one_is_not_skipped() -> None:
-    """PostgreSQL hands out ids when rows are inserted, not when they commit: the dispatcher must not
-    move its cursor past an id whose transaction is still open."""
+    """PostgreSQL and MariaDB hand out ids when rows are inserted, not when they commit: the dispatcher
+    must not move its cursor past an id whose transaction is still open."""
     hook = _hook("ops", ["job.queued"])
     first, second, third = _group(), _group(), _group()
     recorder = Recorder()
