@@ -7,7 +7,7 @@ services own the transactions and the rules. See ``docs/api-v4.md``.
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -35,6 +35,7 @@ from flowport.api.routes import (
 )
 from flowport.errors import FlowportError
 from flowport.services import auth
+from flowport.services.schemas import NO_NUL
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -198,6 +199,43 @@ def _needs_credentials(scope: Scope) -> bool:
     return True
 
 
+def _state_text_rules(app: FastAPI) -> None:
+    """Make the document state what the API holds every text to: no NUL character anywhere.
+
+    The body parser and the query check refuse a NUL in any string (PostgreSQL
+    cannot store one); each string the document describes says so with a
+    pattern, so that a client generated from it never sends one.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _no_nul(generate())
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _no_nul(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _no_nul(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "string" and not {"enum", "const", "format"} & node.keys():
+        pattern = node.get("pattern")
+        if pattern is None:
+            node["pattern"] = NO_NUL
+        elif not (pattern.startswith("^") and pattern.endswith("$")):
+            # An anchored pattern states every character (none of Flowport's admits a NUL).
+            node.setdefault("allOf", []).append({"pattern": NO_NUL})
+    if node.get("additionalProperties", False) is not False and "propertyNames" not in node:
+        node["propertyNames"] = {"pattern": NO_NUL}
+    for value in node.values():
+        _no_nul(value)
+
+
 def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The API of the instance that ``FLOWPORT_HOME`` / ``FLOWPORT_DATABASE_URL`` designate.
 
@@ -233,6 +271,7 @@ def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
         webhooks,
     ):
         app.include_router(module.router)
+    _state_text_rules(app)
     app.add_middleware(_BodySizeLimit, limit=max_body_bytes)
     # Added last, so outermost: credentials are checked before the body size.
     app.add_middleware(_AuthenticateFirst)

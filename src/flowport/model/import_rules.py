@@ -48,8 +48,23 @@ class ObjectImportRule(_Rule):
     """Remap a referenced object (today: connections) by its stable uuid to a local id."""
 
     table_name: Literal["connections"] = Field(alias="tableName")
-    on_condition: dict[str, str] = Field(alias="onCondition")
-    with_condition: dict[str, int] = Field(alias="withCondition")
+    # The validators below hold these to one key each; the schema says so too.
+    on_condition: dict[str, str] = Field(
+        alias="onCondition",
+        json_schema_extra={
+            "properties": {"uuid": {"type": "string", "pattern": r"\S"}},
+            "required": ["uuid"],
+            "additionalProperties": False,
+        },
+    )
+    with_condition: dict[str, int] = Field(
+        alias="withCondition",
+        json_schema_extra={
+            "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 2147483647}},
+            "required": ["id"],
+            "additionalProperties": False,
+        },
+    )
 
     @field_validator("on_condition")
     @classmethod

@@ -17,9 +17,11 @@ from functools import total_ordering
 
 from flowport.errors import VersionSyntaxError
 
-__all__ = ["ArtifactVersion", "VersionRange", "VersionSpec", "parse_version_spec"]
+__all__ = ["VERSION_PATTERN", "ArtifactVersion", "VersionRange", "VersionSpec", "parse_version_spec"]
 
-_VERSION = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-.]?([A-Za-z][\w.-]*))?$")
+#: One version, as ``ArtifactVersion.parse`` reads it (surrounding blanks aside).
+VERSION_PATTERN = r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-.]?([A-Za-z][\w.-]*))?$"
+_VERSION = re.compile(VERSION_PATTERN)
 
 
 @total_ordering

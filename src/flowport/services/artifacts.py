@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARTIFACTS_DIR",
+    "NAME_PATTERN",
     "artifact_folders",
     "artifacts_dir",
     "install_artifact",
@@ -93,6 +94,8 @@ _STAGING: Final = ".staging"
 _TRASH: Final = ".trash"
 # Folder names, after normalising (PEP 503 names; artifact versions as Flowport parses them).
 _NAME: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
+#: An artifact name as given (before its PEP 503 normal form), as the OpenAPI document states it.
+NAME_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$"
 _VERSION_TEXT: Final = re.compile(r"[0-9][A-Za-z0-9._-]{0,99}")
 _WHEEL_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+!-]{0,200}\.whl")
 _PIP_TIMEOUT: Final = 600.0

@@ -60,6 +60,7 @@ __all__ = [
     "BASIC_CACHE_SIZE",
     "ROLES",
     "TOKEN_PREFIX",
+    "USER_NAME_PATTERN",
     "Role",
     "User",
     "authenticate",
@@ -88,7 +89,9 @@ TOKEN_PREFIX = "fpt_"
 # Characters of the token kept for display: the marker and 8 random characters.
 _DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
 # A user name: no ':' (HTTP Basic splits on the first one), no spaces or control characters.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}")
+# A user name, as the OpenAPI document states it too.
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$"
+_NAME = re.compile(USER_NAME_PATTERN)
 _MIN_PASSWORD, _MAX_PASSWORD = 8, 1024
 # Writing last_used_at on every request would make each read a write.
 _TOUCH_EVERY = timedelta(minutes=1)

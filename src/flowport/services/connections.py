@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -39,6 +39,7 @@ from flowport.connections.spec import PUBLIC_CREDENTIAL_KEYS, VENDORS, Connectio
 from flowport.errors import ValidationFailed
 from flowport.plugins.file_roots import FileRoots, PathNotAllowed
 from flowport.services.file_roots import instance_roots, local_roots
+from flowport.services.schemas import Unset
 from flowport.services.settings import data_dir, settings
 from flowport.store import connections as _repo
 from flowport.store import instance as _instance
@@ -69,6 +70,12 @@ _log = logging.getLogger(__name__)
 
 # Other spellings people (and other tools' exports) use for our vendors.
 _VENDOR_ALIASES = {"postgres": "postgresql", "pg": "postgresql", "mariadb": "mysql", "file": "filesystem"}
+# What the document lists for vendor and vendorName (any case; surrounding blanks are ignored).
+_VENDOR_NAMES: dict[str, Any] = {"enum": [*VENDORS, *_VENDOR_ALIASES]}
+# What _credentials accepts, as the document states it: objects of scalar values.
+_CREDENTIALS: dict[str, Any] = {
+    "items": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}
+}
 # Parameter names that hold secrets: those belong in ``credentials``, where
 # they are encrypted, not in ``params``, which is shown and exported.
 _SECRET_PARAM_NAMES = frozenset(
@@ -170,8 +177,8 @@ class ConnectionCreate(_Body):
     """
 
     name: str = Field(min_length=1, max_length=255)
-    vendor: str
-    vendor_name: str | None = None
+    vendor: str = Field(json_schema_extra=_VENDOR_NAMES)
+    vendor_name: str | None = Field(default=None, json_schema_extra=_VENDOR_NAMES)
     type: str | None = None
     uuid: _uuid.UUID | None = None
     description: str = ""
@@ -180,7 +187,9 @@ class ConnectionCreate(_Body):
     params: dict[str, Any] = Field(default_factory=dict)
     ssl: bool = False
     credential_type: str = Field(default="basic", min_length=1, max_length=64)
-    credentials: list[dict[str, Any]] = Field(default_factory=list, repr=False)
+    credentials: list[dict[str, Any]] = Field(
+        default_factory=list, repr=False, json_schema_extra=_CREDENTIALS
+    )
     is_global: bool = False
     credentials_shared: bool = True
     disable_type_inference: bool = False
@@ -193,18 +202,18 @@ class ConnectionUpdate(_Body):
     a whole (``[]`` removes them).
     """
 
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    vendor: str | None = None
-    vendor_name: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=255)] | Unset = None
+    vendor: Annotated[str, Field(json_schema_extra=_VENDOR_NAMES)] | Unset = None
+    vendor_name: str | None = Field(default=None, json_schema_extra=_VENDOR_NAMES)
     type: str | None = None
-    description: str | None = None
+    description: str | Unset = None
     host: str | None = Field(default=None, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
-    params: dict[str, Any] | None = None
-    ssl: bool | None = None
-    credential_type: str | None = Field(default=None, min_length=1, max_length=64)
-    credentials: list[dict[str, Any]] | None = Field(default=None, repr=False)
-    is_global: bool | None = None
+    params: dict[str, Any] | Unset = None
+    ssl: bool | Unset = None
+    credential_type: Annotated[str, Field(min_length=1, max_length=64)] | Unset = None
+    credentials: list[dict[str, Any]] | None = Field(default=None, repr=False, json_schema_extra=_CREDENTIALS)
+    is_global: bool | Unset = None
 
 
 def _parse(model: type[_Body], body: Any) -> Any:

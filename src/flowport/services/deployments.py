@@ -77,6 +77,7 @@ __all__ = [
     "PACKAGE_NAMESPACE",
     "DeploymentCreate",
     "DeploymentUpdate",
+    "ReleaseUpdate",
     "create_deployment",
     "delete_deployment",
     "delete_release",
@@ -131,7 +132,9 @@ class DeploymentUpdate(BaseModel):
     name: str = Field(min_length=1, max_length=_MAX_NAME)
 
 
-class _ReleaseUpdate(BaseModel):
+class ReleaseUpdate(BaseModel):
+    """The body of ``PATCH /v4/releases/{id}``: activate (a rollback when older) or deactivate."""
+
     model_config = ConfigDict(extra="forbid")
 
     active: StrictBool
@@ -909,7 +912,7 @@ def patch_release(release_id: int, body: Mapping[str, Any], *, user: User | None
                 "import a new package to change anything else",
                 details={"fields": fixed},
             )
-    data: _ReleaseUpdate = _parse(_ReleaseUpdate, body, "release")
+    data: ReleaseUpdate = _parse(ReleaseUpdate, body, "release")
     user_id = user.id if user else None
     with transaction() as session:
         row = _repo.get_release(session, release_id)

@@ -36,6 +36,7 @@ from flowport.services.file_roots import instance_roots
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.parameter_sets import resolve_parameter_sets
 from flowport.services.permissions import require_flow_permissions
+from flowport.services.schemas import PARAMETER_NAME
 from flowport.services.settings import DATA_DIR_ENV, data_dir
 from flowport.store import connections as _connections_repo
 from flowport.store import flows as _repo
@@ -71,7 +72,7 @@ _log = logging.getLogger(__name__)
 
 _MAX_NAME = 255
 _PATCHABLE = frozenset({"name", "description"})
-_PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARAMETER_NAME = re.compile(PARAMETER_NAME)
 
 
 # -- documents -------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from flowport.errors import ValidationFailed
 from flowport.model.document import describe_validation_error
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services.schemas import PARAMETER_NAME, Unset, keys_matching
 from flowport.store import parameter_sets as _repo
 from flowport.store import projects as _projects
 from flowport.store.tables import ParameterSet
@@ -40,7 +41,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 # Names end up inside ${set__parameter}: they must be what a reference can spell.
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IDENTIFIER = re.compile(PARAMETER_NAME)
 
 
 def _text(value: Any) -> Any:
@@ -91,17 +92,22 @@ class _Body(BaseModel):
 class ParameterSetCreate(_Body):
     """The body of ``POST /v4/parameterSets``."""
 
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": PARAMETER_NAME})
     description: str = ""
-    parameters: dict[str, str] = Field(default_factory=dict)
+    parameters: dict[str, str] = Field(default_factory=dict, json_schema_extra=keys_matching(PARAMETER_NAME))
 
 
 class ParameterSetUpdate(_Body):
     """The body of ``PATCH /v4/parameterSets/{id}``: only the fields given change (parameters as a whole)."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    description: str | None = None
-    parameters: dict[str, str] | None = None
+    name: (
+        Annotated[str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": PARAMETER_NAME})]
+        | Unset
+    ) = None
+    description: str | Unset = None
+    parameters: Annotated[dict[str, str], Field(json_schema_extra=keys_matching(PARAMETER_NAME))] | Unset = (
+        None
+    )
 
 
 def _parse(model: type[_Body], body: Any) -> Any:

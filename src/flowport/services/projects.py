@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowport.errors import ValidationFailed
+from flowport.errors import Conflict, ValidationFailed
 from flowport.model.document import describe_validation_error
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
@@ -123,5 +123,8 @@ def update_project(
     with transaction() as session:
         row = _repo.find(session, project)
         if row.name == DEFAULT_PROJECT and changes.get("name", DEFAULT_PROJECT) != DEFAULT_PROJECT:
-            raise ValidationFailed("The default project cannot be renamed")
+            # The request is well formed; the project's state refuses it (409, not 422).
+            raise Conflict(
+                "The default project cannot be renamed: flows created without a project land in it"
+            )
         return project_dict(_repo.update(session, row, changes))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowport.errors import Conflict, ValidationFailed
 from flowport.model.document import describe_validation_error
@@ -28,6 +28,7 @@ from flowport.model.timetable import Timetable
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.jobs import job_group_dict
+from flowport.services.schemas import Name
 from flowport.store import deployments as _deployments_repo
 from flowport.store import flows as _flows_repo
 from flowport.store import pipelines as _pipelines_repo
@@ -56,8 +57,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
 
 class _Ref(BaseModel):
@@ -112,7 +111,11 @@ class BackfillRequest(_Write):
 
     start: datetime
     end: datetime
-    reprocess: str = Field(default="none", description="none, failed or all")
+    reprocess: str = Field(
+        default="none",
+        description="none, failed or all",
+        json_schema_extra={"enum": ["none", "failed", "all"]},
+    )
     max_active_runs: int = Field(default=1, ge=1, le=1000, alias="maxActiveRuns")
     dry_run: bool = Field(default=False, alias="dryRun")
 

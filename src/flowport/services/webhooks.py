@@ -44,11 +44,11 @@ import secrets as _secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flowport import __version__
 from flowport.connections.secrets import decrypt_secrets, encrypt_secrets
@@ -56,6 +56,7 @@ from flowport.errors import Conflict, NotFound, SecretKeyError, ValidationFailed
 from flowport.model.document import describe_validation_error
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services.schemas import Name
 from flowport.services.settings import settings
 from flowport.store import webhooks as _repo
 from flowport.store.tables import JobEvent, JobGroup, WebhookDelivery, WebhookRecord, utcnow
@@ -105,7 +106,9 @@ _SETTLE = timedelta(seconds=60)
 _CURSOR = "webhooks"
 _TIMEOUT = 10.0
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+# What _Write's validators accept, as the document states it: urlsplit's scheme and host.
+_URL_SCHEMA: dict[str, Any] = {"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s\[\]\x00]+([/?#][^\x00]*)?$"}
+_EVENTS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "enum": [*EVENTS, *sorted(_PATTERNS)]}}
 
 
 class _Write(BaseModel):
@@ -139,8 +142,8 @@ class WebhookCreate(_Write):
 
     name: Name
     description: str = Field(default="", max_length=10_000)
-    url: str = Field(max_length=2048)
-    events: list[str] = Field(min_length=1)
+    url: str = Field(max_length=2048, json_schema_extra=_URL_SCHEMA)
+    events: list[str] = Field(min_length=1, json_schema_extra=_EVENTS_SCHEMA)
     secret: str | None = Field(default=None, min_length=16, max_length=512, description="Generated if absent")
     enabled: bool = True
 
@@ -150,8 +153,8 @@ class WebhookChanges(_Write):
 
     name: Name | None = None
     description: str | None = Field(default=None, max_length=10_000)
-    url: str | None = Field(default=None, max_length=2048)
-    events: list[str] | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, max_length=2048, json_schema_extra=_URL_SCHEMA)
+    events: list[str] | None = Field(default=None, min_length=1, json_schema_extra=_EVENTS_SCHEMA)
     secret: str | None = Field(default=None, min_length=16, max_length=512)
     enabled: bool | None = None
 

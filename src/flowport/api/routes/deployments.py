@@ -8,15 +8,18 @@ rules and shapes are :mod:`flowport.services.deployments`'s.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, File, Form, Query, Response, UploadFile
+from pydantic import Field
 
+from flowport.api.bodies import parsed_by_service
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
 from flowport.api.routes.flows import RunBody
+from flowport.model.import_rules import ObjectImportRule, ValueImportRule
 from flowport.services import deployments
-from flowport.services.deployments import DeploymentCreate, DeploymentUpdate
+from flowport.services.deployments import DeploymentCreate, DeploymentUpdate, ReleaseUpdate
 
 __all__ = ["router"]
 
@@ -35,6 +38,9 @@ _VALUE_RULES = Body(
     description='`[{"type": "fileLocation" | "s3Bucket" | "tableName" | "parameter", "on": LITERAL or '
     '"/REGEX/", "with": REPLACEMENT}]`, applied in order; replaces every value rule of the deployment.'
 )
+# What the rule routes' bodies are, for the document (the service parses them, with its messages).
+_Rule = TypeVar("_Rule")
+_Rules = Annotated[list[_Rule], Field(max_length=deployments.MAX_RULES)]
 _ZIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {}}, "description": "The package ZIP"}
 }
@@ -94,7 +100,10 @@ def get_object_import_rules(_user: CurrentUser, deployment_id: Id) -> dict[str, 
     return deployments.get_object_import_rules(deployment_id)
 
 
-@router.patch("/deployments/{deployment_id}/objectImportRules")
+@router.patch(
+    "/deployments/{deployment_id}/objectImportRules",
+    openapi_extra=parsed_by_service(_Rules[ObjectImportRule]),
+)
 def set_object_import_rules(
     user: Editor, deployment_id: Id, body: Annotated[list[Any], _OBJECT_RULES]
 ) -> dict[str, Any]:
@@ -108,7 +117,9 @@ def get_value_import_rules(_user: CurrentUser, deployment_id: Id) -> dict[str, A
     return deployments.get_value_import_rules(deployment_id)
 
 
-@router.patch("/deployments/{deployment_id}/valueImportRules")
+@router.patch(
+    "/deployments/{deployment_id}/valueImportRules", openapi_extra=parsed_by_service(_Rules[ValueImportRule])
+)
 def set_value_import_rules(
     user: Editor, deployment_id: Id, body: Annotated[list[Any], _VALUE_RULES]
 ) -> dict[str, Any]:
@@ -195,7 +206,7 @@ def get_release_package(_user: CurrentUser, release_id: Id) -> Response:
     )
 
 
-@router.patch("/releases/{release_id}")
+@router.patch("/releases/{release_id}", openapi_extra=parsed_by_service(ReleaseUpdate))
 def patch_release(
     user: Editor,
     release_id: Id,

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from flowport.api.bodies import parsed_by_service
 from flowport.api.deps import (
     AuthenticatedRoute,
     CurrentUser,
@@ -20,7 +21,9 @@ from flowport.api.deps import (
     PageQuery,
 )
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.model.flow import Flow
 from flowport.services import flow_records, runs
+from flowport.services.schemas import PARAMETER_NAME, Name, Unset, keys_matching
 
 __all__ = ["DuplicateBody", "PreviewBody", "RunBody", "flow_view", "router"]
 
@@ -30,7 +33,10 @@ router = APIRouter(
 
 # A parameter value as a client may send it; the services turn it into text.
 ParameterValue = StrictStr | StrictInt | StrictFloat | StrictBool
-Parameters = dict[Annotated[str, Field(max_length=255)], ParameterValue]
+Parameters = Annotated[
+    dict[Annotated[str, Field(max_length=255)], ParameterValue],
+    Field(json_schema_extra=keys_matching(PARAMETER_NAME)),
+]
 
 _DOCUMENT = (
     "A flow document (`flowport.flow/1`, see `flowport schema flow`), or just "
@@ -45,7 +51,7 @@ class _Body(BaseModel):
 class DuplicateBody(_Body):
     """The body of ``POST /v4/flows/{id}/duplicate``: the copy's name and description."""
 
-    name: str | None = Field(default=None, max_length=255)
+    name: Name | None = None
     description: str | None = None
 
 
@@ -57,7 +63,7 @@ class PreviewBody(_Body):
 
 
 class _Override(_Body):
-    key: str = Field(max_length=255)
+    key: str = Field(max_length=255, json_schema_extra={"pattern": PARAMETER_NAME})
     value: ParameterValue
 
 
@@ -119,7 +125,16 @@ def list_flows(
     return {**result, "data": [flow_view(flow) for flow in result["data"]]}
 
 
-@router.post("", status_code=201)
+class FlowChanges(_Body):
+    """``PATCH /v4/flows/{id}`` without a document: a new name and/or description."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    name: Name | Unset = None
+    description: str | Unset = None
+
+
+@router.post("", status_code=201, openapi_extra=parsed_by_service(Flow))
 def create_flow(
     user: Editor,
     body: Annotated[dict[str, Any], Body(description=_DOCUMENT)],
@@ -135,7 +150,7 @@ def get_flow(_user: CurrentUser, flow_id: Id) -> dict[str, Any]:
     return flow_view(flow_records.get_flow(flow_id))
 
 
-@router.patch("/{flow_id}")
+@router.patch("/{flow_id}", openapi_extra=parsed_by_service(Flow | FlowChanges))
 def update_flow(
     user: Editor,
     flow_id: Id,

@@ -11,9 +11,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 
+from flowport.api.bodies import parsed_by_service
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
 from flowport.api.routes.flows import RunBody
+from flowport.model.pipeline import Pipeline
 from flowport.services import pipelines
 
 __all__ = ["router"]
@@ -42,7 +44,7 @@ def list_pipelines(
     )
 
 
-@router.post("/pipelines", status_code=201)
+@router.post("/pipelines", status_code=201, openapi_extra=parsed_by_service(Pipeline))
 def create_pipeline(
     user: Editor,
     body: Annotated[dict[str, Any], Body(description=_DOCUMENT)],

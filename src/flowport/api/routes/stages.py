@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Path, Query, Response, UploadFile
 
 from flowport.api.deps import Admin, AuthenticatedRoute, CurrentUser
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.model.versions import VERSION_PATTERN
 from flowport.plugins.registry import PluginRegistry
 from flowport.services import artifacts
 from flowport.services.flows import plugin_registry
@@ -26,8 +27,18 @@ router = APIRouter(prefix="/v4", tags=["stages"], route_class=AuthenticatedRoute
 
 _WHEEL = File(description="The artifact: a wheel (.whl) providing `flowport.stages` entry points.")
 _FORCE = Query(description="Replace the installed copy of the same name and version.")
-_NAME = Path(description="The artifact's name.", min_length=1, max_length=200)
-_VERSION = Path(description="The artifact's version.", min_length=1, max_length=100)
+_NAME = Path(
+    description="The artifact's name.",
+    min_length=1,
+    max_length=100,
+    json_schema_extra={"pattern": artifacts.NAME_PATTERN},
+)
+_VERSION = Path(
+    description="The artifact's version.",
+    min_length=1,
+    max_length=100,
+    json_schema_extra={"pattern": VERSION_PATTERN},
+)
 
 
 @lru_cache(maxsize=1)

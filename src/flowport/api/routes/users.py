@@ -26,7 +26,7 @@ class UserCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": auth.USER_NAME_PATTERN})
     password: Annotated[str, Field(min_length=8, max_length=1024, repr=False)]
     role: Literal["admin", "editor", "viewer"] = "viewer"
 
