@@ -21,11 +21,10 @@ import json
 import re
 import socket
 import sys
-import uuid
 import uuid as _uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.markup import escape
@@ -418,7 +417,7 @@ def _file_stem(name: str) -> str:
 
 
 def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool, as_json: bool) -> None:
-    from flowport.model.package import copy_name
+    from flowport.model.package_import import Resolution, plan_flows, retarget_pipeline
     from flowport.services import flows as _flow_files
     from flowport.services.package_archive import read_package
 
@@ -430,47 +429,23 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
         checked = read_package(data)
     except FlowportError as exc:
         fail(exc.message, as_json=as_json)
+    # The server's plan (same conflicts, same "<name> (N)" copies), over the folder's files.
+    plan = plan_flows(
+        (flow for _entry, flow in checked.flows),
+        cast(Resolution, resolution),
+        conflicts=lambda flow: (directory / f"{_file_stem(flow.name)}.json").exists(),
+        taken=lambda name: (directory / f"{_file_stem(name)}.json").exists(),
+    )
     written: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    replaced: list[str] = []
-    renamed: list[dict[str, str]] = []
-    planned: set[Path] = set()
-
-    def taken(name: str) -> bool:
-        path = directory / f"{_file_stem(name)}.json"
-        return path.exists() or path in planned
-
-    for _entry, flow in checked.flows:
+    for _placement, flow in plan.stored:
         target = directory / f"{_file_stem(flow.name)}.json"
-        if taken(flow.name):
-            if resolution == "skip":
-                skipped.append(flow.name)
-                continue
-            if resolution == "replace":
-                replaced.append(flow.name)
-            else:
-                # The same rule as a server's import: a copy named "<name> (N)" with its own uuid.
-                new_name = copy_name(flow.name, taken)
-                renamed.append({"from": flow.name, "to": new_name})
-                flow = flow.model_copy(update={"uuid": uuid.uuid4(), "name": new_name})
-                target = directory / f"{_file_stem(new_name)}.json"
-        planned.add(target)
         if not dry_run:
             _flow_files.save_flow(flow, target)
         written.append({"name": flow.name, "type": flow.type, "uuid": str(flow.uuid), "file": str(target)})
     pipelines: list[dict[str, Any]] = []
-    renamed_flows = {item["from"]: item["to"] for item in renamed}
-    for _entry, document in checked.pipelines:
+    for _entry, original in checked.pipelines:
         # Beside the flows, as <name>.pipeline.json (flow tasks follow renamed flows); never over a file.
-        document = {
-            **document,
-            "tasks": [
-                {**t, "flow": renamed_flows.get(t.get("flow"), t.get("flow"))}
-                if t.get("type") == "flow"
-                else t
-                for t in document.get("tasks", [])
-            ],
-        }
+        document = retarget_pipeline(original, plan.renamed_flows)
         path = directory / f"{_file_stem(str(document['name']))}.pipeline.json"
         if path.exists() and resolution != "replace":
             pipelines.append({"name": document["name"], "file": str(path), "action": "skipped"})
@@ -482,9 +457,7 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
     report = {
         "data": written,
         "count": len(written),
-        "skipped": skipped,
-        "renamed": renamed,
-        "replaced": replaced,
+        **plan.report(),
         **({"pipelines": pipelines} if pipelines else {}),
         "dryRun": dry_run,
         "manifest": {
@@ -500,7 +473,7 @@ def _import_local(package: Path, directory: Path, resolution: str, dry_run: bool
         console.print(
             f"{verb} {escape(item['file'])} ({escape(item['name'])})", highlight=False, soft_wrap=True
         )
-    _print_outcome(skipped, replaced, renamed, dry_run)
+    _print_outcome(report["skipped"], report["replaced"], report["renamed"], dry_run)
     for item in pipelines:
         console.print(
             f"Pipeline {escape(str(item['name']))}: {item['action']} {escape(item['file'])}",

@@ -33,7 +33,6 @@ API's shape (camelCase, ``{"id"}`` references, lists as ``{"data", "count"}``).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import uuid as _uuid
@@ -58,6 +57,7 @@ from flowport.model.package import (
     referenced_connections,
     replace_connections,
 )
+from flowport.model.package_import import manifest_connection, retarget_pipeline
 from flowport.model.release_diff import ReleaseSide, diff_releases
 from flowport.plugins.registry import PluginRegistry
 from flowport.services.auth import User, require_role
@@ -974,32 +974,16 @@ def _release_pipelines(
     suffix = f" (release {release_id})"
 
     def connection(reference: str) -> str:
-        entry = _manifest_connection_of(reference, listed)
+        entry = manifest_connection(reference, listed)
         mapped = rules.get(str(entry.uuid)) if entry is not None else rules.get(reference)
         return mapped or reference
 
     for _entry, original in package.pipelines:
-        document = json.loads(json.dumps(original))
+        document = retarget_pipeline(original, flow_names, connection)
         document["name"] = str(original["name"])[: _MAX_NAME - len(suffix)] + suffix
-        for task in document.get("tasks", []):
-            if task.get("type") == "flow" and task.get("flow") in flow_names:
-                task["flow"] = flow_names[task["flow"]]
-            if task.get("type") == "sql":
-                task["connection"] = connection(str(task["connection"]))
-            for target in (task.get("targets") or {}).values() if task.get("type") == "dbt" else ():
-                target["connection"] = connection(str(target["connection"]))
-            for secret in (task.get("secrets") or {}).values() if task.get("type") == "shell" else ():
-                secret["connection"] = connection(str(secret["connection"]))
         row = store_document(session, document, project_id=project_id, user=user)
         stored.append({"id": row.id, "name": row.name, "packagePipeline": {"name": str(original["name"])}})
     return stored
-
-
-def _manifest_connection_of(reference: str, listed: Sequence[PackageConnection]) -> PackageConnection | None:
-    for entry in listed:
-        if entry.name == reference or str(entry.uuid) == reference:
-            return entry
-    return None
 
 
 def deployment_pipeline(deployment_id: int) -> int | None:

@@ -28,15 +28,22 @@ from __future__ import annotations
 
 import logging
 import uuid as _uuid
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, cast
 
 from sqlalchemy.orm import Session
 
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import NotFound, ValidationFailed
 from flowport.model.flow import Flow
-from flowport.model.package import CONNECTION_KEY, Package, PackageConnection, copy_name
+from flowport.model.package import CONNECTION_KEY, Package
+from flowport.model.package_import import (
+    Resolution,
+    manifest_connection,
+    place,
+    plan_flows,
+    retarget_pipeline,
+)
 from flowport.model.pipeline import pipeline_from_dict
 from flowport.services import connections as _connections
 from flowport.services.auth import User, require_role
@@ -203,14 +210,6 @@ def _find_local(session: Session, project_id: int, flow: Flow) -> FlowRecord | N
         return None
 
 
-def _free_name(session: Session, project_id: int, base: str) -> str:
-    return copy_name(
-        base,
-        lambda candidate: bool(_flows_repo.count(session, project_id=project_id, name=candidate)),
-        max_length=_MAX_NAME,
-    )
-
-
 def _local_connection(session: Session, uuid: str | None, name: str | None) -> Connection | None:
     if uuid is not None:
         try:
@@ -225,14 +224,6 @@ def _local_connection(session: Session, uuid: str | None, name: str | None) -> C
     return None
 
 
-def _manifest_connection(reference: str, listed: Iterable[PackageConnection]) -> PackageConnection | None:
-    canonical = _canonical(reference)
-    for connection in listed:
-        if str(connection.uuid) == canonical or connection.name == reference:
-            return connection
-    return None
-
-
 def _unresolved_connections(session: Session, package: Package, stored: list[Flow]) -> list[dict[str, Any]]:
     """The connection references of ``stored`` that name no connection of this instance."""
     unresolved: dict[str, dict[str, Any]] = {}
@@ -241,7 +232,7 @@ def _unresolved_connections(session: Session, package: Package, stored: list[Flo
             for reference in sorted(references):
                 if "${" in reference:
                     continue  # a parameter: it resolves when the flow runs, not now
-                listed = _manifest_connection(reference, package.manifest.connections)
+                listed = manifest_connection(reference, package.manifest.connections)
                 uuid: str | None
                 name: str | None
                 vendor: str | None
@@ -282,48 +273,37 @@ def _import(
 ) -> dict[str, Any]:
     project_id = _projects_repo.find(session, project).id
     user_id = user.id if user else None
+    plan = plan_flows(
+        (flow for _entry, flow in package.flows),
+        cast(Resolution, conflict_resolution),
+        conflicts=lambda flow: _find_local(session, project_id, flow) is not None,
+        taken=lambda name: bool(_flows_repo.count(session, project_id=project_id, name=name)),
+        max_length=_MAX_NAME,
+    )
     data: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    replaced: list[str] = []
-    renamed: list[dict[str, str]] = []
-    stored: list[Flow] = []
-    for _entry, flow in package.flows:
-        local = _find_local(session, project_id, flow)
-        if local is None:
-            row = insert_flow(session, flow, project_id=project_id, creator_id=user_id)
-            new = True
-        elif conflict_resolution == "skip":
-            skipped.append(flow.name)
-            continue
-        elif conflict_resolution == "replace":
+    for placement, flow in plan.stored:
+        if placement.action == "replace":
+            local = _find_local(session, project_id, flow)
+            assert local is not None  # the plan found it a moment ago, in this transaction
             row = replace_flow_document(session, local, flow, updater_id=user_id)
-            replaced.append(flow.name)
-            new = False
         else:
-            new_name = _free_name(session, project_id, flow.name)
-            flow = flow.model_copy(update={"uuid": _uuid.uuid4(), "name": new_name})
             row = insert_flow(session, flow, project_id=project_id, creator_id=user_id)
-            renamed.append({"from": local.name, "to": new_name})
-            new = True
         shown = flow_dict(row)
-        if dry_run and new:
+        if dry_run and placement.action != "replace":
             # The row exists only in the transaction the dry run rolls back.
             shown["id"] = None
         data.append(shown)
-        stored.append(flow)
+    stored = [flow for _placement, flow in plan.stored]
     report: dict[str, Any] = {
         "data": data,
         "count": len(data),
-        "skipped": skipped,
-        "renamed": renamed,
-        "replaced": replaced,
+        **plan.report(),
         "unresolvedConnections": _unresolved_connections(session, package, stored),
         "dryRun": dry_run,
     }
     if package.pipelines:  # the seed's answer shape otherwise
-        renamed_flows = {item["from"]: item["to"] for item in renamed}
         report["pipelines"] = _import_pipelines(
-            session, package, project_id, user, conflict_resolution, renamed_flows
+            session, package, project_id, user, cast(Resolution, conflict_resolution), plan.renamed_flows
         )
     return report
 
@@ -343,7 +323,7 @@ def _import_pipelines(
     package: Package,
     project_id: int,
     user: User | None,
-    conflict_resolution: str,
+    conflict_resolution: Resolution,
     renamed_flows: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """Store the package's pipelines like its flows (skip, replace or rename on a name clash); a flow task
@@ -352,37 +332,30 @@ def _import_pipelines(
     from flowport.store import pipelines as _pipelines_repo
 
     shown: list[dict[str, Any]] = []
-    for _entry, document in package.pipelines:
-        document = dict(document)
-        document["tasks"] = [
-            {**task, "flow": renamed_flows.get(task.get("flow"), task.get("flow"))}
-            if task.get("type") == "flow"
-            else task
-            for task in document.get("tasks", [])
-        ]
+    for _entry, original in package.pipelines:
+        document = retarget_pipeline(original, renamed_flows)
         try:
             existing = _pipelines_repo.get_by_name(session, project_id, str(document["name"]))
         except NotFound:
             existing = None
-        action = "created"
-        if existing is not None:
-            if conflict_resolution == "skip":
-                shown.append({"id": existing.id, "name": existing.name, "action": "skipped"})
-                continue
-            if conflict_resolution == "rename":
-                document["name"] = copy_name(
-                    str(document["name"]), lambda name: _pipeline_named(session, project_id, name)
-                )
-                action = "renamed"
-            else:
-                action = "replaced"
+        placement = place(
+            str(document["name"]),
+            conflict_resolution,
+            conflicting=existing is not None,
+            taken=lambda name: _pipeline_named(session, project_id, name),
+        )
+        if existing is not None and placement.action == "skip":
+            shown.append({"id": existing.id, "name": existing.name, "action": "skipped"})
+            continue
+        document["name"] = placement.name
         row = _pipelines.store_document(
             session,
             document,
             project_id=project_id,
             user=user,
-            existing=existing if action == "replaced" else None,
+            existing=existing if placement.action == "replace" else None,
         )
+        action = {"create": "created", "replace": "replaced", "rename": "renamed"}[placement.action]
         shown.append({"id": row.id, "name": row.name, "action": action})
     return shown
 
