@@ -38,7 +38,7 @@ NOT_EXPRESSIBLE: dict[str, str] = {
     "PATCH /v4/pipelines/{pipeline_id}": "a pipeline's tasks must refer to each other and to stored flows",
 }
 
-EXAMPLES = 25
+EXAMPLES = 15
 
 
 def _satisfy_state_rules(case: Any, connection_id: int) -> None:

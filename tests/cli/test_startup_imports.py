@@ -107,11 +107,6 @@ def test_stages_list_imports_no_store_nor_server(tmp_path: Path) -> None:
     assert _loaded(modules, SERVER_SIDE + NO_STORE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flowport.stages.http.api_origin imports httpx (and mohawk) at module level, and listing "
-    "the plugins imports every plugin module; remove this mark once the HTTP stage imports them lazily",
-)
 def test_stages_list_imports_no_http_client(tmp_path: Path) -> None:
     modules = _imports(tmp_path, "stages", "list", "--json")
     assert _loaded(modules, HTTP_CLIENT) == []

@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pyarrow as pa
 from pydantic import model_validator
 
@@ -23,8 +22,6 @@ from flowport import __version__
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import FlowportError, StageError
 from flowport.plugins.contract import Origin, StageConfig, StageOutput, setting
-from flowport.stages.http._auth import CredentialError, RequestAuth, auth_for
-from flowport.stages.http._fetch import Fetcher, RetryPolicy, Stopped, TokenBucket, origin_of, safe_url
 from flowport.stages.http._pagination import (
     MISSING,
     Page,
@@ -35,6 +32,11 @@ from flowport.stages.http._pagination import (
     lookup,
     paginator_for,
 )
+
+if TYPE_CHECKING:
+    # httpx and mohawk (through _auth and _fetch) load when a run opens the stage, not when the plugin
+    # is listed: `flowport stages list` and `flowport validate` stay light.
+    from flowport.stages.http._auth import RequestAuth
 
 __all__ = ["HttpApiOrigin", "HttpApiOriginConfig", "PaginationConfig"]
 
@@ -187,6 +189,11 @@ class HttpApiOrigin(Origin[HttpApiOriginConfig]):
     # -- lifecycle -----------------------------------------------------------
     def open(self) -> None:
         """Resolve the connection, the URL and the credentials; create the HTTP client."""
+        import httpx
+
+        from flowport.stages.http._auth import CredentialError, auth_for
+        from flowport.stages.http._fetch import Fetcher, RetryPolicy, TokenBucket, origin_of
+
         config = self.config
         spec = self._connection()
         try:
@@ -257,6 +264,8 @@ class HttpApiOrigin(Origin[HttpApiOriginConfig]):
     # -- reading -------------------------------------------------------------
     def batches(self) -> Iterator[pa.RecordBatch | StageOutput]:
         """Fetch the pages and yield their records as batches, in page order."""
+        from flowport.stages.http._fetch import Stopped, safe_url
+
         if not hasattr(self, "_fetcher"):
             self.open()
         context = self.context
@@ -335,6 +344,8 @@ class HttpApiOrigin(Origin[HttpApiOriginConfig]):
     def _records(self, body: Any, url: str) -> list[dict[str, Any]]:
         if body is None:
             return []
+        from flowport.stages.http._fetch import safe_url
+
         path = self.config.records_path
         value = lookup(body, path)
         shown = self._fetcher.scrub(safe_url(url))
