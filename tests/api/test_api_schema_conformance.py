@@ -1,4 +1,6 @@
-"""The OpenAPI document says what the API accepts: a request it calls valid is not refused as invalid.
+"""The OpenAPI document says what the API accepts and answers.
+
+A request it calls valid is not refused as invalid, and every answer has the shape it documents.
 
 Schemathesis draws requests from the document (``positive`` mode: every
 string, pattern, length, enum, required key and ``additionalProperties``
@@ -21,6 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import response_schema_conformance
 from tests.api.conftest import Instance
 
 # Operation -> the rule JSON Schema cannot express.
@@ -135,6 +138,8 @@ def _refusal(api: Instance, operation: Any, headers: dict[str, str], connection_
         # Every request is signed in: a 401 would mean the test went blind.
         assert response.status_code != 401 or operation.label == "DELETE /v4/apiTokens/{token_id}"
         assert response.status_code < 500
+        # And what it answers is what the document says it answers (2xx bodies and errors alike).
+        case.validate_response(response, checks=[response_schema_conformance], headers=headers)
 
     try:
         check()

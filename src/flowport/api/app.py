@@ -223,7 +223,9 @@ def _no_nul(node: Any) -> None:
         return
     if not isinstance(node, dict):
         return
-    if node.get("type") == "string" and not {"enum", "const", "format"} & node.keys():
+    kind = node.get("type")
+    text = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if text and not {"enum", "const", "format"} & node.keys():
         pattern = node.get("pattern")
         if pattern is None:
             node["pattern"] = NO_NUL

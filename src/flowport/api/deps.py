@@ -30,6 +30,7 @@ from starlette.types import Scope
 from flowport.errors import ValidationFailed
 from flowport.services import auth
 from flowport.services.auth import User
+from flowport.services.schemas.common import MAX_ID
 
 __all__ = [
     "MAX_ID",
@@ -50,7 +51,6 @@ __all__ = [
 
 # Ids are 32-bit integer columns; a larger number cannot name anything (and
 # SQLite refuses integers past 64 bits outright).
-MAX_ID: Final = 2**31 - 1
 # JSON nested deeper than this is no flow document; Python's parser would
 # otherwise hit its recursion limit.
 _MAX_DEPTH: Final = 200

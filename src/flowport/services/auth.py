@@ -50,6 +50,7 @@ from sqlalchemy.orm import Session
 
 from flowport.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services.schemas.users import USER_NAME_PATTERN, TokenRead, UserRead
 from flowport.store import tokens as _tokens
 from flowport.store import users as _users
 from flowport.store.tables import ROLES, ApiToken, utcnow
@@ -89,8 +90,6 @@ TOKEN_PREFIX = "fpt_"
 # Characters of the token kept for display: the marker and 8 random characters.
 _DISPLAY_CHARS = len(TOKEN_PREFIX) + 8
 # A user name: no ':' (HTTP Basic splits on the first one), no spaces or control characters.
-# A user name, as the OpenAPI document states it too.
-USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$"
 _NAME = re.compile(USER_NAME_PATTERN)
 _MIN_PASSWORD, _MAX_PASSWORD = 8, 1024
 # Writing last_used_at on every request would make each read a write.
@@ -127,13 +126,15 @@ class User:
 
     def to_dict(self) -> dict[str, Any]:
         """The user as the API shows it."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "role": self.role,
-            "createdAt": timestamp(self.created_at),
-            "updatedAt": timestamp(self.updated_at),
-        }
+        return UserRead.shape(
+            {
+                "id": self.id,
+                "name": self.name,
+                "role": self.role,
+                "createdAt": timestamp(self.created_at),
+                "updatedAt": timestamp(self.updated_at),
+            }
+        )
 
 
 def _user(row: UserRow) -> User:
@@ -516,16 +517,18 @@ def authenticate(authorization: str | None) -> User:
 
 def token_public_dict(row: ApiToken) -> dict[str, Any]:
     """A token record as the API shows it: its display prefix, never the token or its hash."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "prefix": row.prefix,
-        "user": ref(row.user_id),
-        "createdAt": timestamp(row.created_at),
-        "lastUsedAt": timestamp(row.last_used_at),
-        "revokedAt": timestamp(row.revoked_at),
-        "revoked": row.revoked_at is not None,
-    }
+    return TokenRead.shape(
+        {
+            "id": row.id,
+            "name": row.name,
+            "prefix": row.prefix,
+            "user": ref(row.user_id),
+            "createdAt": timestamp(row.created_at),
+            "lastUsedAt": timestamp(row.last_used_at),
+            "revokedAt": timestamp(row.revoked_at),
+            "revoked": row.revoked_at is not None,
+        }
+    )
 
 
 def create_token(

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -35,11 +35,17 @@ from flowport.connections.secrets import (
     encrypt_secrets,
     ensure_key,
 )
-from flowport.connections.spec import PUBLIC_CREDENTIAL_KEYS, VENDORS, ConnectionSpec
+from flowport.connections.spec import ConnectionSpec
 from flowport.errors import ValidationFailed
 from flowport.plugins.file_roots import FileRoots, PathNotAllowed
 from flowport.services.file_roots import instance_roots, local_roots
-from flowport.services.schemas import Unset
+from flowport.services.schemas.connections import (
+    ConnectionCreate,
+    ConnectionRead,
+    ConnectionUpdate,
+    _Body,
+    _vendor,
+)
 from flowport.services.settings import data_dir, settings
 from flowport.store import connections as _repo
 from flowport.store import instance as _instance
@@ -68,152 +74,12 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# Other spellings people (and other tools' exports) use for our vendors.
-_VENDOR_ALIASES = {"postgres": "postgresql", "pg": "postgresql", "mariadb": "mysql", "file": "filesystem"}
-# What the document lists for vendor and vendorName (any case; surrounding blanks are ignored).
-_VENDOR_NAMES: dict[str, Any] = {"enum": [*VENDORS, *_VENDOR_ALIASES]}
-# What _credentials accepts, as the document states it: objects of scalar values.
-_CREDENTIALS: dict[str, Any] = {
-    "items": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}
-}
-# Parameter names that hold secrets: those belong in ``credentials``, where
-# they are encrypted, not in ``params``, which is shown and exported.
-_SECRET_PARAM_NAMES = frozenset(
-    {
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "token",
-        "apikey",
-        "accesstoken",
-        "secretkey",
-        "privatekey",
-        "clientsecret",
-        "secretaccesskey",
-    }
-)
 # The seed calls a database reached through a driver "jdbc"; kept for clients of that API.
 _SQL_TYPE = "jdbc"
 
 # Database URLs already checked to be at the newest schema in this process.
 _ready: set[str] = set()
 _ready_lock = threading.Lock()
-
-
-# -- schemas -----------------------------------------------------------------
-
-
-def _vendor(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    vendor = value.strip().lower()
-    vendor = _VENDOR_ALIASES.get(vendor, vendor)
-    if vendor not in VENDORS:
-        raise ValueError(f"unknown vendor '{value}'; expected one of {', '.join(VENDORS)}")
-    return vendor
-
-
-def _params(value: dict[str, Any]) -> dict[str, Any]:
-    for key in value:
-        if key.replace("_", "").replace("-", "").lower() in _SECRET_PARAM_NAMES:
-            raise ValueError(f"'{key}' looks like a secret: put it in credentials, where it is encrypted")
-    return value
-
-
-def _credentials(value: Any) -> Any:
-    # Wraps every secret in SecretStr as soon as it is parsed, so that a repr,
-    # a log line or a validation error of the body never shows it.
-    if not isinstance(value, list):
-        return value
-    items: list[dict[str, Any]] = []
-    for index, item in enumerate(value):
-        if not isinstance(item, Mapping):
-            raise ValueError(f"credentials[{index}] must be an object")
-        clean: dict[str, Any] = {}
-        for key, secret in item.items():
-            if secret is None:
-                continue
-            if isinstance(secret, dict | list):
-                raise ValueError(f"credentials[{index}].{key} must be a string")
-            if key in PUBLIC_CREDENTIAL_KEYS:
-                clean[str(key)] = str(secret)
-            else:
-                clean[str(key)] = secret if isinstance(secret, SecretStr) else SecretStr(str(secret))
-        items.append(clean)
-    return items
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        str_strip_whitespace=True,
-    )
-
-    @field_validator("vendor", mode="before", check_fields=False)
-    @classmethod
-    def _check_vendor(cls, value: Any) -> Any:
-        return _vendor(value)
-
-    @field_validator("params", mode="after", check_fields=False)
-    @classmethod
-    def _check_params(cls, value: Any) -> Any:
-        return _params(value) if isinstance(value, dict) else value
-
-    @field_validator("credentials", mode="before", check_fields=False)
-    @classmethod
-    def _check_credentials(cls, value: Any) -> Any:
-        return _credentials(value)
-
-
-class ConnectionCreate(_Body):
-    """The body of ``POST /v4/connections`` (and ``flowport connections add``).
-
-    ``vendorName`` and ``type`` are accepted as in the seed; ``vendorName``
-    must agree with ``vendor``, ``type`` is derived from the vendor on output.
-    """
-
-    name: str = Field(min_length=1, max_length=255)
-    vendor: str = Field(json_schema_extra=_VENDOR_NAMES)
-    vendor_name: str | None = Field(default=None, json_schema_extra=_VENDOR_NAMES)
-    type: str | None = None
-    uuid: _uuid.UUID | None = None
-    description: str = ""
-    host: str | None = Field(default=None, max_length=255)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    params: dict[str, Any] = Field(default_factory=dict)
-    ssl: bool = False
-    credential_type: str = Field(default="basic", min_length=1, max_length=64)
-    credentials: list[dict[str, Any]] = Field(
-        default_factory=list, repr=False, json_schema_extra=_CREDENTIALS
-    )
-    is_global: bool = False
-    credentials_shared: bool = True
-    disable_type_inference: bool = False
-
-
-class ConnectionUpdate(_Body):
-    """A partial update: only the fields given change.
-
-    ``credentials``, when given, replace the stored user name and secrets as
-    a whole (``[]`` removes them).
-    """
-
-    name: Annotated[str, Field(min_length=1, max_length=255)] | Unset = None
-    vendor: Annotated[str, Field(json_schema_extra=_VENDOR_NAMES)] | Unset = None
-    vendor_name: str | None = Field(default=None, json_schema_extra=_VENDOR_NAMES)
-    type: str | None = None
-    description: str | Unset = None
-    host: str | None = Field(default=None, max_length=255)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    params: dict[str, Any] | Unset = None
-    ssl: bool | Unset = None
-    credential_type: Annotated[str, Field(min_length=1, max_length=64)] | Unset = None
-    credentials: list[dict[str, Any]] | None = Field(default=None, repr=False, json_schema_extra=_CREDENTIALS)
-    is_global: bool | Unset = None
 
 
 def _parse(model: type[_Body], body: Any) -> Any:
@@ -594,30 +460,32 @@ def _type(vendor: str) -> str:
 
 def connection_public_dict(row: Connection) -> dict[str, Any]:
     """The connection as the API shows it (the seed's shape); the user name only, never a secret."""
-    return {
-        "id": row.id,
-        "uuid": str(row.uuid),
-        "name": row.name,
-        "description": row.description,
-        "vendor": row.vendor,
-        "vendorName": row.vendor,
-        "type": _type(row.vendor),
-        "host": row.host,
-        "port": row.port,
-        "params": dict(row.params or {}),
-        "ssl": row.ssl,
-        "credentialType": row.credential_type,
-        # The seed shows the user name as "user" (GET) and as "username" (POST answer): both.
-        "credentials": [{"user": row.username, "username": row.username}] if row.username else [],
-        "isGlobal": row.is_global,
-        "credentialsShared": row.credentials_shared,
-        "disableTypeInference": row.disable_type_inference,
-        "workspace": {"id": 1},
-        "createdAt": _timestamp(row.created_at),
-        "updatedAt": _timestamp(row.updated_at),
-        "creator": {"id": row.creator_id} if row.creator_id is not None else None,
-        "updater": {"id": row.updater_id} if row.updater_id is not None else None,
-    }
+    return ConnectionRead.shape(
+        {
+            "id": row.id,
+            "uuid": str(row.uuid),
+            "name": row.name,
+            "description": row.description,
+            "vendor": row.vendor,
+            "vendorName": row.vendor,
+            "type": _type(row.vendor),
+            "host": row.host,
+            "port": row.port,
+            "params": dict(row.params or {}),
+            "ssl": row.ssl,
+            "credentialType": row.credential_type,
+            # The seed shows the user name as "user" (GET) and as "username" (POST answer): both.
+            "credentials": [{"user": row.username, "username": row.username}] if row.username else [],
+            "isGlobal": row.is_global,
+            "credentialsShared": row.credentials_shared,
+            "disableTypeInference": row.disable_type_inference,
+            "workspace": {"id": 1},
+            "createdAt": _timestamp(row.created_at),
+            "updatedAt": _timestamp(row.updated_at),
+            "creator": {"id": row.creator_id} if row.creator_id is not None else None,
+            "updater": {"id": row.updater_id} if row.updater_id is not None else None,
+        }
+    )
 
 
 class StoreConnectionLookup:

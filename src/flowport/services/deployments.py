@@ -39,7 +39,7 @@ import uuid as _uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from flowport.errors import Conflict, NotFound, ValidationFailed
@@ -66,6 +66,14 @@ from flowport.services.flows import plugin_registry
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.package_archive import check_storable, read_package
 from flowport.services.permissions import require_flow_permissions
+from flowport.services.schemas.common import parse_body
+from flowport.services.schemas.deployments import (
+    DeploymentCreate,
+    DeploymentRead,
+    DeploymentUpdate,
+    ReleaseRead,
+    ReleaseUpdate,
+)
 from flowport.store import connections as _connections_repo
 from flowport.store import deployments as _repo
 from flowport.store import flows as _flows_repo
@@ -116,46 +124,12 @@ _MAX_NOTES: Final = 10_000
 _PROJECT_PREFIX: Final = "deployment:"
 
 
-class DeploymentCreate(BaseModel):
-    """The body of ``POST /v4/deployments``: ``{"name": "Production Orders"}``."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=_MAX_NAME)
-
-
-class DeploymentUpdate(BaseModel):
-    """The body of ``PATCH /v4/deployments/{id}``: only ``name`` can change."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=_MAX_NAME)
-
-
-class ReleaseUpdate(BaseModel):
-    """The body of ``PATCH /v4/releases/{id}``: activate (a rollback when older) or deactivate."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    active: StrictBool
-
-
 class _DryRunDone(Exception):
     """Raised inside the import transaction of a dry run so that it rolls back."""
 
     def __init__(self, report: dict[str, Any]) -> None:
         super().__init__("dry run")
         self.report = report
-
-
-def _parse(model: type[BaseModel], body: Any, what: str) -> Any:
-    if isinstance(body, model):
-        return body
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        lines = describe_validation_error(exc)
-    raise ValidationFailed(f"Invalid {what}: " + "; ".join(lines), details=lines)
 
 
 def _check_text(value: str, what: str) -> None:
@@ -179,23 +153,25 @@ def package_uuid(sha256: str) -> _uuid.UUID:
 def release_dict(row: Release) -> dict[str, Any]:
     """A release as the API shows it (never the package bytes: ``GET /v4/releases/{id}/package``)."""
     report = dict(row.report or {})
-    return {
-        "id": row.id,
-        "notes": row.notes,
-        "packageUuid": str(row.package_uuid),
-        "packageSha256": row.package_sha256,
-        "active": row.active,
-        "deployment": ref(row.deployment_id),
-        "primaryFlow": ref(row.primary_flow_id),
-        "flows": list(row.flows or []),
-        **({"pipelines": report["pipelines"]} if report.get("pipelines") else {}),
-        "importRuleChanges": report.get("importRuleChanges", {"object": [], "value": []}),
-        "packageStored": bool(row.package),
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "creator": ref(row.creator_id),
-        "updater": ref(row.updater_id),
-    }
+    return ReleaseRead.shape(
+        {
+            "id": row.id,
+            "notes": row.notes,
+            "packageUuid": str(row.package_uuid),
+            "packageSha256": row.package_sha256,
+            "active": row.active,
+            "deployment": ref(row.deployment_id),
+            "primaryFlow": ref(row.primary_flow_id),
+            "flows": list(row.flows or []),
+            **({"pipelines": report["pipelines"]} if report.get("pipelines") else {}),
+            "importRuleChanges": report.get("importRuleChanges", {"object": [], "value": []}),
+            "packageStored": bool(row.package),
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "creator": ref(row.creator_id),
+            "updater": ref(row.updater_id),
+        }
+    )
 
 
 def deployment_dict(session: Session, row: Deployment, *, embed_releases: bool = False) -> dict[str, Any]:
@@ -214,7 +190,7 @@ def deployment_dict(session: Session, row: Deployment, *, embed_releases: bool =
     if embed_releases:
         releases = _repo.list_releases(session, deployment_id=row.id)
         data["releases"] = {"data": [release_dict(r) for r in releases], "count": len(releases)}
-    return data
+    return DeploymentRead.shape(data)
 
 
 # -- deployments ---------------------------------------------------------------------
@@ -235,7 +211,7 @@ def create_deployment(
 ) -> dict[str, Any]:
     """Create a deployment and its project (editors and admins); Conflict when the name is taken."""
     require_role(user, "editor")
-    data: DeploymentCreate = _parse(DeploymentCreate, body, "deployment")
+    data: DeploymentCreate = parse_body(DeploymentCreate, body, "deployment")
     _check_text(data.name, "deployment name")
     user_id = user.id if user else None
     with transaction() as session:
@@ -288,7 +264,7 @@ def patch_deployment(
 ) -> dict[str, Any]:
     """Rename a deployment (editors and admins); Conflict when the name is taken."""
     require_role(user, "editor")
-    data: DeploymentUpdate = _parse(DeploymentUpdate, body, "deployment")
+    data: DeploymentUpdate = parse_body(DeploymentUpdate, body, "deployment")
     _check_text(data.name, "deployment name")
     changes: dict[str, Any] = {"name": data.name}
     if user is not None:
@@ -912,7 +888,7 @@ def patch_release(release_id: int, body: Mapping[str, Any], *, user: User | None
                 "import a new package to change anything else",
                 details={"fields": fixed},
             )
-    data: ReleaseUpdate = _parse(ReleaseUpdate, body, "release")
+    data: ReleaseUpdate = parse_body(ReleaseUpdate, body, "release")
     user_id = user.id if user else None
     with transaction() as session:
         row = _repo.get_release(session, release_id)

@@ -37,6 +37,7 @@ from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.parameter_sets import resolve_parameter_sets
 from flowport.services.permissions import require_flow_permissions
 from flowport.services.schemas import PARAMETER_NAME
+from flowport.services.schemas.flows import FlowRead, ValidationRead
 from flowport.services.settings import DATA_DIR_ENV, data_dir
 from flowport.store import connections as _connections_repo
 from flowport.store import flows as _repo
@@ -121,7 +122,7 @@ def flow_dict(row: FlowRecord, *, include_document: bool = True) -> dict[str, An
     }
     if include_document:
         data["document"] = _document_dict(row)
-    return data
+    return FlowRead.shape(data)
 
 
 def _document_dict(row: FlowRecord) -> dict[str, Any]:
@@ -542,19 +543,21 @@ def validate_flow(flow_id: int, *, overrides: Mapping[str, Any] | None = None) -
 
 def validation_dict(result: ValidationResult) -> dict[str, Any]:
     """A validation result in the SDK's shape: ``success``, ``message`` and camelCase ``issues``."""
-    return {
-        "success": result.success,
-        "message": "Validation Succeeded" if result.success else "Validation Failed",
-        "issues": [
-            {
-                "type": issue.type,
-                "instanceName": issue.instance_name,
-                "code": issue.code,
-                "humanReadableMessage": issue.message,
-            }
-            for issue in result.issues
-        ],
-    }
+    return ValidationRead.shape(
+        {
+            "success": result.success,
+            "message": "Validation Succeeded" if result.success else "Validation Failed",
+            "issues": [
+                {
+                    "type": issue.type,
+                    "instanceName": issue.instance_name,
+                    "code": issue.code,
+                    "humanReadableMessage": issue.message,
+                }
+                for issue in result.issues
+            ],
+        }
+    )
 
 
 def preview_flow(

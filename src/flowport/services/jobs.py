@@ -21,6 +21,7 @@ from flowport.errors import Conflict, ValidationFailed
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.launcher import launcher
+from flowport.services.schemas.jobs import JobGroupRead, JobRead
 from flowport.store import jobs as _repo
 from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
 
@@ -66,19 +67,21 @@ def _result(stored: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def job_dict(row: Job) -> dict[str, Any]:
     """A job as the API shows it (its log is served apart: :func:`get_job_group_logs`)."""
-    return {
-        "id": row.id,
-        "jobGroup": ref(row.job_group_id),
-        "flow": ref(row.flow_id),
-        "status": row.status,
-        "runId": row.run_id,
-        "metrics": _stages(row.metrics),
-        "error": row.error,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "startedAt": timestamp(row.started_at),
-        "finishedAt": timestamp(row.finished_at),
-    }
+    return JobRead.shape(
+        {
+            "id": row.id,
+            "jobGroup": ref(row.job_group_id),
+            "flow": ref(row.flow_id),
+            "status": row.status,
+            "runId": row.run_id,
+            "metrics": _stages(row.metrics),
+            "error": row.error,
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "startedAt": timestamp(row.started_at),
+            "finishedAt": timestamp(row.finished_at),
+        }
+    )
 
 
 def job_group_dict(row: JobGroup, jobs: list[Job] | None = None) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def job_group_dict(row: JobGroup, jobs: list[Job] | None = None) -> dict[str, An
     }
     if jobs is not None:
         data["jobs"] = {"data": [job_dict(job) for job in jobs], "count": len(jobs)}
-    return data
+    return JobGroupRead.shape(data)
 
 
 # -- reading -------------------------------------------------------------------

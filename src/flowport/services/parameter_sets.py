@@ -10,18 +10,16 @@ gap. Values are text, like every flow parameter.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.orm import Session
 
 from flowport.errors import ValidationFailed
-from flowport.model.document import describe_validation_error
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
-from flowport.services.schemas import PARAMETER_NAME, Unset, keys_matching
+from flowport.services.schemas.common import parse_body
+from flowport.services.schemas.parameter_sets import ParameterSetCreate, ParameterSetRead, ParameterSetUpdate
 from flowport.store import parameter_sets as _repo
 from flowport.store import projects as _projects
 from flowport.store.tables import ParameterSet
@@ -40,99 +38,22 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-# Names end up inside ${set__parameter}: they must be what a reference can spell.
-_IDENTIFIER = re.compile(PARAMETER_NAME)
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-def _parameters(value: Any) -> Any:
-    # Accepted as {"name": "value"} or, as some clients send them, [{"name": ..., "value": ...}].
-    if isinstance(value, list):
-        items: dict[str, Any] = {}
-        for index, item in enumerate(value):
-            if not isinstance(item, Mapping) or "name" not in item or set(item) - {"name", "value"}:
-                raise ValueError(f"parameters[{index}] must be an object with 'name' and 'value'")
-            items[str(item["name"])] = item.get("value", "")
-        value = items
-    if isinstance(value, Mapping):
-        for key in value:
-            if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
-                raise ValueError(
-                    f"'{key}' is not a parameter name (letters, digits and _, not first a digit)"
-                )
-        return {key: _text(v) for key, v in value.items()}
-    return value
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @field_validator("name", check_fields=False)
-    @classmethod
-    def _identifier(cls, value: Any) -> Any:
-        if isinstance(value, str) and not _IDENTIFIER.fullmatch(value):
-            raise ValueError("a parameter set name is letters, digits and _, not starting with a digit")
-        if isinstance(value, str) and "__" in value:
-            raise ValueError("a parameter set name cannot contain '__' (it separates set and parameter)")
-        return value
-
-    @field_validator("parameters", mode="before", check_fields=False)
-    @classmethod
-    def _check_parameters(cls, value: Any) -> Any:
-        return _parameters(value)
-
-
-class ParameterSetCreate(_Body):
-    """The body of ``POST /v4/parameterSets``."""
-
-    name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": PARAMETER_NAME})
-    description: str = ""
-    parameters: dict[str, str] = Field(default_factory=dict, json_schema_extra=keys_matching(PARAMETER_NAME))
-
-
-class ParameterSetUpdate(_Body):
-    """The body of ``PATCH /v4/parameterSets/{id}``: only the fields given change (parameters as a whole)."""
-
-    name: (
-        Annotated[str, Field(min_length=1, max_length=255, json_schema_extra={"pattern": PARAMETER_NAME})]
-        | Unset
-    ) = None
-    description: str | Unset = None
-    parameters: Annotated[dict[str, str], Field(json_schema_extra=keys_matching(PARAMETER_NAME))] | Unset = (
-        None
-    )
-
-
-def _parse(model: type[_Body], body: Any) -> Any:
-    if isinstance(body, model):
-        return body
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        lines = describe_validation_error(exc)
-    raise ValidationFailed("Invalid parameter set: " + "; ".join(lines), details=lines)
-
 
 def parameter_set_dict(row: ParameterSet) -> dict[str, Any]:
     """A parameter set as the API shows it."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "parameters": dict(row.parameters or {}),
-        "project": ref(row.project_id),
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "creator": ref(row.creator_id),
-        "updater": ref(row.updater_id),
-    }
+    return ParameterSetRead.shape(
+        {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "parameters": dict(row.parameters or {}),
+            "project": ref(row.project_id),
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "creator": ref(row.creator_id),
+            "updater": ref(row.updater_id),
+        }
+    )
 
 
 def create_parameter_set(
@@ -148,7 +69,7 @@ def create_parameter_set(
         NotFound: no such project. Forbidden: ``user`` is a viewer.
     """
     require_role(user, "editor")
-    data: ParameterSetCreate = _parse(ParameterSetCreate, body)
+    data: ParameterSetCreate = parse_body(ParameterSetCreate, body, "parameter set")
     with transaction() as session:
         project_row = _projects.find(session, project)
         row = _repo.create(
@@ -192,7 +113,7 @@ def update_parameter_set(
 ) -> dict[str, Any]:
     """Change the given fields of a parameter set; ``parameters`` replace the stored ones as a whole."""
     require_role(user, "editor")
-    data: ParameterSetUpdate = _parse(ParameterSetUpdate, body)
+    data: ParameterSetUpdate = parse_body(ParameterSetUpdate, body, "parameter set")
     changes = data.model_dump(exclude_unset=True)
     for key in ("name", "description", "parameters"):
         if key in changes and changes[key] is None:

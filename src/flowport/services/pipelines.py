@@ -41,6 +41,7 @@ from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.jobs import cancel_job_group, job_group_dict
 from flowport.services.permissions import EDITOR_PERMISSIONS_ENV, permissions_of, require_flow_permissions
 from flowport.services.runs import Schedule, Trigger, job_task, launch
+from flowport.services.schemas.pipelines import LockRead, PipelineRead, PipelineRunRead
 from flowport.store import connections as _connections_repo
 from flowport.store import deployments as _deployments_repo
 from flowport.store import flows as _flows_repo
@@ -99,7 +100,7 @@ def pipeline_dict(row: PipelineRecord, *, include_document: bool = True) -> dict
     }
     if include_document:
         data["document"] = document
-    return data
+    return PipelineRead.shape(data)
 
 
 def _task_run_dict(row: TaskRun) -> dict[str, Any]:
@@ -121,18 +122,20 @@ def run_dict(row: JobGroup, tasks: list[TaskRun] | None = None) -> dict[str, Any
     data = job_group_dict(row)
     if tasks is not None:
         data["tasks"] = [_task_run_dict(t) for t in tasks]
-    return data
+    return PipelineRunRead.shape(data)
 
 
 def lock_dict(row: TaskLock) -> dict[str, Any]:
     """A held task lock: its name, the task and pipeline holding it, the run and since when."""
-    return {
-        "name": row.name,
-        "task": row.task,
-        "pipeline": ref(row.pipeline_id),
-        "run": ref(row.job_group_id),
-        "since": timestamp(row.acquired_at),
-    }
+    return LockRead.shape(
+        {
+            "name": row.name,
+            "task": row.task,
+            "pipeline": ref(row.pipeline_id),
+            "run": ref(row.job_group_id),
+            "since": timestamp(row.acquired_at),
+        }
+    )
 
 
 # -- validation ------------------------------------------------------------------------

@@ -6,12 +6,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from flowport.errors import Conflict, ValidationFailed
-from flowport.model.document import describe_validation_error
+from flowport.errors import Conflict
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services.schemas.common import parse_body
+from flowport.services.schemas.projects import ProjectCreate, ProjectRead, ProjectUpdate
 from flowport.store import projects as _repo
 from flowport.store.tables import Project
 
@@ -32,45 +31,19 @@ _log = logging.getLogger(__name__)
 DEFAULT_PROJECT = _repo.DEFAULT_PROJECT
 
 
-class ProjectCreate(BaseModel):
-    """The body of ``POST /v4/projects``."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=255)
-    description: str = ""
-
-
-class ProjectUpdate(BaseModel):
-    """The body of ``PATCH /v4/projects/{id}``: only the fields given change."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    description: str | None = None
-
-
-def _parse(model: type[BaseModel], body: Any, what: str) -> Any:
-    if isinstance(body, model):
-        return body
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        lines = describe_validation_error(exc)
-    raise ValidationFailed(f"Invalid {what}: " + "; ".join(lines), details=lines)
-
-
 def project_dict(row: Project) -> dict[str, Any]:
     """A project as the API shows it."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "creator": ref(row.creator_id),
-        "updater": ref(row.updater_id),
-    }
+    return ProjectRead.shape(
+        {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "creator": ref(row.creator_id),
+            "updater": ref(row.updater_id),
+        }
+    )
 
 
 def get_project(project: int | str) -> dict[str, Any]:
@@ -98,7 +71,7 @@ def list_projects(
 def create_project(body: ProjectCreate | Mapping[str, Any], *, user: User | None = None) -> dict[str, Any]:
     """Create a project (editors and admins); Conflict when the name is taken."""
     require_role(user, "editor")
-    data: ProjectCreate = _parse(ProjectCreate, body, "project")
+    data: ProjectCreate = parse_body(ProjectCreate, body, "project")
     with transaction() as session:
         row = _repo.create(
             session,
@@ -116,7 +89,7 @@ def update_project(
 ) -> dict[str, Any]:
     """Rename a project or change its description (editors and admins); ``default`` keeps its name."""
     require_role(user, "editor")
-    data: ProjectUpdate = _parse(ProjectUpdate, body, "project")
+    data: ProjectUpdate = parse_body(ProjectUpdate, body, "project")
     changes: dict[str, Any] = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
     if user is not None:
         changes["updater_id"] = user.id

@@ -18,17 +18,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
 
 from flowport.errors import Conflict, ValidationFailed
-from flowport.model.document import describe_validation_error
 from flowport.model.timetable import Timetable
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.jobs import job_group_dict
-from flowport.services.schemas import Name
+from flowport.services.schemas.common import parse_body
+from flowport.services.schemas.schedules import (
+    BackfillRead,
+    BackfillRequest,
+    ScheduleChanges,
+    ScheduleCreate,
+    ScheduleRead,
+)
 from flowport.store import deployments as _deployments_repo
 from flowport.store import flows as _flows_repo
 from flowport.store import pipelines as _pipelines_repo
@@ -59,67 +63,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class _Ref(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: int = Field(ge=1)
-
-
-class _Write(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class ScheduleCreate(_Write):
-    """The body of ``POST /v4/schedules``: a target (``flow`` or ``deployment``), timing and parameters."""
-
-    name: Name
-    description: str = Field(default="", max_length=10_000)
-    flow: _Ref | None = None
-    deployment: _Ref | None = None
-    pipeline: _Ref | None = None
-    lock_policy: Literal["wait", "skip"] = Field(
-        default="wait",
-        alias="lockPolicy",
-        description="A pipeline run whose task locks are held: wait for them, or skip the date",
-    )
-    cron: str = Field(min_length=1, max_length=120, description="5-field cron or @once/@hourly/@daily/...")
-    timezone: str = Field(default="UTC", min_length=1, max_length=64)
-    start_date: datetime | None = Field(default=None, alias="startDate")
-    end_date: datetime | None = Field(default=None, alias="endDate")
-    catchup: bool = False
-    max_active_runs: int = Field(default=1, ge=1, le=1000, alias="maxActiveRuns")
-    paused: bool = False
-    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
-
-
-class ScheduleChanges(_Write):
-    """The body of ``PATCH /v4/schedules/{id}``: only the fields given change."""
-
-    name: Name | None = None
-    description: str | None = Field(default=None, max_length=10_000)
-    cron: str | None = Field(default=None, min_length=1, max_length=120)
-    timezone: str | None = Field(default=None, min_length=1, max_length=64)
-    start_date: datetime | None = Field(default=None, alias="startDate")
-    end_date: datetime | None = Field(default=None, alias="endDate")
-    catchup: bool | None = None
-    max_active_runs: int | None = Field(default=None, ge=1, le=1000, alias="maxActiveRuns")
-    lock_policy: Literal["wait", "skip"] | None = Field(default=None, alias="lockPolicy")
-    parameters: dict[str, str | int | float | bool] | None = None
-
-
-class BackfillRequest(_Write):
-    """The body of ``POST /v4/schedules/{id}/backfills``: a range of logical dates."""
-
-    start: datetime
-    end: datetime
-    reprocess: str = Field(
-        default="none",
-        description="none, failed or all",
-        json_schema_extra={"enum": ["none", "failed", "all"]},
-    )
-    max_active_runs: int = Field(default=1, ge=1, le=1000, alias="maxActiveRuns")
-    dry_run: bool = Field(default=False, alias="dryRun")
-
-
 # -- shaping ---------------------------------------------------------------------------
 
 
@@ -143,48 +86,52 @@ def _run_summary(row: JobGroup | None) -> dict[str, Any] | None:
 
 def schedule_dict(row: ScheduleRecord, last_run: JobGroup | None = None) -> dict[str, Any]:
     """A schedule as the API shows it, with its last run, next logical date and when that run starts."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "flow": ref(row.flow_id),
-        "deployment": ref(row.deployment_id),
-        "pipeline": ref(row.pipeline_id),
-        "cron": row.cron,
-        "timezone": row.timezone,
-        "startDate": timestamp(row.start_date),
-        "endDate": timestamp(row.end_date),
-        "catchup": row.catchup,
-        "maxActiveRuns": row.max_active_runs,
-        "lockPolicy": row.lock_policy,
-        "paused": row.paused,
-        "parameters": dict(row.parameters or {}),
-        "lastRun": _run_summary(last_run),
-        # The interval the next run is for, and the wall-clock time it may start (the interval's end).
-        "nextLogicalDate": timestamp(row.next_logical_date),
-        "nextRunAt": None if row.paused else timestamp(row.next_run_at),
-        "lastError": row.last_error,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "creator": ref(row.creator_id),
-    }
+    return ScheduleRead.shape(
+        {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "flow": ref(row.flow_id),
+            "deployment": ref(row.deployment_id),
+            "pipeline": ref(row.pipeline_id),
+            "cron": row.cron,
+            "timezone": row.timezone,
+            "startDate": timestamp(row.start_date),
+            "endDate": timestamp(row.end_date),
+            "catchup": row.catchup,
+            "maxActiveRuns": row.max_active_runs,
+            "lockPolicy": row.lock_policy,
+            "paused": row.paused,
+            "parameters": dict(row.parameters or {}),
+            "lastRun": _run_summary(last_run),
+            # The interval the next run is for, and the wall-clock time it may start (the interval's end).
+            "nextLogicalDate": timestamp(row.next_logical_date),
+            "nextRunAt": None if row.paused else timestamp(row.next_run_at),
+            "lastError": row.last_error,
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "creator": ref(row.creator_id),
+        }
+    )
 
 
 def backfill_dict(row: Backfill) -> dict[str, Any]:
     """A backfill as the API shows it."""
-    return {
-        "id": row.id,
-        "schedule": ref(row.schedule_id),
-        "start": timestamp(row.start_date),
-        "end": timestamp(row.end_date),
-        "reprocess": row.reprocess,
-        "maxActiveRuns": row.max_active_runs,
-        "nextLogicalDate": timestamp(row.next_logical_date),
-        "status": row.status,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "creator": ref(row.creator_id),
-    }
+    return BackfillRead.shape(
+        {
+            "id": row.id,
+            "schedule": ref(row.schedule_id),
+            "start": timestamp(row.start_date),
+            "end": timestamp(row.end_date),
+            "reprocess": row.reprocess,
+            "maxActiveRuns": row.max_active_runs,
+            "nextLogicalDate": timestamp(row.next_logical_date),
+            "status": row.status,
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "creator": ref(row.creator_id),
+        }
+    )
 
 
 # -- the cursor ------------------------------------------------------------------------
@@ -240,16 +187,6 @@ def _parameters(values: Mapping[str, Any]) -> dict[str, str]:
     return check_overrides(values)
 
 
-def _parse(model: type[_Write], body: Any, what: str) -> Any:
-    if isinstance(body, model):
-        return body
-    try:
-        return model.model_validate(dict(body) if isinstance(body, Mapping) else body)
-    except ValidationError as exc:
-        lines = describe_validation_error(exc)
-    raise ValidationFailed(f"Invalid {what}: " + "; ".join(lines), details=lines)
-
-
 def _now(now: datetime | None) -> datetime:
     return now or utcnow()
 
@@ -265,7 +202,7 @@ def create_schedule(
         deployment. Conflict: the name is taken. Forbidden: a viewer.
     """
     require_role(user, "editor")
-    parsed: ScheduleCreate = _parse(ScheduleCreate, body, "schedule")
+    parsed: ScheduleCreate = parse_body(ScheduleCreate, body, "schedule")
     body = parsed
     timetable = Timetable.parse(body.cron, body.timezone, body.start_date, body.end_date)
     parameters = _parameters(body.parameters)
@@ -346,7 +283,7 @@ def update_schedule(
         ValidationFailed, NotFound, Conflict, Forbidden: as :func:`create_schedule`.
     """
     require_role(user, "editor")
-    body: ScheduleChanges = _parse(ScheduleChanges, changes, "schedule change")
+    body: ScheduleChanges = parse_body(ScheduleChanges, changes, "schedule change")
     given = body.model_fields_set
     with transaction() as session:
         row = _find(session, reference)
@@ -496,7 +433,7 @@ def create_backfill(
         logical date in the range. NotFound: no such schedule. Forbidden: a viewer.
     """
     require_role(user, "editor")
-    parsed: BackfillRequest = _parse(BackfillRequest, body, "backfill")
+    parsed: BackfillRequest = parse_body(BackfillRequest, body, "backfill")
     body = parsed
     reprocess = _reprocess_policy(body.reprocess)
     start, end = body.start, body.end

@@ -45,18 +45,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flowport import __version__
 from flowport.connections.secrets import decrypt_secrets, encrypt_secrets
-from flowport.errors import Conflict, NotFound, SecretKeyError, ValidationFailed
-from flowport.model.document import describe_validation_error
+from flowport.errors import Conflict, NotFound, SecretKeyError
 from flowport.services.auth import User, require_role
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
-from flowport.services.schemas import Name
+from flowport.services.schemas.common import parse_body
+from flowport.services.schemas.webhooks import (
+    EVENTS,
+    STATUS_EVENTS,
+    DeliveryRead,
+    WebhookChanges,
+    WebhookCreate,
+    WebhookRead,
+)
 from flowport.services.settings import settings
 from flowport.store import webhooks as _repo
 from flowport.store.tables import JobEvent, JobGroup, WebhookDelivery, WebhookRecord, utcnow
@@ -85,15 +90,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-_STATUS_EVENTS = {
-    "Pending": "queued",
-    "InProgress": "started",
-    "Complete": "succeeded",
-    "Failed": "failed",
-    "Canceled": "canceled",
-}
-EVENTS = tuple(f"{kind}.{name}" for kind in ("job", "pipeline") for name in _STATUS_EVENTS.values())
-_PATTERNS = frozenset({"*", "job.*", "pipeline.*"})
 MAX_ATTEMPTS = 8
 #: How often ``flowport server`` runs a dispatcher round.
 DISPATCH_INTERVAL = 2.0
@@ -106,110 +102,51 @@ _SETTLE = timedelta(seconds=60)
 _CURSOR = "webhooks"
 _TIMEOUT = 10.0
 
-# What _Write's validators accept, as the document states it: urlsplit's scheme and host.
-_URL_SCHEMA: dict[str, Any] = {"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s\[\]\x00]+([/?#][^\x00]*)?$"}
-_EVENTS_SCHEMA: dict[str, Any] = {"items": {"type": "string", "enum": [*EVENTS, *sorted(_PATTERNS)]}}
-
-
-class _Write(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @field_validator("url", check_fields=False)
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return value
-
-    @field_validator("events", check_fields=False)
-    @classmethod
-    def _known_events(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return value
-        unknown = [e for e in value if e not in EVENTS and e not in _PATTERNS]
-        if unknown:
-            raise ValueError(
-                f"unknown event(s) {', '.join(unknown)}; expected {', '.join(EVENTS)} or job.*, pipeline.*, *"
-            )
-        return list(dict.fromkeys(value))
-
-
-class WebhookCreate(_Write):
-    """The body of ``POST /v4/webhooks``."""
-
-    name: Name
-    description: str = Field(default="", max_length=10_000)
-    url: str = Field(max_length=2048, json_schema_extra=_URL_SCHEMA)
-    events: list[str] = Field(min_length=1, json_schema_extra=_EVENTS_SCHEMA)
-    secret: str | None = Field(default=None, min_length=16, max_length=512, description="Generated if absent")
-    enabled: bool = True
-
-
-class WebhookChanges(_Write):
-    """The body of ``PATCH /v4/webhooks/{id}``: only the fields given change."""
-
-    name: Name | None = None
-    description: str | None = Field(default=None, max_length=10_000)
-    url: str | None = Field(default=None, max_length=2048, json_schema_extra=_URL_SCHEMA)
-    events: list[str] | None = Field(default=None, min_length=1, json_schema_extra=_EVENTS_SCHEMA)
-    secret: str | None = Field(default=None, min_length=16, max_length=512)
-    enabled: bool | None = None
-
-
-def _parse(model: type[_Write], body: Any, what: str) -> Any:
-    if isinstance(body, model):
-        return body
-    try:
-        return model.model_validate(dict(body) if isinstance(body, Mapping) else body)
-    except ValidationError as exc:
-        lines = describe_validation_error(exc)
-    raise ValidationFailed(f"Invalid {what}: " + "; ".join(lines), details=lines)
-
-
 # -- shaping ---------------------------------------------------------------------------
 
 
 def webhook_dict(row: WebhookRecord) -> dict[str, Any]:
     """A subscription as the API shows it: never its secret."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "url": row.url,
-        "events": list(row.events or []),
-        "enabled": row.enabled,
-        "createdAt": timestamp(row.created_at),
-        "updatedAt": timestamp(row.updated_at),
-        "creator": ref(row.creator_id),
-        "updater": ref(row.updater_id),
-    }
+    return WebhookRead.shape(
+        {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "url": row.url,
+            "events": list(row.events or []),
+            "enabled": row.enabled,
+            "createdAt": timestamp(row.created_at),
+            "updatedAt": timestamp(row.updated_at),
+            "creator": ref(row.creator_id),
+            "updater": ref(row.updater_id),
+        }
+    )
 
 
 def delivery_dict(row: WebhookDelivery) -> dict[str, Any]:
     """One delivery of the log: event, status, tries, the last answer."""
-    return {
-        "id": row.id,
-        "webhook": ref(row.webhook_id),
-        "event": row.event_name,
-        "eventId": row.event_id,
-        "status": row.status,
-        "attempts": row.attempts,
-        "nextAttemptAt": timestamp(row.next_attempt_at) if row.status == "pending" else None,
-        "lastStatusCode": row.last_status_code,
-        "lastError": row.last_error,
-        "attemptLog": list(row.attempt_log or []),
-        "payload": dict(row.payload or {}),
-        "createdAt": timestamp(row.created_at),
-        "deliveredAt": timestamp(row.delivered_at),
-    }
+    return DeliveryRead.shape(
+        {
+            "id": row.id,
+            "webhook": ref(row.webhook_id),
+            "event": row.event_name,
+            "eventId": row.event_id,
+            "status": row.status,
+            "attempts": row.attempts,
+            "nextAttemptAt": timestamp(row.next_attempt_at) if row.status == "pending" else None,
+            "lastStatusCode": row.last_status_code,
+            "lastError": row.last_error,
+            "attemptLog": list(row.attempt_log or []),
+            "payload": dict(row.payload or {}),
+            "createdAt": timestamp(row.created_at),
+            "deliveredAt": timestamp(row.delivered_at),
+        }
+    )
 
 
 def event_name(group: JobGroup, to_status: str) -> str | None:
     """The webhook event of a job group's move to ``to_status`` (None for a move to Created)."""
-    name = _STATUS_EVENTS.get(to_status)
+    name = STATUS_EVENTS.get(to_status)
     if name is None:
         return None
     return f"{'pipeline' if group.pipeline_id is not None else 'job'}.{name}"
@@ -257,7 +194,7 @@ def create_webhook(body: WebhookCreate | Mapping[str, Any], *, user: User | None
         Conflict: the name is taken. Forbidden: not an admin.
     """
     require_role(user, "admin")
-    parsed: WebhookCreate = _parse(WebhookCreate, body, "webhook")
+    parsed: WebhookCreate = parse_body(WebhookCreate, body, "webhook")
     secret = parsed.secret or _secrets.token_urlsafe(32)
     with transaction() as session:
         row = _repo.create(
@@ -296,7 +233,7 @@ def update_webhook(
 ) -> dict[str, Any]:
     """Change a subscription (a new ``secret`` is stored encrypted and not shown)."""
     require_role(user, "admin")
-    parsed: WebhookChanges = _parse(WebhookChanges, changes, "webhook change")
+    parsed: WebhookChanges = parse_body(WebhookChanges, changes, "webhook change")
     values = {k: getattr(parsed, k) for k in parsed.model_fields_set if getattr(parsed, k) is not None}
     if "secret" in values:
         values["secret"] = _encrypted(values["secret"])

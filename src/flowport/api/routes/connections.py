@@ -11,52 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import field_validator
 
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.api.presenters import ConnectionList, answers
 from flowport.services import connections
-from flowport.services.connections import ConnectionCreate, ConnectionUpdate, connection_public_dict
+from flowport.services.connections import connection_public_dict
 from flowport.services.instance import page_bounds
+from flowport.services.schemas.connections import ConnectionCreate, ConnectionRead, ConnectionUpdate
 
-__all__ = ["ConnectionCreateBody", "ConnectionUpdateBody", "router"]
+__all__ = ["router"]
 
 router = APIRouter(
     prefix="/v4/connections", tags=["connections"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES
 )
 
-# The stored user name is a 255-character column.
-_MAX_USER = 255
 
-
-def _user_names_fit(value: Any) -> Any:
-    for index, item in enumerate(value or []):
-        for key in ("user", "username"):
-            text = item.get(key)
-            if isinstance(text, str) and len(text) > _MAX_USER:
-                raise ValueError(f"credentials[{index}].{key} is longer than {_MAX_USER} characters")
-    return value
-
-
-class ConnectionCreateBody(ConnectionCreate):
-    """The body of ``POST /v4/connections`` (the seed's connection object)."""
-
-    @field_validator("credentials", mode="after")
-    @classmethod
-    def _fits(cls, value: Any) -> Any:
-        return _user_names_fit(value)
-
-
-class ConnectionUpdateBody(ConnectionUpdate):
-    """The body of ``PATCH /v4/connections/{id}``: only the fields given change."""
-
-    @field_validator("credentials", mode="after")
-    @classmethod
-    def _fits(cls, value: Any) -> Any:
-        return _user_names_fit(value)
-
-
-@router.get("")
+@router.get("", responses=answers(ConnectionList))
 def list_connections(user: CurrentUser, page: PageQuery) -> dict[str, Any]:
     """Connections in creation order (no secrets); ``count`` is ``{owned, shared, count}`` as in the seed."""
     limit, offset = page_bounds(page.limit, page.offset, page.no_limit)
@@ -67,20 +38,20 @@ def list_connections(user: CurrentUser, page: PageQuery) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201)
-def create_connection(user: Editor, body: ConnectionCreateBody) -> dict[str, Any]:
+@router.post("", status_code=201, responses=answers(ConnectionRead, 201))
+def create_connection(user: Editor, body: ConnectionCreate) -> dict[str, Any]:
     """Create a connection; its secrets are encrypted and never shown again."""
     return connection_public_dict(connections.add_connection(body, creator_id=user.id))
 
 
-@router.get("/{connection_id}")
+@router.get("/{connection_id}", responses=answers(ConnectionRead))
 def get_connection(_user: CurrentUser, connection_id: Id) -> dict[str, Any]:
     """The connection (its user name, never a secret)."""
     return connection_public_dict(connections.get_connection(connection_id))
 
 
-@router.patch("/{connection_id}")
-def update_connection(user: Editor, connection_id: Id, body: ConnectionUpdateBody) -> dict[str, Any]:
+@router.patch("/{connection_id}", responses=answers(ConnectionRead))
+def update_connection(user: Editor, connection_id: Id, body: ConnectionUpdate) -> dict[str, Any]:
     """Change the given fields; ``credentials`` replace the stored ones as a whole."""
     return connection_public_dict(connections.update_connection(connection_id, body, updater_id=user.id))
 

@@ -16,10 +16,17 @@ from pydantic import Field
 from flowport.api.bodies import parsed_by_service
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
-from flowport.api.routes.flows import RunBody
+from flowport.api.presenters import answers, page
 from flowport.model.import_rules import ObjectImportRule, ValueImportRule
 from flowport.services import deployments
-from flowport.services.deployments import DeploymentCreate, DeploymentUpdate, ReleaseUpdate
+from flowport.services.schemas.deployments import (
+    DeploymentCreate,
+    DeploymentRead,
+    DeploymentUpdate,
+    ReleaseRead,
+    ReleaseUpdate,
+)
+from flowport.services.schemas.flows import RunBody
 
 __all__ = ["router"]
 
@@ -49,13 +56,13 @@ _ZIP: dict[int | str, dict[str, Any]] = {
 # -- deployments -----------------------------------------------------------------------
 
 
-@router.post("/deployments", status_code=201)
+@router.post("/deployments", status_code=201, responses=answers(DeploymentRead, 201))
 def create_deployment(user: Editor, body: DeploymentCreate) -> dict[str, Any]:
     """Create a deployment (and the project its releases' flows live in)."""
     return deployments.create_deployment(body, user=user)
 
 
-@router.get("/deployments")
+@router.get("/deployments", responses=answers(page(DeploymentRead)))
 def list_deployments(
     _user: CurrentUser,
     page: PageQuery,
@@ -72,13 +79,13 @@ def list_deployments(
     )
 
 
-@router.get("/deployments/{deployment_id}")
+@router.get("/deployments/{deployment_id}", responses=answers(DeploymentRead))
 def get_deployment(_user: CurrentUser, deployment_id: Id, embed: Embed = None) -> dict[str, Any]:
     """The deployment (``?embed=releases``: with its releases)."""
     return deployments.get_deployment(deployment_id, embed_releases=embed == "releases")
 
 
-@router.patch("/deployments/{deployment_id}")
+@router.patch("/deployments/{deployment_id}", responses=answers(DeploymentRead))
 def patch_deployment(user: Editor, deployment_id: Id, body: DeploymentUpdate) -> dict[str, Any]:
     """Rename the deployment."""
     return deployments.patch_deployment(deployment_id, body, user=user)
@@ -161,7 +168,7 @@ def import_release_dry_run(
     return deployments.import_release(deployment_id, data.file.read(), user=user, notes=notes, dry_run=True)
 
 
-@router.get("/releases")
+@router.get("/releases", responses=answers(page(ReleaseRead)))
 def list_releases(
     _user: CurrentUser,
     page: PageQuery,
@@ -173,7 +180,7 @@ def list_releases(
     )
 
 
-@router.get("/releases/{release_id}")
+@router.get("/releases/{release_id}", responses=answers(ReleaseRead))
 def get_release(_user: CurrentUser, release_id: Id) -> dict[str, Any]:
     """The release: notes, package uuid, active, its flows and the import rules that applied."""
     return deployments.get_release(release_id)
@@ -206,7 +213,11 @@ def get_release_package(_user: CurrentUser, release_id: Id) -> Response:
     )
 
 
-@router.patch("/releases/{release_id}", openapi_extra=parsed_by_service(ReleaseUpdate))
+@router.patch(
+    "/releases/{release_id}",
+    openapi_extra=parsed_by_service(ReleaseUpdate),
+    responses=answers(ReleaseRead),
+)
 def patch_release(
     user: Editor,
     release_id: Id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from flowport.api.bodies import parsed_by_service
 from flowport.api.deps import (
@@ -21,87 +20,25 @@ from flowport.api.deps import (
     PageQuery,
 )
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.api.presenters import FlowView, answers, flow_view, page
 from flowport.model.flow import Flow
 from flowport.services import flow_records, runs
-from flowport.services.schemas import PARAMETER_NAME, Name, Unset, keys_matching
+from flowport.services.schemas.flows import DuplicateBody, FlowChanges, PreviewBody, RunBody, ValidationRead
+from flowport.services.schemas.jobs import JobGroupRead
 
-__all__ = ["DuplicateBody", "PreviewBody", "RunBody", "flow_view", "router"]
-
-router = APIRouter(
-    prefix="/v4/flows", tags=["flows"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES
-)
-
-# A parameter value as a client may send it; the services turn it into text.
-ParameterValue = StrictStr | StrictInt | StrictFloat | StrictBool
-Parameters = Annotated[
-    dict[Annotated[str, Field(max_length=255)], ParameterValue],
-    Field(json_schema_extra=keys_matching(PARAMETER_NAME)),
-]
+__all__ = ["router"]
 
 _DOCUMENT = (
     "A flow document (`flowport.flow/1`, see `flowport schema flow`), or just "
     '`{"name", "description", "type"}` for an empty flow. Unknown keys are refused.'
 )
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class DuplicateBody(_Body):
-    """The body of ``POST /v4/flows/{id}/duplicate``: the copy's name and description."""
-
-    name: Name | None = None
-    description: str | None = None
+router = APIRouter(
+    prefix="/v4/flows", tags=["flows"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES
+)
 
 
-class PreviewBody(_Body):
-    """The body of ``POST /v4/flows/{id}/preview``."""
-
-    rows: int = Field(default=10, ge=1, le=100_000, description="Records to read from each origin.")
-    parameters: Parameters = Field(default_factory=dict, description="Parameter overrides.")
-
-
-class _Override(_Body):
-    key: str = Field(max_length=255, json_schema_extra={"pattern": PARAMETER_NAME})
-    value: ParameterValue
-
-
-class _Overrides(_Body):
-    data: list[_Override] = Field(default_factory=list)
-
-
-class _RunParameters(_Body):
-    overrides: _Overrides = Field(default_factory=_Overrides)
-
-
-class RunBody(_Body):
-    """The body of ``POST /v4/flows/{id}/run``: parameter overrides, in either of two spellings.
-
-    ``{"parameters": {"k": "v"}}`` or, as the seed's run endpoints take them,
-    ``{"runParameters": {"overrides": {"data": [{"key": "k", "value": "v"}]}}}``.
-    Given both, ``parameters`` wins for a name in both.
-    """
-
-    parameters: Parameters | None = None
-    run_parameters: _RunParameters | None = Field(default=None, alias="runParameters")
-
-    def overrides(self) -> dict[str, Any]:
-        """The overrides as one ``{name: value}``."""
-        values: dict[str, Any] = {}
-        if self.run_parameters is not None:
-            values.update({item.key: item.value for item in self.run_parameters.overrides.data})
-        values.update(self.parameters or {})
-        return values
-
-
-def flow_view(flow: dict[str, Any]) -> dict[str, Any]:
-    """A flow dict of the services as the API shows it: also ``projectId`` beside ``project``."""
-    project = flow.get("project")
-    return {**flow, "projectId": project.get("id") if isinstance(project, dict) else None}
-
-
-@router.get("")
+@router.get("", responses=answers(page(FlowView)))
 def list_flows(
     _user: CurrentUser,
     page: PageQuery,
@@ -125,16 +62,7 @@ def list_flows(
     return {**result, "data": [flow_view(flow) for flow in result["data"]]}
 
 
-class FlowChanges(_Body):
-    """``PATCH /v4/flows/{id}`` without a document: a new name and/or description."""
-
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
-
-    name: Name | Unset = None
-    description: str | Unset = None
-
-
-@router.post("", status_code=201, openapi_extra=parsed_by_service(Flow))
+@router.post("", status_code=201, openapi_extra=parsed_by_service(Flow), responses=answers(FlowView, 201))
 def create_flow(
     user: Editor,
     body: Annotated[dict[str, Any], Body(description=_DOCUMENT)],
@@ -144,13 +72,13 @@ def create_flow(
     return flow_view(flow_records.create_flow(body, project=project_id, user=user))
 
 
-@router.get("/{flow_id}")
+@router.get("/{flow_id}", responses=answers(FlowView))
 def get_flow(_user: CurrentUser, flow_id: Id) -> dict[str, Any]:
     """The stored flow with its document."""
     return flow_view(flow_records.get_flow(flow_id))
 
 
-@router.patch("/{flow_id}", openapi_extra=parsed_by_service(Flow | FlowChanges))
+@router.patch("/{flow_id}", openapi_extra=parsed_by_service(Flow | FlowChanges), responses=answers(FlowView))
 def update_flow(
     user: Editor,
     flow_id: Id,
@@ -172,7 +100,7 @@ def delete_flow(user: Editor, flow_id: Id) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{flow_id}/duplicate", status_code=201)
+@router.post("/{flow_id}/duplicate", status_code=201, responses=answers(FlowView, 201))
 def duplicate_flow(
     user: Editor, flow_id: Id, body: Annotated[DuplicateBody | None, Body()] = None
 ) -> dict[str, Any]:
@@ -183,7 +111,7 @@ def duplicate_flow(
     )
 
 
-@router.get("/{flow_id}/validate")
+@router.get("/{flow_id}/validate", responses=answers(ValidationRead))
 def validate_flow(_user: CurrentUser, flow_id: Id) -> dict[str, Any]:
     """Validate the flow: ``{success, message, issues}``, each issue ``{type, instanceName, code, ...}``."""
     return flow_records.validation_dict(flow_records.validate_flow(flow_id))
@@ -199,7 +127,7 @@ def preview_flow(
     return {"data": stages, "count": len(stages)}
 
 
-@router.post("/{flow_id}/run", status_code=201)
+@router.post("/{flow_id}/run", status_code=201, responses=answers(JobGroupRead, 201))
 def run_flow(user: Editor, flow_id: Id, body: Annotated[RunBody | None, Body()] = None) -> dict[str, Any]:
     """Validate the flow and start a job running it; answers the job group (poll ``/v4/jobGroups/{id}``)."""
     overrides = (body or RunBody()).overrides()

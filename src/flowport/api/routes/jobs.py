@@ -9,7 +9,9 @@ from fastapi.responses import PlainTextResponse
 
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.api.presenters import answers, page
 from flowport.services import jobs
+from flowport.services.schemas.jobs import JobGroupRead, JobRead
 
 __all__ = ["router"]
 
@@ -20,7 +22,7 @@ router = APIRouter(
 Status = Literal["Created", "Pending", "InProgress", "Complete", "Failed", "Canceled"]
 
 
-@router.get("")
+@router.get("", responses=answers(page(JobGroupRead)))
 def list_job_groups(
     _user: CurrentUser,
     page: PageQuery,
@@ -39,7 +41,7 @@ def list_job_groups(
     )
 
 
-@router.get("/{job_group_id}")
+@router.get("/{job_group_id}", responses=answers(JobGroupRead))
 def get_job_group(
     _user: CurrentUser,
     job_group_id: Id,
@@ -49,7 +51,7 @@ def get_job_group(
     return jobs.get_job_group(job_group_id, embed_jobs=embed == "jobs")
 
 
-@router.get("/{job_group_id}/jobs")
+@router.get("/{job_group_id}/jobs", responses=answers(page(JobRead)))
 def list_jobs(_user: CurrentUser, job_group_id: Id, page: PageQuery) -> dict[str, Any]:
     """The jobs of the job group."""
     return jobs.list_jobs(job_group_id, limit=page.limit, offset=page.offset, no_limit=page.no_limit)
@@ -72,7 +74,7 @@ def get_logs(_user: CurrentUser, job_group_id: Id) -> PlainTextResponse:
     return PlainTextResponse(jobs.get_job_group_logs(job_group_id))
 
 
-@router.post("/{job_group_id}/cancel")
+@router.post("/{job_group_id}/cancel", responses=answers(JobGroupRead))
 def cancel_job_group(user: Editor, job_group_id: Id) -> dict[str, Any]:
     """Cancel the job group: at once when not started, within a second when running."""
     return jobs.cancel_job_group(job_group_id, user=user)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Query, Response, UploadFile
-from pydantic import BaseModel, ConfigDict, Field
 
-from flowport.api.deps import MAX_ID, AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId
+from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId
 from flowport.api.errors import ERROR_RESPONSES
-from flowport.api.routes.flows import flow_view
+from flowport.api.presenters import flow_view
 from flowport.services import packages
+from flowport.services.schemas.packages import ExportBody
 
-__all__ = ["ExportBody", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["packages"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES)
 
@@ -32,17 +32,6 @@ _RESOLUTION = Query(
     '`rename` (store it as "<name> (1)" with a new uuid).',
 )
 _UPLOAD = File(description="The package ZIP, as exported.")
-
-
-class ExportBody(BaseModel):
-    """The body of ``POST /v4/packages``."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    flow_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
-        alias="flowIds", min_length=1, max_length=packages.MAX_EXPORT_FLOWS
-    )
-    with_plain_text_credentials: bool = Field(default=False, alias="withPlainTextCredentials")
 
 
 def _zip(data: bytes, filename: str) -> Response:

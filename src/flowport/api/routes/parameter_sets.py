@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Response
 
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.api.presenters import answers, page
 from flowport.services import parameter_sets
-from flowport.services.parameter_sets import ParameterSetCreate, ParameterSetUpdate
+from flowport.services.schemas.parameter_sets import ParameterSetCreate, ParameterSetRead, ParameterSetUpdate
 
 __all__ = ["router"]
 
@@ -21,7 +22,7 @@ router = APIRouter(
 )
 
 
-@router.get("")
+@router.get("", responses=answers(page(ParameterSetRead)))
 def list_parameter_sets(
     _user: CurrentUser,
     page: PageQuery,
@@ -34,7 +35,7 @@ def list_parameter_sets(
     )
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=answers(ParameterSetRead, 201))
 def create_parameter_set(
     user: Editor,
     body: ParameterSetCreate,
@@ -44,13 +45,13 @@ def create_parameter_set(
     return parameter_sets.create_parameter_set(body, project=project_id, user=user)
 
 
-@router.get("/{parameter_set_id}")
+@router.get("/{parameter_set_id}", responses=answers(ParameterSetRead))
 def get_parameter_set(_user: CurrentUser, parameter_set_id: Id) -> dict[str, Any]:
     """The parameter set."""
     return parameter_sets.get_parameter_set(parameter_set_id)
 
 
-@router.patch("/{parameter_set_id}")
+@router.patch("/{parameter_set_id}", responses=answers(ParameterSetRead))
 def update_parameter_set(user: Editor, parameter_set_id: Id, body: ParameterSetUpdate) -> dict[str, Any]:
     """Change the given fields; ``parameters`` replace the stored ones as a whole."""
     return parameter_sets.update_parameter_set(parameter_set_id, body, user=user)

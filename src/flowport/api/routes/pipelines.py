@@ -14,9 +14,11 @@ from fastapi import APIRouter, Body, Query, Response
 from flowport.api.bodies import parsed_by_service
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
-from flowport.api.routes.flows import RunBody
+from flowport.api.presenters import answers, page
 from flowport.model.pipeline import Pipeline
 from flowport.services import pipelines
+from flowport.services.schemas.flows import RunBody
+from flowport.services.schemas.pipelines import LockRead, PipelineRead, PipelineRunRead
 
 __all__ = ["router"]
 
@@ -31,7 +33,7 @@ _DOCUMENT = (
 RunStatus = Literal["Created", "Pending", "InProgress", "Complete", "Failed", "Canceled"]
 
 
-@router.get("/pipelines")
+@router.get("/pipelines", responses=answers(page(PipelineRead)))
 def list_pipelines(
     _user: CurrentUser,
     page: PageQuery,
@@ -44,7 +46,12 @@ def list_pipelines(
     )
 
 
-@router.post("/pipelines", status_code=201, openapi_extra=parsed_by_service(Pipeline))
+@router.post(
+    "/pipelines",
+    status_code=201,
+    openapi_extra=parsed_by_service(Pipeline),
+    responses=answers(PipelineRead, 201),
+)
 def create_pipeline(
     user: Editor,
     body: Annotated[dict[str, Any], Body(description=_DOCUMENT)],
@@ -54,13 +61,13 @@ def create_pipeline(
     return pipelines.create_pipeline(body, project=project_id, user=user)
 
 
-@router.get("/pipelines/{pipeline_id}")
+@router.get("/pipelines/{pipeline_id}", responses=answers(PipelineRead))
 def get_pipeline(_user: CurrentUser, pipeline_id: Id) -> dict[str, Any]:
     """The pipeline with its document."""
     return pipelines.get_pipeline(pipeline_id)
 
 
-@router.patch("/pipelines/{pipeline_id}")
+@router.patch("/pipelines/{pipeline_id}", responses=answers(PipelineRead))
 def update_pipeline(
     user: Editor,
     pipeline_id: Id,
@@ -101,14 +108,14 @@ def export_pipeline(
     )
 
 
-@router.post("/pipelines/{pipeline_id}/run", status_code=201)
+@router.post("/pipelines/{pipeline_id}/run", status_code=201, responses=answers(PipelineRunRead, 201))
 def run_pipeline(user: Editor, pipeline_id: Id, body: RunBody | None = None) -> dict[str, Any]:
     """Start a run now; 409 when one of its task locks is held (the answer names the holder)."""
     overrides = body.overrides() if body is not None else {}
     return pipelines.start_pipeline(pipeline_id, "manual", user, overrides=overrides)
 
 
-@router.get("/pipelineRuns")
+@router.get("/pipelineRuns", responses=answers(page(PipelineRunRead)))
 def list_runs(
     _user: CurrentUser,
     page: PageQuery,
@@ -121,19 +128,19 @@ def list_runs(
     )
 
 
-@router.get("/pipelineRuns/{run_id}")
+@router.get("/pipelineRuns/{run_id}", responses=answers(PipelineRunRead))
 def get_run(_user: CurrentUser, run_id: Id) -> dict[str, Any]:
     """A pipeline run with each task's status, tries, job, message and log."""
     return pipelines.get_run(run_id)
 
 
-@router.post("/pipelineRuns/{run_id}/cancel")
+@router.post("/pipelineRuns/{run_id}/cancel", responses=answers(PipelineRunRead))
 def cancel_run(user: Editor, run_id: Id) -> dict[str, Any]:
     """Cancel a run: queued, at once; running, its tasks are stopped and its locks released."""
     return pipelines.cancel_run(run_id, user=user)
 
 
-@router.get("/locks")
+@router.get("/locks", responses=answers(page(LockRead)))
 def list_locks(_user: CurrentUser) -> dict[str, Any]:
     """Held task locks: name, task, pipeline, the run holding it and since when."""
     return pipelines.list_locks()

@@ -14,8 +14,16 @@ from fastapi import APIRouter, Query, Response
 
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.api.presenters import answers, page
 from flowport.services import schedules
-from flowport.services.schedules import BackfillRequest, ScheduleChanges, ScheduleCreate
+from flowport.services.schemas.jobs import JobGroupRead
+from flowport.services.schemas.schedules import (
+    BackfillRead,
+    BackfillRequest,
+    ScheduleChanges,
+    ScheduleCreate,
+    ScheduleRead,
+)
 
 __all__ = ["router"]
 
@@ -24,13 +32,13 @@ router = APIRouter(
 )
 
 
-@router.post("/schedules", status_code=201)
+@router.post("/schedules", status_code=201, responses=answers(ScheduleRead, 201))
 def create_schedule(user: Editor, body: ScheduleCreate) -> dict[str, Any]:
     """Create a schedule on a flow or a deployment (its active release)."""
     return schedules.create_schedule(body, user=user)
 
 
-@router.get("/schedules")
+@router.get("/schedules", responses=answers(page(ScheduleRead)))
 def list_schedules(
     _user: CurrentUser,
     page: PageQuery,
@@ -49,13 +57,13 @@ def list_schedules(
     )
 
 
-@router.get("/schedules/{schedule_id}")
+@router.get("/schedules/{schedule_id}", responses=answers(ScheduleRead))
 def get_schedule(_user: CurrentUser, schedule_id: Id) -> dict[str, Any]:
     """The schedule, with its last run and next run."""
     return schedules.get_schedule(schedule_id)
 
 
-@router.patch("/schedules/{schedule_id}")
+@router.patch("/schedules/{schedule_id}", responses=answers(ScheduleRead))
 def update_schedule(user: Editor, schedule_id: Id, body: ScheduleChanges) -> dict[str, Any]:
     """Change a schedule; new timing moves it to the interval in progress (no catch-up)."""
     return schedules.update_schedule(schedule_id, body, user=user)
@@ -68,13 +76,13 @@ def delete_schedule(user: Editor, schedule_id: Id) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/schedules/{schedule_id}/pause")
+@router.post("/schedules/{schedule_id}/pause", responses=answers(ScheduleRead))
 def pause_schedule(user: Editor, schedule_id: Id) -> dict[str, Any]:
     """Pause: no new runs until resumed."""
     return schedules.pause_schedule(schedule_id, user=user)
 
 
-@router.post("/schedules/{schedule_id}/resume")
+@router.post("/schedules/{schedule_id}/resume", responses=answers(ScheduleRead))
 def resume_schedule(
     user: Editor,
     schedule_id: Id,
@@ -86,7 +94,7 @@ def resume_schedule(
     return schedules.resume_schedule(schedule_id, catch_up=catch_up, user=user)
 
 
-@router.get("/schedules/{schedule_id}/runs")
+@router.get("/schedules/{schedule_id}/runs", responses=answers(page(JobGroupRead)))
 def schedule_runs(
     _user: CurrentUser,
     schedule_id: Id,
@@ -102,7 +110,7 @@ def create_backfill(user: Editor, schedule_id: Id, body: BackfillRequest) -> dic
     return schedules.create_backfill(schedule_id, body, user=user)
 
 
-@router.get("/backfills")
+@router.get("/backfills", responses=answers(page(BackfillRead)))
 def list_backfills(
     _user: CurrentUser, schedule_id: Annotated[OptionalId, Query(alias="scheduleId")] = None
 ) -> dict[str, Any]:
@@ -110,7 +118,7 @@ def list_backfills(
     return schedules.list_backfills(schedule_id)
 
 
-@router.post("/backfills/{backfill_id}/cancel")
+@router.post("/backfills/{backfill_id}/cancel", responses=answers(BackfillRead))
 def cancel_backfill(user: Editor, backfill_id: Id) -> dict[str, Any]:
     """Stop a backfill creating runs (runs already created go on)."""
     return schedules.cancel_backfill(backfill_id, user=user)

@@ -7,57 +7,40 @@ read-only viewer may want one for a script); managing users takes an admin.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from flowport.api.deps import Admin, AuthenticatedRoute, CurrentUser, Id, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
+from flowport.api.presenters import answers, page
 from flowport.services import auth
+from flowport.services.schemas.users import TokenCreate, TokenRead, UserCreate, UserRead
 
-__all__ = ["TokenCreate", "UserCreate", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v4", tags=["users"], route_class=AuthenticatedRoute, responses=ERROR_RESPONSES)
 
 
-class UserCreate(BaseModel):
-    """The body of ``POST /v4/users``."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": auth.USER_NAME_PATTERN})
-    password: Annotated[str, Field(min_length=8, max_length=1024, repr=False)]
-    role: Literal["admin", "editor", "viewer"] = "viewer"
-
-
-class TokenCreate(BaseModel):
-    """The body of ``POST /v4/apiTokens``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=255)
-
-
-@router.get("/users")
+@router.get("/users", responses=answers(page(UserRead)))
 def list_users(user: Admin, page: PageQuery) -> dict[str, Any]:
     """Users in creation order (admins only); never a password."""
     return auth.list_users(limit=page.limit, offset=page.offset, no_limit=page.no_limit, actor=user)
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=answers(UserRead, 201))
 def create_user(user: Admin, body: UserCreate) -> dict[str, Any]:
     """Create a user (admins only); the answer never holds the password."""
     return auth.create_user(body.name, body.password, body.role, actor=user).to_dict()
 
 
-@router.get("/users/current")
+@router.get("/users/current", responses=answers(UserRead))
 def current(user: CurrentUser) -> dict[str, Any]:
     """The caller."""
     return user.to_dict()
 
 
-@router.get("/apiTokens")
+@router.get("/apiTokens", responses=answers(page(TokenRead)))
 def list_tokens(user: CurrentUser, page: PageQuery) -> dict[str, Any]:
     """The caller's API tokens (an admin's: everyone's), by prefix only."""
     return auth.list_tokens(limit=page.limit, offset=page.offset, no_limit=page.no_limit, actor=user)
