@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowport import __version__
 from flowport.api.deps import AuthenticatedRoute, remember_user
+from flowport.api.docs import install_docs
 from flowport.api.errors import error_response, install_error_handlers, route_path
 from flowport.api.routes import (
     connections,
@@ -254,10 +255,12 @@ def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        # Served by install_docs from local assets (FastAPI's own pages load them from a CDN).
+        docs_url=None,
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app, "/openapi.json")
     for module in (
         projects,
         flows,
