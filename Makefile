@@ -19,8 +19,10 @@ run: setup
 example: setup
 	$(VENV)/bin/flowport example run
 
-## test: set up, lint (ruff, mypy, import-linter) and run the whole test suite
+## test: set up, lint (ruff, mypy, import-linter) and run the whole test suite (the web UI's
+## browser tests use Debian's chromium, installed here when missing)
 test: setup lint
+	@scripts/install-chromium.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -20,8 +20,9 @@ from tests.sdk.flowport_server import ADMIN_PASSWORD, free_port, wait_until_up
 
 from flowport.services import auth
 
-# Routes outside /v4 that are public on purpose: the API's description, which holds no data.
-PUBLIC = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
+# Routes outside /v4 that are public on purpose: the API's description and its two readers (Swagger UI,
+# ReDoc), which hold no data.
+PUBLIC = {"/openapi.json", "/docs", "/redoc"}
 # Writes (not GET) a viewer may still do: they change nothing, or only the caller's own tokens.
 VIEWER_MAY = {
     ("POST", "/v4/flows/{flow_id}/preview"),

@@ -7,6 +7,7 @@ services own the transactions and the rules. See ``docs/api-v4.md``.
 from __future__ import annotations
 
 import json
+from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -35,7 +36,7 @@ from flowport.api.routes import (
     webhooks,
 )
 from flowport.errors import FlowportError
-from flowport.services import auth
+from flowport.services import auth, sessions
 from flowport.services.schemas import NO_NUL
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -170,8 +171,16 @@ class _AuthenticateFirst:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
+        session = _session_cookie(headers) if not authorization else None
         try:
-            user = await run_in_threadpool(auth.authenticate, headers.get("authorization"))
+            if session:
+                # The web UI: its session cookie, with the CSRF token on a change.
+                user = await run_in_threadpool(
+                    sessions.user_of, session, scope["method"], headers.get(sessions.CSRF_HEADER)
+                )
+            else:
+                user = await run_in_threadpool(auth.authenticate, authorization)
         except FlowportError as exc:
             response = error_response(exc)
             if headers.get("transfer-encoding") or headers.get("content-length", "0").strip() != "0":
@@ -180,6 +189,16 @@ class _AuthenticateFirst:
             return
         remember_user(scope, user)
         await self.app(scope, receive, send)
+
+
+def _session_cookie(headers: Headers) -> str | None:
+    cookies = SimpleCookie()
+    try:
+        cookies.load(headers.get("cookie", ""))
+    except CookieError:
+        return None
+    morsel = cookies.get(sessions.SESSION_COOKIE)
+    return morsel.value if morsel is not None and morsel.value else None
 
 
 def _needs_credentials(scope: Scope) -> bool:
@@ -211,10 +230,28 @@ def _state_text_rules(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _no_nul(generate())
+            document = generate()
+            _no_nul(document)
+            document.setdefault("components", {}).setdefault("schemas", {})["JsonValue"] = _JSON_VALUE
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_JSON_VALUE_REF = "#/components/schemas/JsonValue"
+_JSON_VALUE: dict[str, Any] = {
+    "description": "Any JSON value without a NUL character in a string or an object key.",
+    "anyOf": [
+        {"type": "string", "pattern": NO_NUL},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": _JSON_VALUE_REF}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": _JSON_VALUE_REF},
+        },
+    ],
+}
 
 
 def _no_nul(node: Any) -> None:
@@ -235,6 +272,9 @@ def _no_nul(node: Any) -> None:
             node.setdefault("allOf", []).append({"pattern": NO_NUL})
     if node.get("additionalProperties", False) is not False and "propertyNames" not in node:
         node["propertyNames"] = {"pattern": NO_NUL}
+    if node.get("additionalProperties") in (True, {}):
+        # Any JSON value: any, but without a NUL in a string or a key, however deep.
+        node["additionalProperties"] = {"$ref": _JSON_VALUE_REF}
     for value in node.values():
         _no_nul(value)
 

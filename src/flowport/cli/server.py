@@ -256,6 +256,7 @@ def server(
     console.print(
         f"Files: flows read and write inside {escape(roots.describe())}", highlight=False, soft_wrap=True
     )
+    console.print(f"UI:    {url}/", highlight=False, soft_wrap=True)
     console.print(f"API:   {url}/v4", highlight=False, soft_wrap=True)
     console.print(f"Docs:  {url}/docs", highlight=False, soft_wrap=True)
     if generated is not None:
@@ -281,7 +282,11 @@ def server(
                 target=_report_when_done, args=(group["id"],), name="flowport-example", daemon=True
             ).start()
 
-    config = uvicorn.Config(create_app(), host=host, port=port, log_level=log_level, workers=1)
+    from flowport import ui
+
+    app = create_app()
+    ui.attach(app)  # the web UI at /, over the same API
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1)
     # Jobs whose worker stopped renewing its lease (killed, host gone) are failed while the server runs.
     sweep = Loop("lease", jobs.HEARTBEAT_LEASE / 3, lambda: jobs.fail_stale_job_groups(only_running=True))
     sweep.start()

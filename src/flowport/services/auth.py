@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, Literal
 
@@ -76,6 +76,7 @@ __all__ = [
     "list_users",
     "require_role",
     "revoke_token",
+    "revoke_token_value",
     "token_public_dict",
     "update_user",
 ]
@@ -471,9 +472,15 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def authenticate_token(token: str) -> User:
-    """The user an API token belongs to; Unauthorized for an unknown or revoked token."""
-    failure = Unauthorized("Invalid or revoked API token")
+def authenticate_token(token: str, *, name: str | None = None, max_age: timedelta | None = None) -> User:
+    """The user an API token belongs to; Unauthorized for an unknown or revoked token.
+
+    ``name`` and ``max_age``: only a token of that name, created less than ``max_age`` ago
+    (a web session is a token named so, and expires).
+    """
+    failure = Unauthorized(
+        "Invalid or revoked API token" if name is None else "Your session has ended: sign in again"
+    )
     if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
         raise failure
     digest = _token_hash(token)
@@ -483,6 +490,10 @@ def authenticate_token(token: str) -> User:
         if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
             raise failure
         now = utcnow()
+        if name is not None and row.name != name:
+            raise failure
+        if max_age is not None and _aware(row.created_at) < now - max_age:
+            raise failure
         if row.last_used_at is None or now - row.last_used_at >= _TOUCH_EVERY:
             _tokens.touch(session, row, now)
         return _user(_users.get_by_id(session, row.user_id))
@@ -598,3 +609,18 @@ def revoke_token(token_id: int, *, actor: User | None = None) -> dict[str, Any]:
         record = token_public_dict(_tokens.revoke(session, row))
     _log.info("API token '%s' (id %s) revoked", record["name"], record["id"])
     return record
+
+
+def revoke_token_value(token: str) -> None:
+    """Revoke the token given by its value (signing out of a web session); nothing if it is unknown."""
+    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
+        return
+    with transaction() as session:
+        row = _tokens.get_by_hash(session, _token_hash(token))
+        if row is not None and row.revoked_at is None:
+            _tokens.revoke(session, row)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

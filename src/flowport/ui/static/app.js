@@ -1,0 +1,257 @@
+// Flowport web UI: a small single-page app over the REST API v4 (no build step, no framework).
+// The browser's session cookie signs every call in; changes carry the CSRF token (X-CSRF-Token).
+"use strict";
+
+const FINAL = new Set(["Complete", "Failed", "Canceled"]);
+let me = null;
+let timer = null;
+
+function csrf() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("flowport_csrf="));
+  return found ? decodeURIComponent(found.split("=")[1]) : "";
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) { location.href = "/ui/login"; throw new Error("signed out"); }
+  const text = await response.text();
+  const type = response.headers.get("content-type") || "";
+  const data = type.includes("json") && text ? JSON.parse(text) : text;
+  if (!response.ok) {
+    const message = data && data.exception ? data.exception.message : `${response.status} ${text}`;
+    throw new Error(message);
+  }
+  return data;
+}
+
+// el("tag", {attr: value, onclick: fn}, child...) — text children are escaped by the DOM.
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function show(...nodes) {
+  const view = document.getElementById("view");
+  view.replaceChildren(...nodes);
+  view.focus();
+}
+
+function fail(error) {
+  show(el("h1", {}, "Something went wrong"), el("p", { class: "message", role: "alert" }, error.message));
+}
+
+const canEdit = () => me && (me.role === "admin" || me.role === "editor");
+
+// -- flows -------------------------------------------------------------------------------
+
+async function flowsPage() {
+  const search = el("input", { id: "search", type: "search", placeholder: "Name contains", "aria-label": "Search flows" });
+  const kind = el("select", { id: "type", "aria-label": "Flow type" },
+    el("option", { value: "" }, "All types"), el("option", { value: "batch" }, "batch"),
+    el("option", { value: "streaming" }, "streaming"));
+  const body = el("tbody");
+  const flows = (await api("GET", "/v4/flows?noLimit=true")).data;
+  const render = () => {
+    const text = search.value.trim().toLowerCase();
+    body.replaceChildren(...flows
+      .filter((f) => (!text || f.name.toLowerCase().includes(text)) && (!kind.value || f.type === kind.value))
+      .map((f) => el("tr", {},
+        el("td", {}, el("a", { href: `#/flows/${f.id}` }, f.name)),
+        el("td", {}, f.type), el("td", {}, f.description || ""), el("td", {}, f.updatedAt || ""))));
+  };
+  search.addEventListener("input", render);
+  kind.addEventListener("change", render);
+  render();
+  show(el("h1", {}, "Flows"), el("div", { class: "toolbar" }, search, kind),
+    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Type"),
+      el("th", {}, "Description"), el("th", {}, "Updated"))), body));
+}
+
+// Stages without a position are laid out in columns by their distance from an origin.
+function positions(stages, edges) {
+  const depth = new Map(stages.map((s) => [s.name, 0]));
+  for (let round = 0; round < stages.length; round++) {
+    for (const e of edges) depth.set(e.to, Math.max(depth.get(e.to) || 0, (depth.get(e.from) || 0) + 1));
+  }
+  const rows = new Map();
+  const placed = new Map();
+  for (const s of stages) {
+    if (s.position) { placed.set(s.name, { x: s.position.x, y: s.position.y }); continue; }
+    const column = depth.get(s.name) || 0;
+    const row = rows.get(column) || 0;
+    rows.set(column, row + 1);
+    placed.set(s.name, { x: 40 + column * 230, y: 40 + row * 120 });
+  }
+  return placed;
+}
+
+function graph(document_, issues) {
+  const stages = document_.stages || [];
+  const edges = (document_.edges || []).map((e) => ({ from: e.from || e.source, to: e.to || e.target }));
+  const at = positions(stages, edges);
+  const W = 180, H = 56;
+  const xs = [...at.values()].map((p) => p.x), ys = [...at.values()].map((p) => p.y);
+  const width = Math.max(640, ...xs.map((x) => x + W + 40)), height = Math.max(200, ...ys.map((y) => y + H + 40));
+  const byStage = new Map();
+  for (const issue of issues) {
+    if (issue.instanceName) byStage.set(issue.instanceName, [...(byStage.get(issue.instanceName) || []), issue]);
+  }
+  const root = svg("svg", { class: "graph", viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `Graph of ${stages.length} stages` },
+    svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5",
+      markerWidth: "8", markerHeight: "8", orient: "auto-start-reverse" }, svg("path", { d: "M 0 0 L 10 5 L 0 10 z" }))));
+  for (const e of edges) {
+    const a = at.get(e.from), b = at.get(e.to);
+    if (!a || !b) continue;
+    root.append(svg("path", { class: "edge", "marker-end": "url(#arrow)",
+      d: `M ${a.x + W} ${a.y + H / 2} C ${a.x + W + 40} ${a.y + H / 2}, ${b.x - 40} ${b.y + H / 2}, ${b.x} ${b.y + H / 2}` }));
+  }
+  for (const s of stages) {
+    const p = at.get(s.name);
+    const problems = byStage.get(s.name) || [];
+    const plugin = s.plugin ? `${s.plugin.name || ""} ${s.plugin.version || ""}`.trim() : "";
+    const group = svg("g", { class: `stage${problems.length ? " bad" : ""}`, "data-stage": s.name, tabindex: "0",
+      transform: `translate(${p.x} ${p.y})` },
+      svg("title", {}, problems.length ? problems.map((i) => i.humanReadableMessage).join("\n") : s.name),
+      svg("rect", { width: W, height: H, rx: 6 }),
+      svg("text", { x: 10, y: 22 }, s.label || s.name),
+      svg("text", { x: 10, y: 42, class: "plugin" }, plugin));
+    if (problems.length) group.append(svg("circle", { class: "dot", cx: W - 10, cy: 10, r: 7, "data-issues": problems.length }));
+    root.append(group);
+  }
+  return root;
+}
+
+async function flowPage(id) {
+  const [flow, validation] = await Promise.all([api("GET", `/v4/flows/${id}`), api("GET", `/v4/flows/${id}/validate`)]);
+  const issues = validation.issues || [];
+  const status = el("p", { class: "message", role: "status" });
+  const run = el("button", { id: "run", type: "button", onclick: async () => {
+    try {
+      const group = await api("POST", `/v4/flows/${id}/run`, {});
+      location.hash = `#/jobs/${group.id}`;
+    } catch (error) { status.textContent = error.message; }
+  } }, "Run");
+  const validate = el("button", { id: "validate", type: "button", class: "secondary",
+    onclick: () => flowPage(id).catch(fail) }, "Validate again");
+  show(
+    el("h1", {}, flow.name),
+    el("p", {}, flow.description || ""),
+    el("div", { class: "toolbar" }, canEdit() ? run : null, validate,
+      el("span", { id: "validity", class: validation.success ? "status Complete" : "status Failed" },
+        validation.success ? "Valid" : `${issues.length} issue(s)`)),
+    status,
+    graph(flow.document || {}, issues),
+    issues.length ? el("h2", {}, "Issues") : null,
+    issues.length ? el("ul", { class: "issues" }, issues.map((i) =>
+      el("li", {}, `${i.instanceName || "(flow)"}: ${i.humanReadableMessage} [${i.code}]`))) : null,
+    el("h2", {}, "Runs"), await runsTable(`/v4/jobGroups?flowId=${id}&limit=20`));
+}
+
+// -- jobs ---------------------------------------------------------------------------------
+
+async function runsTable(path) {
+  const groups = (await api("GET", path)).data;
+  return el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Run"), el("th", {}, "Status"),
+    el("th", {}, "Trigger"), el("th", {}, "Started"), el("th", {}, "Finished"))),
+    el("tbody", {}, groups.map((g) => el("tr", {},
+      el("td", {}, el("a", { href: `#/jobs/${g.id}` }, `#${g.id}`)),
+      el("td", {}, el("span", { class: `status ${g.status}` }, g.status)),
+      el("td", {}, g.trigger || ""), el("td", {}, g.startedAt || ""), el("td", {}, g.finishedAt || "")))));
+}
+
+async function jobsPage() {
+  const status = el("select", { id: "status", "aria-label": "Status" }, el("option", { value: "" }, "Any status"),
+    ...["Pending", "InProgress", "Complete", "Failed", "Canceled"].map((s) => el("option", { value: s }, s)));
+  const holder = el("div");
+  const load = async () => holder.replaceChildren(
+    await runsTable(`/v4/jobGroups?limit=50${status.value ? `&status=${status.value}` : ""}`));
+  status.addEventListener("change", () => load().catch(fail));
+  await load();
+  show(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, status), holder);
+}
+
+async function jobPage(id) {
+  const title = el("h1", {}, `Run #${id}`);
+  const state = el("p", {}, "Status: ", el("span", { id: "job-status", class: "status" }, "…"));
+  const metrics = el("tbody", { id: "metrics" });
+  const log = el("pre", { class: "log", id: "log", "aria-label": "Log" });
+  const message = el("p", { class: "message", role: "alert" });
+  const cancel = el("button", { id: "cancel", type: "button", class: "secondary", onclick: async () => {
+    try { await api("POST", `/v4/jobGroups/${id}/cancel`); } catch (error) { message.textContent = error.message; }
+  } }, "Cancel");
+  show(title, state, message, canEdit() ? el("div", { class: "toolbar" }, cancel) : null,
+    el("h2", {}, "Stages"),
+    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stage"), el("th", {}, "Input"),
+      el("th", {}, "Output"), el("th", {}, "Errors"))), metrics),
+    el("h2", {}, "Log"), log);
+  const refresh = async () => {
+    const [group, live] = await Promise.all([api("GET", `/v4/jobGroups/${id}`), api("GET", `/v4/jobGroups/${id}/metrics`)]);
+    const badge = document.getElementById("job-status");
+    if (!badge) return false;
+    badge.textContent = group.status;
+    badge.className = `status ${group.status}`;
+    if (group.error) message.textContent = group.error;
+    metrics.replaceChildren(...Object.entries(live.stages || {}).map(([name, m]) => el("tr", {},
+      el("td", {}, name), el("td", {}, m.inputRecords ?? ""), el("td", {}, m.outputRecords ?? ""),
+      el("td", {}, m.errorRecords ?? ""))));
+    log.textContent = await api("GET", `/v4/jobGroups/${id}/logs`);
+    cancel.disabled = FINAL.has(group.status);
+    return !FINAL.has(group.status);
+  };
+  const tick = async () => {
+    try { if (await refresh()) timer = setTimeout(tick, 1000); } catch (error) { message.textContent = error.message; }
+  };
+  await tick();
+}
+
+// -- routing ------------------------------------------------------------------------------
+
+async function route() {
+  clearTimeout(timer);
+  const hash = location.hash || "#/flows";
+  let match;
+  try {
+    if ((match = hash.match(/^#\/flows\/(\d+)$/))) await flowPage(match[1]);
+    else if ((match = hash.match(/^#\/jobs\/(\d+)$/))) await jobPage(match[1]);
+    else if (hash === "#/jobs") await jobsPage();
+    else await flowsPage();
+  } catch (error) { fail(error); }
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await fetch("/ui/logout", { method: "POST", headers: { "X-CSRF-Token": csrf() }, credentials: "same-origin" });
+  location.href = "/ui/login";
+});
+
+(async () => {
+  try {
+    me = await api("GET", "/v4/users/current");
+    document.getElementById("who").textContent = `${me.name} (${me.role})`;
+  } catch (error) { return; }
+  window.addEventListener("hashchange", route);
+  await route();
+})();

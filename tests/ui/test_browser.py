@@ -1,0 +1,152 @@
+"""The web UI in a real browser: headless Chromium (Debian's package) driven by Playwright, no download.
+
+Against a real ``flowport server`` process with the example flow: sign in,
+see the red dot on a stage whose connection does not exist, run the
+example and watch its job page reach Complete with live stage metrics; a
+viewer sees no Run button. Screenshots go to ``FLOWPORT_ARTIFACTS`` (or the
+test's temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD, free_port, wait_until_up
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _require_chromium() -> str:
+    if CHROMIUM is None:
+        reason = "Debian's chromium is not installed (make setup installs it where apt-get can)"
+        if os.environ.get("FLOWPORT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{reason}; FLOWPORT_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("ui-server-home")
+    log = home / "server.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOWPORT_DATABASE_URL", "FLOWPORT_DATA_DIR")}
+    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port), "--example"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=home)
+    try:
+        wait_until_up(process, url, log)
+        with httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+            made = admin.post(
+                "/v4/users", json={"name": "viewer", "password": VIEWER_PASSWORD, "role": "viewer"}
+            )
+            assert made.status_code == 201, made.text
+            # A flow whose stage names a connection this instance does not have: a red dot.
+            broken = {
+                "name": "Broken load",
+                "stages": [
+                    {
+                        "name": "Orders",
+                        "plugin": {"name": "csv_file_origin"},
+                        "configuration": {"path": "orders.csv"},
+                    },
+                    {
+                        "name": "Warehouse",
+                        "plugin": {"name": "sql_table_destination"},
+                        "configuration": {"connection": "no-such-connection", "table": "orders"},
+                    },
+                ],
+                "edges": [{"from": "Orders", "to": "Warehouse"}],
+            }
+            assert admin.post("/v4/flows", json=broken).status_code == 201
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("FLOWPORT_ARTIFACTS") or tmp_path) / "ui"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    executable = _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=FLAGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _sign_in(browser: object, url: str, name: str, password: str) -> object:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{url}/")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/ui/**")
+    page.get_by_role("heading", name="Flows").wait_for()
+    return page
+
+
+def test_a_missing_connection_shows_a_red_dot_on_its_stage(
+    server: str, browser: object, artifacts: Path
+) -> None:
+    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.get_by_role("link", name="Broken load").click()
+    warehouse = page.locator('g.stage[data-stage="Warehouse"]')
+    warehouse.wait_for()
+    assert warehouse.locator("circle.dot").count() == 1
+    assert "no-such-connection" in warehouse.locator("title").text_content()
+    # The origin is fine: no dot there.
+    assert page.locator('g.stage[data-stage="Orders"] circle.dot').count() == 0
+    page.screenshot(path=str(artifacts / "flow-view.png"), full_page=True)
+
+
+def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
+    server: str, browser: object, artifacts: Path
+) -> None:
+    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.get_by_role("link", name="Wrangle Orders").click()
+    page.locator("#validity").wait_for()
+    assert page.locator("g.stage circle.dot").count() == 0
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_url("**/ui/#/jobs/*")
+    status = page.locator("#job-status")
+    page.wait_for_function(
+        "() => ['Complete','Failed','Canceled'].includes(document.getElementById('job-status')?.textContent)",
+        timeout=90_000,
+    )
+    assert status.text_content() == "Complete", page.locator("#log").text_content()
+    rows = page.locator("#metrics tr")
+    assert rows.count() >= 2
+    assert any(int(rows.nth(i).locator("td").nth(2).text_content() or 0) > 0 for i in range(rows.count()))
+    page.screenshot(path=str(artifacts / "job-page.png"), full_page=True)
+
+
+def test_a_viewer_sees_no_run_button(server: str, browser: object) -> None:
+    page = _sign_in(browser, server, "viewer", VIEWER_PASSWORD)
+    page.get_by_role("link", name="Wrangle Orders").click()
+    page.locator("#validity").wait_for()
+    assert page.locator("#run").count() == 0
