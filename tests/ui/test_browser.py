@@ -150,3 +150,41 @@ def test_a_viewer_sees_no_run_button(server: str, browser: object) -> None:
     page.get_by_role("link", name="Wrangle Orders").click()
     page.locator("#validity").wait_for()
     assert page.locator("#run").count() == 0
+
+
+def test_a_deployment_imports_a_package_shows_its_diff_and_rolls_back(
+    server: str, browser: object, artifacts: Path, tmp_path: Path
+) -> None:
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=60) as admin:
+        flow = next(f for f in admin.get("/v4/flows").json()["data"] if f["name"] == "Wrangle Orders")
+        deployment = admin.post("/v4/deployments", json={"name": "Orders Prod"}).json()
+        first = admin.get(f"/v4/flows/{flow['id']}/package").content
+        files = {"data": ("first.zip", first, "application/zip")}
+        assert admin.post(f"/v4/deployments/{deployment['id']}/releases", files=files).status_code == 201
+        # The next version of the flow: its filter keeps bigger orders only.
+        document = admin.get(f"/v4/flows/{flow['id']}").json()["document"]
+        stage = next(s for s in document["stages"] if s["plugin"]["name"] == "filter")
+        stage["configuration"]["condition"] = "total > 250"
+        assert admin.patch(f"/v4/flows/{flow['id']}", json=document).status_code == 200
+        second = tmp_path / "second.zip"
+        second.write_bytes(admin.get(f"/v4/flows/{flow['id']}/package").content)
+
+    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{server}/ui/#/deployments/{deployment['id']}")
+    page.locator("#package").set_input_files(str(second))
+    page.get_by_role("button", name="Preview import").click()
+    diff = page.locator("section.diff")
+    diff.wait_for()
+    assert "total > 250" in diff.text_content()  # the changed filter condition, before anything is stored
+    page.screenshot(path=str(artifacts / "deployment-diff.png"), full_page=True)
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.locator("#releases tbody tr").nth(1).wait_for()
+    assert page.locator("#releases tbody tr").count() == 2
+    first_row = page.locator("#releases tbody tr").first
+    first_row.get_by_role("button", name="Roll back to this").click()
+    page.locator("#releases tbody tr").first.locator("strong", has_text="active").wait_for()
+    page.screenshot(path=str(artifacts / "deployment-page.png"), full_page=True)
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        releases = admin.get("/v4/releases", params={"deploymentId": deployment["id"]}).json()["data"]
+    assert [r["active"] for r in sorted(releases, key=lambda r: r["id"])] == [True, False]

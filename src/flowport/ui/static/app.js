@@ -55,7 +55,7 @@ function svg(tag, attrs, ...children) {
 
 function show(...nodes) {
   const view = document.getElementById("view");
-  view.replaceChildren(...nodes);
+  view.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
   view.focus();
 }
 
@@ -228,6 +228,112 @@ async function jobPage(id) {
   await tick();
 }
 
+// -- deployments ---------------------------------------------------------------------------
+
+async function deploymentsPage() {
+  const list = (await api("GET", "/v4/deployments?noLimit=true")).data;
+  show(el("h1", {}, "Deployments"), el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Name"),
+    el("th", {}, "Active release"), el("th", {}, "Updated"))),
+    el("tbody", {}, list.map((d) => el("tr", {},
+      el("td", {}, el("a", { href: `#/deployments/${d.id}` }, d.name)),
+      el("td", {}, d.activeRelease ? `#${d.activeRelease.id}` : "none"), el("td", {}, d.updatedAt || ""))))));
+}
+
+// What is left of a value once empty lists, empty objects and nulls are taken out (undefined: nothing).
+function prune(value) {
+  if (Array.isArray(value)) {
+    const kept = value.map(prune).filter((v) => v !== undefined);
+    return kept.length ? kept : undefined;
+  }
+  if (value && typeof value === "object") {
+    const kept = Object.entries(value).map(([k, v]) => [k, prune(v)]).filter(([, v]) => v !== undefined);
+    return kept.length ? Object.fromEntries(kept) : undefined;
+  }
+  return value === null || value === undefined ? undefined : value;
+}
+
+// A diff (or any answer part) as nested lists: what changed, key by key.
+function tree(value) {
+  if (Array.isArray(value)) return el("ul", {}, value.map((item) => el("li", {}, tree(item))));
+  if (value && typeof value === "object") {
+    return el("ul", {}, Object.entries(value).map(([k, v]) => el("li", {}, el("strong", {}, `${k}: `),
+      typeof v === "object" ? tree(v) : String(v))));
+  }
+  return String(value);
+}
+
+function diffView(diff) {
+  const { from, to, ...changes } = diff;
+  const kept = prune(changes);
+  return el("section", { class: "diff", "aria-label": "Release diff" },
+    el("h2", {}, `Changes from ${from ?? "nothing"} to ${to ?? "this release"}`),
+    kept ? tree(kept) : el("p", {}, "No changes."));
+}
+
+async function upload(path, file) {
+  const form = new FormData();
+  form.append("data", file);
+  const response = await fetch(path, { method: "POST", body: form, credentials: "same-origin",
+    headers: { "X-CSRF-Token": csrf(), Accept: "application/json" } });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.exception ? data.exception.message : response.statusText);
+  return data;
+}
+
+async function deploymentPage(id) {
+  const deployment = await api("GET", `/v4/deployments/${id}?embed=releases`);
+  const releases = deployment.releases.data;
+  const active = releases.find((r) => r.active);
+  const message = el("p", { class: "message", role: "alert" });
+  const detail = el("div", { id: "detail" });
+  const activate = async (release) => {
+    const older = active && release.id < active.id;
+    if (!confirm(`${older ? "Roll back to" : "Activate"} release #${release.id}? Runs of ${deployment.name} will use it.`)) return;
+    try { await api("PATCH", `/v4/releases/${release.id}`, { active: true }); await deploymentPage(id); }
+    catch (error) { message.textContent = error.message; }
+  };
+  const rows = releases.map((r) => el("tr", { "data-release": r.id },
+    el("td", {}, `#${r.id}`), el("td", {}, r.active ? el("strong", { class: "status Complete" }, "active") : ""),
+    el("td", {}, r.notes || ""), el("td", {}, r.createdAt || ""),
+    el("td", {},
+      !r.active && active ? el("button", { type: "button", class: "secondary", onclick: async () => {
+        try { detail.replaceChildren(diffView(await api("GET", `/v4/releases/${r.id}/diff?against=active`))); }
+        catch (error) { message.textContent = error.message; }
+      } }, "Diff against active") : null,
+      !r.active && canEdit() ? el("button", { type: "button", onclick: () => activate(r) },
+        active && r.id < active.id ? "Roll back to this" : "Activate") : null)));
+  const file = el("input", { id: "package", type: "file", accept: ".zip", "aria-label": "Package ZIP" });
+  const importer = canEdit() ? el("div", { class: "toolbar" }, file,
+    el("button", { id: "dry-run", type: "button", class: "secondary", onclick: async () => {
+      if (!file.files.length) { message.textContent = "Choose a package ZIP first."; return; }
+      try {
+        const report = await upload(`/v4/deployments/${id}/releases/dryRun`, file.files[0]);
+        const unresolved = report.unresolvedConnections || [];
+        detail.replaceChildren(...[el("h2", {}, "Dry run: nothing is stored"),
+          unresolved.length ? el("p", { class: "message" },
+            `${unresolved.length} connection(s) would not resolve: the release would be stored, not activated.`) : null,
+          report.diff ? diffView(report.diff) : tree(prune(report) || {})].filter(Boolean));
+      } catch (error) { message.textContent = error.message; }
+    } }, "Preview import"),
+    el("button", { id: "import", type: "button", onclick: async () => {
+      if (!file.files.length) { message.textContent = "Choose a package ZIP first."; return; }
+      try {
+        const report = await upload(`/v4/deployments/${id}/releases`, file.files[0]);
+        await deploymentPage(id);
+        document.getElementById("detail").replaceChildren(el("p", { role: "status" }, report.message || "Imported."));
+      } catch (error) { message.textContent = error.message; }
+    } }, "Import")) : null;
+  const run = canEdit() && active ? el("button", { id: "run-deployment", type: "button", onclick: async () => {
+    try { const started = await api("POST", `/v4/deployments/${id}/run`, {}); location.hash = `#/jobs/${started.data[0].id}`; }
+    catch (error) { message.textContent = error.message; }
+  } }, "Run") : null;
+  show(el("h1", {}, deployment.name), el("div", { class: "toolbar" }, run), message,
+    el("h2", {}, "Releases"),
+    el("table", { id: "releases" }, el("thead", {}, el("tr", {}, el("th", {}, "Release"), el("th", {}, "State"),
+      el("th", {}, "Notes"), el("th", {}, "Imported"), el("th", {}, ""))), el("tbody", {}, rows)),
+    importer ? el("h2", {}, "Import a package") : null, importer, detail);
+}
+
 // -- routing ------------------------------------------------------------------------------
 
 async function route() {
@@ -238,6 +344,8 @@ async function route() {
     if ((match = hash.match(/^#\/flows\/(\d+)$/))) await flowPage(match[1]);
     else if ((match = hash.match(/^#\/jobs\/(\d+)$/))) await jobPage(match[1]);
     else if (hash === "#/jobs") await jobsPage();
+    else if ((match = hash.match(/^#\/deployments\/(\d+)$/))) await deploymentPage(match[1]);
+    else if (hash === "#/deployments") await deploymentsPage();
     else await flowsPage();
   } catch (error) { fail(error); }
 }
