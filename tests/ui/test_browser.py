@@ -9,6 +9,7 @@ test's temporary folder).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.conftest import require_service
 from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD, free_port, wait_until_up
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -188,3 +190,62 @@ def test_a_deployment_imports_a_package_shows_its_diff_and_rolls_back(
     with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
         releases = admin.get("/v4/releases", params={"deploymentId": deployment["id"]}).json()["data"]
     assert [r["active"] for r in sorted(releases, key=lambda r: r["id"])] == [True, False]
+
+
+def test_connections_are_created_and_tested_and_their_password_is_never_shown(
+    server: str, browser: object
+) -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    secret = "Ui-Secret-Do-Not-Show-7"
+    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.goto(f"{server}/ui/#/connections")
+    page.get_by_label("Name").fill("ui-warehouse")
+    page.get_by_label("Vendor").select_option("postgresql")
+    page.get_by_label("Host").fill("127.0.0.1")
+    page.get_by_label("Port").fill("5432")
+    page.get_by_label("User").fill("postgres")
+    page.get_by_label("Password").fill(secret)
+    page.get_by_role("button", name="Create").click()
+    row = page.locator('tr[data-connection="ui-warehouse"]')
+    row.wait_for()
+    row.get_by_role("button", name="Test").click()
+    page.wait_for_function(
+        "() => !['', 'testing…'].includes(document.querySelector("
+        "'tr[data-connection=\"ui-warehouse\"] .test-result').textContent)"
+    )
+    assert row.locator(".test-result").text_content() == "OK"
+    # The edit form never shows the password; left empty, the stored one stays.
+    row.get_by_role("link", name="Edit").click()
+    assert page.get_by_label("Password").input_value() == ""
+    page.get_by_label("Name").fill("ui-warehouse-2")
+    page.get_by_role("button", name="Save").click()
+    renamed = page.locator('tr[data-connection="ui-warehouse-2"]')
+    renamed.wait_for()
+    renamed.get_by_role("button", name="Test").click()
+    page.wait_for_function(
+        "() => document.querySelector("
+        "'tr[data-connection=\"ui-warehouse-2\"] .test-result').textContent === 'OK'"
+    )
+    assert secret not in page.content()
+    # The edit sent no credentials, so the stored user (and secret) stayed as they were.
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        stored = next(c for c in admin.get("/v4/connections").json()["data"] if c["name"] == "ui-warehouse-2")
+    assert stored["credentials"] == [{"user": "postgres", "username": "postgres"}]
+    assert secret not in json.dumps(stored)
+
+
+def test_schedules_show_their_next_date_and_pause(server: str, browser: object) -> None:
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        flow = next(f for f in admin.get("/v4/flows").json()["data"] if f["name"] == "Wrangle Orders")
+        body = {"name": "nightly orders", "flow": {"id": flow["id"]}, "cron": "0 3 * * *", "timezone": "UTC"}
+        schedule = admin.post("/v4/schedules", json=body).json()
+    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.goto(f"{server}/ui/#/schedules")
+    row = page.locator('tr[data-schedule="nightly orders"]')
+    row.wait_for()
+    assert schedule["nextLogicalDate"] in row.text_content()
+    row.get_by_role("button", name="Pause").click()
+    page.locator('tr[data-schedule="nightly orders"]').get_by_role("button", name="Resume").wait_for()
+    assert "paused" in page.locator('tr[data-schedule="nightly orders"]').text_content()
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        assert admin.get(f"/v4/schedules/{schedule['id']}").json()["paused"] is True

@@ -334,6 +334,98 @@ async function deploymentPage(id) {
     importer ? el("h2", {}, "Import a package") : null, importer, detail);
 }
 
+// -- connections ---------------------------------------------------------------------------
+
+const VENDORS = ["postgresql", "mysql", "redshift", "sqlite", "duckdb", "http", "filesystem"];
+
+function field(label, input) {
+  const id = `f-${label.toLowerCase().replace(/[^a-z]+/g, "-")}`;
+  input.id = id;
+  return el("div", { class: "field" }, el("label", { for: id }, label), input);
+}
+
+async function connectionsPage(editing) {
+  const rows = (await api("GET", "/v4/connections?noLimit=true")).data;
+  const current = editing ? rows.find((c) => String(c.id) === String(editing)) : null;
+  const message = el("p", { class: "message", role: "alert" });
+  const name = el("input", { required: true, value: current ? current.name : "" });
+  const vendor = el("select", {}, VENDORS.map((v) => el("option", { value: v, selected: current && current.vendor === v }, v)));
+  const host = el("input", { value: current && current.host ? current.host : "" });
+  const port = el("input", { type: "number", min: "1", max: "65535", value: current && current.port ? current.port : "" });
+  const user = el("input", { autocomplete: "off", value: current && current.credentials[0] ? current.credentials[0].username : "" });
+  // Write-only: never filled in; left empty on an edit, the stored secret stays.
+  const password = el("input", { type: "password", autocomplete: "new-password",
+    placeholder: current ? "unchanged unless typed" : "" });
+  const save = async (event) => {
+    event.preventDefault();
+    const body = { name: name.value.trim(), vendor: vendor.value, host: host.value.trim() || null,
+      port: port.value ? Number(port.value) : null };
+    if (password.value || !current) body.credentials = user.value ? [{ username: user.value, password: password.value }] : [];
+    try {
+      if (current) await api("PATCH", `/v4/connections/${current.id}`, body);
+      else await api("POST", "/v4/connections", body);
+      location.hash = "#/connections";
+      await connectionsPage();
+    } catch (error) { message.textContent = error.message; }
+  };
+  const form = canEdit() ? el("form", { id: "connection-form", class: "form", onsubmit: save,
+    "aria-label": current ? `Edit ${current.name}` : "New connection" },
+    el("h2", {}, current ? `Edit ${current.name}` : "New connection"), message,
+    field("Name", name), field("Vendor", vendor), field("Host", host), field("Port", port),
+    field("User", user), field("Password", password),
+    el("div", { class: "toolbar" }, el("button", { type: "submit" }, current ? "Save" : "Create"),
+      current ? el("a", { href: "#/connections" }, "Cancel") : null)) : null;
+  const test = async (connection, cell) => {
+    cell.textContent = "testing…";
+    try { const result = await api("POST", `/v4/connections/${connection.id}/test`); cell.textContent = result.ok ? "OK" : result.message; }
+    catch (error) { cell.textContent = error.message; }
+  };
+  show(el("h1", {}, "Connections"),
+    el("table", { id: "connections" }, el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Vendor"),
+      el("th", {}, "Host"), el("th", {}, "User"), el("th", {}, ""), el("th", {}, "Test result"))),
+    el("tbody", {}, rows.map((c) => {
+      const result = el("td", { class: "test-result", "aria-live": "polite" });
+      return el("tr", { "data-connection": c.name },
+        el("td", {}, c.name), el("td", {}, c.vendor), el("td", {}, [c.host, c.port].filter(Boolean).join(":")),
+        el("td", {}, c.credentials[0] ? c.credentials[0].username : ""),
+        el("td", {}, canEdit() ? el("a", { href: `#/connections/${c.id}` }, "Edit") : null,
+          " ", canEdit() ? el("button", { type: "button", class: "secondary", onclick: () => test(c, result) }, "Test") : null),
+        result);
+    }))), form);
+}
+
+// -- schedules and locks ------------------------------------------------------------------
+
+function target(schedule) {
+  if (schedule.flow) return el("a", { href: `#/flows/${schedule.flow.id}` }, `flow ${schedule.flow.id}`);
+  if (schedule.deployment) return el("a", { href: `#/deployments/${schedule.deployment.id}` }, `deployment ${schedule.deployment.id}`);
+  return schedule.pipeline ? `pipeline ${schedule.pipeline.id}` : "";
+}
+
+async function schedulesPage() {
+  const [schedules, locks] = await Promise.all([api("GET", "/v4/schedules?noLimit=true"), api("GET", "/v4/locks")]);
+  const message = el("p", { class: "message", role: "alert" });
+  const toggle = async (s) => {
+    try { await api("POST", `/v4/schedules/${s.id}/${s.paused ? "resume" : "pause"}`); await schedulesPage(); }
+    catch (error) { message.textContent = error.message; }
+  };
+  show(el("h1", {}, "Schedules"), message,
+    el("table", { id: "schedules" }, el("thead", {}, el("tr", {}, ["Name", "Target", "Cron", "Next logical date",
+      "Next start", "Last run", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, schedules.data.map((s) => el("tr", { "data-schedule": s.name },
+      el("td", {}, s.name), el("td", {}, target(s)), el("td", {}, `${s.cron} (${s.timezone})`),
+      el("td", {}, s.nextLogicalDate || ""), el("td", {}, s.paused ? "paused" : s.nextRunAt || ""),
+      el("td", {}, s.lastRun ? el("a", { href: `#/jobs/${s.lastRun.id}` },
+        el("span", { class: `status ${s.lastRun.status}` }, s.lastRun.status)) : ""),
+      el("td", {}, canEdit() ? el("button", { type: "button", class: "secondary", onclick: () => toggle(s) },
+        s.paused ? "Resume" : "Pause") : null))))),
+    el("h2", {}, "Task locks held"),
+    locks.data.length ? el("table", { id: "locks" }, el("thead", {}, el("tr", {}, ["Lock", "Task", "Run", "Since"]
+      .map((h) => el("th", {}, h)))), el("tbody", {}, locks.data.map((l) => el("tr", {}, el("td", {}, l.name),
+      el("td", {}, l.task), el("td", {}, l.run ? el("a", { href: `#/jobs/${l.run.id}` }, `#${l.run.id}`) : ""),
+      el("td", {}, l.since || ""))))) : el("p", {}, "None."));
+}
+
 // -- routing ------------------------------------------------------------------------------
 
 async function route() {
@@ -346,6 +438,9 @@ async function route() {
     else if (hash === "#/jobs") await jobsPage();
     else if ((match = hash.match(/^#\/deployments\/(\d+)$/))) await deploymentPage(match[1]);
     else if (hash === "#/deployments") await deploymentsPage();
+    else if ((match = hash.match(/^#\/connections\/(\d+)$/))) await connectionsPage(match[1]);
+    else if (hash === "#/connections") await connectionsPage();
+    else if (hash === "#/schedules") await schedulesPage();
     else await flowsPage();
   } catch (error) { fail(error); }
 }
