@@ -216,6 +216,7 @@ def test_connections_are_created_and_tested_and_their_password_is_never_shown(
     assert row.locator(".test-result").text_content() == "OK"
     # The edit form never shows the password; left empty, the stored one stays.
     row.get_by_role("link", name="Edit").click()
+    page.get_by_role("heading", name="Edit ui-warehouse").wait_for()
     assert page.get_by_label("Password").input_value() == ""
     page.get_by_label("Name").fill("ui-warehouse-2")
     page.get_by_role("button", name="Save").click()
@@ -249,3 +250,47 @@ def test_schedules_show_their_next_date_and_pause(server: str, browser: object) 
     assert "paused" in page.locator('tr[data-schedule="nightly orders"]').text_content()
     with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
         assert admin.get(f"/v4/schedules/{schedule['id']}").json()["paused"] is True
+
+
+def test_a_flow_is_built_from_stages_in_the_editor_saved_and_previewed(
+    server: str, browser: object, artifacts: Path
+) -> None:
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        flow = admin.post("/v4/flows", json={"name": "Built in the UI"}).json()
+    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.goto(f"{server}/ui/#/flows/{flow['id']}")
+    page.locator("#add-plugin").select_option("csv_file_origin")
+    page.get_by_role("button", name="Add stage").click()
+    origin = page.locator('g.stage[data-stage="CsvFileOrigin_01"]')
+    origin.wait_for()
+    page.locator("#setting-path").fill("orders.csv")
+    page.locator("#setting-path").press("Tab")  # a change is taken when the field is left
+    page.locator("#add-plugin").select_option("trash")
+    page.get_by_role("button", name="Add stage").click()
+    page.locator('g.stage[data-stage="Trash_01"]').wait_for()
+    origin.click()
+    page.locator("#connect-to").select_option("Trash_01")
+    page.get_by_role("button", name="Connect").click()
+    assert page.locator('path[data-edge="CsvFileOrigin_01->Trash_01"]').count() == 1
+    # Move the origin down by dragging it.
+    origin.scroll_into_view_if_needed()
+    box = origin.bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 20, box["y"] + 140, steps=5)
+    page.mouse.up()
+    page.get_by_role("button", name="Save").click()
+    page.locator("p.note").filter(has_text="Saved.").wait_for()
+    assert page.locator("#validity").text_content() == "Valid"
+    assert page.locator("g.stage circle.dot").count() == 0
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        document = admin.get(f"/v4/flows/{flow['id']}").json()["document"]
+    stages = {s["name"]: s for s in document["stages"]}
+    assert stages["CsvFileOrigin_01"]["configuration"]["path"] == "orders.csv"
+    assert document["edges"] == [{"from": "CsvFileOrigin_01", "to": "Trash_01"}]
+    assert stages["CsvFileOrigin_01"]["position"]["y"] > stages["Trash_01"]["position"]["y"]
+    page.get_by_role("button", name="Preview").click()
+    section = page.locator('section.preview-stage[data-stage="CsvFileOrigin_01"]')
+    section.wait_for()
+    assert section.locator("table tbody tr").count() >= 1  # the origin's first records
+    page.screenshot(path=str(artifacts / "flow-editor.png"), full_page=True)

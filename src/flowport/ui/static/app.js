@@ -108,11 +108,15 @@ function positions(stages, edges) {
   return placed;
 }
 
-function graph(document_, issues) {
+const W = 180, H = 56;
+
+// The graph of a flow document: stages where their positions say (laid out when missing), arrows
+// for edges, a red dot on each stage with issues. `editor` (optional) makes stages selectable and
+// draggable: {selected, select(name), moved(name, x, y)}.
+function graph(document_, issues, editor) {
   const stages = document_.stages || [];
   const edges = (document_.edges || []).map((e) => ({ from: e.from || e.source, to: e.to || e.target }));
   const at = positions(stages, edges);
-  const W = 180, H = 56;
   const xs = [...at.values()].map((p) => p.x), ys = [...at.values()].map((p) => p.y);
   const width = Math.max(640, ...xs.map((x) => x + W + 40)), height = Math.max(200, ...ys.map((y) => y + H + 40));
   const byStage = new Map();
@@ -126,48 +130,217 @@ function graph(document_, issues) {
   for (const e of edges) {
     const a = at.get(e.from), b = at.get(e.to);
     if (!a || !b) continue;
-    root.append(svg("path", { class: "edge", "marker-end": "url(#arrow)",
+    root.append(svg("path", { class: "edge", "marker-end": "url(#arrow)", "data-edge": `${e.from}->${e.to}`,
       d: `M ${a.x + W} ${a.y + H / 2} C ${a.x + W + 40} ${a.y + H / 2}, ${b.x - 40} ${b.y + H / 2}, ${b.x} ${b.y + H / 2}` }));
   }
   for (const s of stages) {
     const p = at.get(s.name);
     const problems = byStage.get(s.name) || [];
     const plugin = s.plugin ? `${s.plugin.name || ""} ${s.plugin.version || ""}`.trim() : "";
-    const group = svg("g", { class: `stage${problems.length ? " bad" : ""}`, "data-stage": s.name, tabindex: "0",
+    const chosen = editor && editor.selected === s.name;
+    const group = svg("g", { class: `stage${problems.length ? " bad" : ""}${chosen ? " selected" : ""}`,
+      "data-stage": s.name, tabindex: "0", role: editor ? "button" : "group",
+      "aria-label": `${s.label || s.name}${problems.length ? `: ${problems.length} issue(s)` : ""}`,
       transform: `translate(${p.x} ${p.y})` },
       svg("title", {}, problems.length ? problems.map((i) => i.humanReadableMessage).join("\n") : s.name),
       svg("rect", { width: W, height: H, rx: 6 }),
       svg("text", { x: 10, y: 22 }, s.label || s.name),
       svg("text", { x: 10, y: 42, class: "plugin" }, plugin));
     if (problems.length) group.append(svg("circle", { class: "dot", cx: W - 10, cy: 10, r: 7, "data-issues": problems.length }));
+    if (editor) {
+      group.addEventListener("click", () => editor.select(s.name));
+      group.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") editor.select(s.name); });
+      group.addEventListener("pointerdown", (event) => drag(event, root, group, p, (x, y) => editor.moved(s.name, x, y)));
+    }
     root.append(group);
   }
   return root;
 }
 
+// Drag a stage: follows the pointer in the graph's coordinates, reports where it was dropped.
+function drag(event, root, group, start, dropped) {
+  const matrix = root.getScreenCTM();
+  if (!matrix) return;
+  const inverse = matrix.inverse();
+  const point = (e) => new DOMPoint(e.clientX, e.clientY).matrixTransform(inverse);
+  const origin = point(event);
+  let moved = null;
+  const move = (e) => {
+    const now = point(e);
+    moved = { x: Math.max(0, Math.round(start.x + now.x - origin.x)), y: Math.max(0, Math.round(start.y + now.y - origin.y)) };
+    group.setAttribute("transform", `translate(${moved.x} ${moved.y})`);
+  };
+  const up = () => {
+    root.removeEventListener("pointermove", move);
+    window.removeEventListener("pointerup", up);
+    if (moved && (Math.abs(moved.x - start.x) > 2 || Math.abs(moved.y - start.y) > 2)) dropped(moved.x, moved.y);
+  };
+  root.addEventListener("pointermove", move);
+  window.addEventListener("pointerup", up);
+}
+
+let pluginsCache = null;
+async function plugins() {
+  if (!pluginsCache) pluginsCache = (await api("GET", "/v4/stages")).data;
+  return pluginsCache;
+}
+
+// One input per setting of a plugin's configuration schema (its types, defaults and descriptions).
+function settingsForm(schema, values, changed) {
+  const properties = (schema && schema.properties) || {};
+  const required = new Set((schema && schema.required) || []);
+  return Object.entries(properties).map(([key, spec]) => {
+    const choice = (spec.anyOf || []).find((option) => option.type !== "null") || spec;
+    const type = choice.type || (choice.enum ? "string" : "object");
+    const id = `setting-${key}`;
+    const value = key in values ? values[key] : spec.default;
+    let input;
+    if (choice.enum || spec.enum) {
+      input = el("select", { id }, (choice.enum || spec.enum).map((v) => el("option", { value: v, selected: v === value }, v)));
+      input.addEventListener("change", () => changed(key, input.value));
+    } else if (type === "boolean") {
+      input = el("input", { id, type: "checkbox", checked: value ? "checked" : false });
+      input.addEventListener("change", () => changed(key, input.checked));
+    } else if (type === "integer" || type === "number") {
+      input = el("input", { id, type: "number", value: value ?? "", step: type === "integer" ? "1" : "any" });
+      input.addEventListener("change", () => changed(key, input.value === "" ? undefined : Number(input.value)));
+    } else if (type === "string") {
+      input = el("input", { id, value: value ?? "" });
+      input.addEventListener("change", () => changed(key, input.value === "" && !required.has(key) ? undefined : input.value));
+    } else {
+      input = el("textarea", { id, rows: "3" }, value === undefined ? "" : JSON.stringify(value, null, 1));
+      input.addEventListener("change", () => {
+        try { changed(key, input.value.trim() ? JSON.parse(input.value) : undefined); input.setCustomValidity(""); }
+        catch (error) { input.setCustomValidity("Not JSON"); input.reportValidity(); }
+      });
+    }
+    return el("div", { class: "field" }, el("label", { for: id }, `${spec.title || key}${required.has(key) ? " *" : ""}`),
+      input, spec.description ? el("small", {}, spec.description) : null);
+  });
+}
+
+function freeName(doc, plugin) {
+  const base = plugin.split("_").map((w) => w[0].toUpperCase() + w.slice(1)).join("");
+  for (let n = 1; ; n++) {
+    const name = `${base}_${String(n).padStart(2, "0")}`;
+    if (!(doc.stages || []).some((s) => s.name === name)) return name;
+  }
+}
+
+function records(rows) {
+  if (!Array.isArray(rows) || !rows.length) return el("p", {}, rows === null || rows === undefined ? "—" : "(none)");
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r || {})))];
+  return el("table", {}, el("thead", {}, el("tr", {}, keys.map((k) => el("th", {}, k)))),
+    el("tbody", {}, rows.map((r) => el("tr", {}, keys.map((k) => el("td", {}, r[k] === null ? "null" : typeof r[k] === "object" ? JSON.stringify(r[k]) : String(r[k])))))));
+}
+
 async function flowPage(id) {
-  const [flow, validation] = await Promise.all([api("GET", `/v4/flows/${id}`), api("GET", `/v4/flows/${id}/validate`)]);
-  const issues = validation.issues || [];
-  const status = el("p", { class: "message", role: "status" });
+  const [flow, validation, catalog] = await Promise.all([
+    api("GET", `/v4/flows/${id}`), api("GET", `/v4/flows/${id}/validate`), plugins()]);
+  const doc = JSON.parse(JSON.stringify(flow.document || {}));
+  doc.stages = doc.stages || [];
+  doc.edges = doc.edges || [];
+  let issues = validation.issues || [];
+  let dirty = false;
+  const editor = { selected: null };
+  const status = el("p", { class: "note", role: "status" });
+  const canvas = el("div", { id: "canvas" });
+  const panel = el("div", { id: "stage-panel" });
+  const issueList = el("div", { id: "issues" });
+  const output = el("div", { id: "preview" });
+  const validity = el("span", { id: "validity" });
+  const saveButton = el("button", { id: "save", type: "button", disabled: true, onclick: () => save() }, "Save");
+
+  const touch = () => { dirty = true; saveButton.disabled = false; status.textContent = "Unsaved changes."; draw(); };
+  const draw = () => {
+    canvas.replaceChildren(graph(doc, issues, editor));
+    validity.className = issues.length ? "status Failed" : "status Complete";
+    validity.textContent = issues.length ? `${issues.length} issue(s)` : "Valid";
+    issueList.replaceChildren(...(issues.length ? [el("h2", {}, "Issues"), el("ul", { class: "issues" }, issues.map((i) =>
+      el("li", {}, `${i.instanceName || "(flow)"}: ${i.humanReadableMessage} [${i.code}]`)))] : []));
+    drawPanel();
+  };
+  const drawPanel = () => {
+    const stage = doc.stages.find((s) => s.name === editor.selected);
+    if (!stage || !canEdit()) { panel.replaceChildren(); return; }
+    const plugin = catalog.find((p) => p.name === stage.plugin.name);
+    stage.configuration = stage.configuration || {};
+    const others = doc.stages.filter((s) => s.name !== stage.name);
+    const target = el("select", { id: "connect-to", "aria-label": "Connect to" }, others.map((s) => el("option", { value: s.name }, s.name)));
+    const outgoing = doc.edges.filter((e) => e.from === stage.name);
+    panel.replaceChildren(
+      el("h2", {}, `Stage ${stage.name}`, el("small", {}, ` ${stage.plugin.name}`)),
+      plugin ? el("p", {}, plugin.description || "") : el("p", { class: "message" }, "This plugin is not installed here."),
+      el("form", { class: "form", "aria-label": `Settings of ${stage.name}`, onsubmit: (e) => e.preventDefault() },
+        ...settingsForm(plugin ? plugin.configSchema : null, stage.configuration, (key, value) => {
+          if (value === undefined) delete stage.configuration[key]; else stage.configuration[key] = value;
+          touch();
+        })),
+      others.length ? el("div", { class: "toolbar" }, target, el("button", { id: "connect", type: "button", class: "secondary",
+        onclick: () => {
+          if (!doc.edges.some((e) => e.from === stage.name && e.to === target.value)) doc.edges.push({ from: stage.name, to: target.value });
+          touch();
+        } }, "Connect")) : null,
+      outgoing.length ? el("ul", {}, outgoing.map((e) => el("li", {}, `→ ${e.to} `, el("button", { type: "button", class: "secondary",
+        onclick: () => { doc.edges = doc.edges.filter((x) => x !== e); touch(); } }, "Remove edge")))) : null,
+      el("div", { class: "toolbar" }, el("button", { id: "delete-stage", type: "button", class: "secondary", onclick: () => {
+        doc.stages = doc.stages.filter((s) => s !== stage);
+        doc.edges = doc.edges.filter((e) => e.from !== stage.name && e.to !== stage.name);
+        editor.selected = null;
+        touch();
+      } }, "Delete stage")));
+  };
+  editor.select = (name) => { editor.selected = name; draw(); };
+  editor.moved = (name, x, y) => { doc.stages.find((s) => s.name === name).position = { x, y }; touch(); };
+
+  const save = async () => {
+    try {
+      await api("PATCH", `/v4/flows/${id}`, doc);
+      dirty = false;
+      saveButton.disabled = true;
+      issues = (await api("GET", `/v4/flows/${id}/validate`)).issues || [];
+      status.textContent = "Saved.";
+      draw();
+    } catch (error) { status.textContent = error.message; }
+  };
+  const pick = el("select", { id: "add-plugin", "aria-label": "Stage plugin" },
+    ["origin", "processor", "destination", "executor"].map((kind) => el("optgroup", { label: kind },
+      catalog.filter((p) => p.kind === kind).map((p) => el("option", { value: p.name }, p.label || p.name)))));
+  const add = el("button", { id: "add-stage", type: "button", class: "secondary", onclick: () => {
+    const name = freeName(doc, pick.value);
+    const last = doc.stages.length ? positions(doc.stages, doc.edges).get(doc.stages[doc.stages.length - 1].name) : { x: -190, y: 40 };
+    doc.stages.push({ name, plugin: { name: pick.value }, configuration: {}, position: { x: last.x + 230, y: last.y } });
+    editor.selected = name;
+    touch();
+  } }, "Add stage");
+  const preview = el("button", { id: "preview-button", type: "button", class: "secondary", onclick: async () => {
+    if (dirty) { status.textContent = "Save first: the preview runs the stored flow."; return; }
+    output.replaceChildren(el("p", { role: "status" }, "Previewing…"));
+    try {
+      const result = await api("POST", `/v4/flows/${id}/preview`, { rows: 10 });
+      output.replaceChildren(el("h2", {}, "Preview"), ...result.data.map((stage) => el("section", { class: "preview-stage", "data-stage": stage.instanceName },
+        el("h3", {}, stage.instanceName), el("h4", {}, "Input"), records(stage.input),
+        el("h4", {}, "Output"), records(stage.output),
+        stage.errors && stage.errors.length ? [el("h4", {}, "Errors"), records(stage.errors)] : null)));
+    } catch (error) { output.replaceChildren(el("p", { class: "message" }, error.message)); }
+  } }, "Preview");
   const run = el("button", { id: "run", type: "button", onclick: async () => {
+    if (dirty) { status.textContent = "Save first: a run runs the stored flow."; return; }
     try {
       const group = await api("POST", `/v4/flows/${id}/run`, {});
       location.hash = `#/jobs/${group.id}`;
     } catch (error) { status.textContent = error.message; }
   } }, "Run");
-  const validate = el("button", { id: "validate", type: "button", class: "secondary",
-    onclick: () => flowPage(id).catch(fail) }, "Validate again");
+  const validate = el("button", { id: "validate", type: "button", class: "secondary", onclick: async () => {
+    issues = (await api("GET", `/v4/flows/${id}/validate`)).issues || [];
+    draw();
+  } }, "Validate");
+  draw();
   show(
     el("h1", {}, flow.name),
     el("p", {}, flow.description || ""),
-    el("div", { class: "toolbar" }, canEdit() ? run : null, validate,
-      el("span", { id: "validity", class: validation.success ? "status Complete" : "status Failed" },
-        validation.success ? "Valid" : `${issues.length} issue(s)`)),
-    status,
-    graph(flow.document || {}, issues),
-    issues.length ? el("h2", {}, "Issues") : null,
-    issues.length ? el("ul", { class: "issues" }, issues.map((i) =>
-      el("li", {}, `${i.instanceName || "(flow)"}: ${i.humanReadableMessage} [${i.code}]`))) : null,
+    el("div", { class: "toolbar" }, canEdit() ? [run, saveButton, pick, add] : null, canEdit() ? preview : null, validate, validity),
+    status, canvas, panel, issueList, output,
     el("h2", {}, "Runs"), await runsTable(`/v4/jobGroups?flowId=${id}&limit=20`));
 }
 
@@ -364,8 +537,9 @@ async function connectionsPage(editing) {
     try {
       if (current) await api("PATCH", `/v4/connections/${current.id}`, body);
       else await api("POST", "/v4/connections", body);
-      location.hash = "#/connections";
-      await connectionsPage();
+      // Back to the list: the route draws it when the address changes, else draw it here.
+      if (location.hash !== "#/connections") location.hash = "#/connections";
+      else await connectionsPage();
     } catch (error) { message.textContent = error.message; }
   };
   const form = canEdit() ? el("form", { id: "connection-form", class: "form", onsubmit: save,
