@@ -44,6 +44,10 @@ def test_signing_in_sets_an_httponly_strict_session_and_a_csrf_token(api: Instan
     assert "HttpOnly" not in csrf  # the app's script reads it
     app_page = browser.get("/ui/")
     assert app_page.status_code == 200 and "/ui/static/app.js" in app_page.text
+    # Only its own files, no inline script, never framed.
+    policy = app_page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert app_page.headers["x-frame-options"] == "DENY"
     assert browser.get("/ui/static/app.js").status_code == 200
     # The API answers the session cookie alone.
     assert browser.get("/v4/users/current").json()["name"] == "admin"

@@ -107,4 +107,15 @@ def _cookie(
     )
 
 
-_NO_STORE = {"Cache-Control": "no-store"}
+# The pages load only this instance's own files, run no inline script and may not be framed
+# (clickjacking); they are not cached (they follow the session).
+_NO_STORE = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
