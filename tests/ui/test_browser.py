@@ -133,6 +133,8 @@ def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
     page.get_by_role("link", name="Wrangle Orders").click()
     page.locator("#validity").wait_for()
     assert page.locator("g.stage circle.dot").count() == 0
+    # Run with an override of the flow's declared parameter: only bigger orders pass the filter.
+    page.get_by_label("Parameter min_total").fill("100")
     page.get_by_role("button", name="Run").click()
     page.wait_for_url("**/ui/#/jobs/*")
     status = page.locator("#job-status")
@@ -141,6 +143,10 @@ def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
         timeout=90_000,
     )
     assert status.text_content() == "Complete", page.locator("#log").text_content()
+    assert page.locator("#job-parameters").text_content() == "Parameters: min_total=100"
+    filtered = page.locator("#metrics tr", has_text="Filter_01").locator("td")
+    kept, seen = int(filtered.nth(2).text_content() or 0), int(filtered.nth(1).text_content() or 0)
+    assert 0 < kept < seen  # the override reached the filter: not every order is over 100
     rows = page.locator("#metrics tr")
     assert rows.count() >= 2
     assert any(int(rows.nth(i).locator("td").nth(2).text_content() or 0) > 0 for i in range(rows.count()))

@@ -36,7 +36,7 @@ function el(tag, attrs, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (value !== null && value !== undefined && value !== false) node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -46,7 +46,7 @@ function el(tag, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -324,10 +324,18 @@ async function flowPage(id) {
         stage.errors && stage.errors.length ? [el("h4", {}, "Errors"), records(stage.errors)] : null)));
     } catch (error) { output.replaceChildren(el("p", { class: "message" }, error.message)); }
   } }, "Preview");
+  // Run with parameter overrides: one field per declared parameter, its default shown.
+  const declared = Object.entries(doc.parameters || {});
+  const overrides = declared.map(([name, value]) => el("input", { id: `param-${name}`, "data-parameter": name,
+    placeholder: String(value), "aria-label": `Parameter ${name}` }));
+  const runParameters = declared.length && canEdit() ? el("div", { class: "toolbar", id: "run-parameters" },
+    el("span", {}, "Run with:"), declared.flatMap(([name], i) => [el("label", { for: `param-${name}` }, name), overrides[i]])) : null;
   const run = el("button", { id: "run", type: "button", onclick: async () => {
     if (dirty) { status.textContent = "Save first: a run runs the stored flow."; return; }
+    const parameters = Object.fromEntries(overrides.filter((input) => input.value !== "")
+      .map((input) => [input.dataset.parameter, input.value]));
     try {
-      const group = await api("POST", `/v4/flows/${id}/run`, {});
+      const group = await api("POST", `/v4/flows/${id}/run`, { parameters });
       location.hash = `#/jobs/${group.id}`;
     } catch (error) { status.textContent = error.message; }
   } }, "Run");
@@ -340,7 +348,7 @@ async function flowPage(id) {
     el("h1", {}, flow.name),
     el("p", {}, flow.description || ""),
     el("div", { class: "toolbar" }, canEdit() ? [run, saveButton, pick, add] : null, canEdit() ? preview : null, validate, validity),
-    status, canvas, panel, issueList, output,
+    runParameters, status, canvas, panel, issueList, output,
     el("h2", {}, "Runs"), await runsTable(`/v4/jobGroups?flowId=${id}&limit=20`));
 }
 
@@ -370,13 +378,14 @@ async function jobsPage() {
 async function jobPage(id) {
   const title = el("h1", {}, `Run #${id}`);
   const state = el("p", {}, "Status: ", el("span", { id: "job-status", class: "status" }, "…"));
+  const parameters = el("p", { id: "job-parameters" });
   const metrics = el("tbody", { id: "metrics" });
   const log = el("pre", { class: "log", id: "log", "aria-label": "Log" });
   const message = el("p", { class: "message", role: "alert" });
   const cancel = el("button", { id: "cancel", type: "button", class: "secondary", onclick: async () => {
     try { await api("POST", `/v4/jobGroups/${id}/cancel`); } catch (error) { message.textContent = error.message; }
   } }, "Cancel");
-  show(title, state, message, canEdit() ? el("div", { class: "toolbar" }, cancel) : null,
+  show(title, state, parameters, message, canEdit() ? el("div", { class: "toolbar" }, cancel) : null,
     el("h2", {}, "Stages"),
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stage"), el("th", {}, "Input"),
       el("th", {}, "Output"), el("th", {}, "Errors"))), metrics),
@@ -386,6 +395,8 @@ async function jobPage(id) {
     const badge = document.getElementById("job-status");
     if (!badge) return false;
     badge.textContent = group.status;
+    const given = Object.entries(group.parameters || {});
+    parameters.textContent = given.length ? `Parameters: ${given.map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
     badge.className = `status ${group.status}`;
     if (group.error) message.textContent = group.error;
     metrics.replaceChildren(...Object.entries(live.stages || {}).map(([name, m]) => el("tr", {},
