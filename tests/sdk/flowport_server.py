@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +17,15 @@ import pytest
 
 from flowport.sdk import Client
 
-__all__ = ["ADMIN_PASSWORD", "EDITOR_PASSWORD", "VIEWER_PASSWORD", "Server", "free_port", "wait_until_up"]
+__all__ = [
+    "ADMIN_PASSWORD",
+    "EDITOR_PASSWORD",
+    "VIEWER_PASSWORD",
+    "Server",
+    "free_port",
+    "running_server",
+    "wait_until_up",
+]
 
 ADMIN_PASSWORD = "Adm1n-sdk-test-password"
 EDITOR_PASSWORD = "Ed1tor-sdk-test-password"
@@ -63,3 +75,31 @@ def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> None
         time.sleep(0.2)
     process.kill()
     pytest.fail(f"flowport server did not answer in {_START_TIMEOUT:g}s:\n{log.read_text(errors='replace')}")
+
+
+@contextmanager
+def running_server(home: Path, *args: str) -> Iterator[Server]:
+    """A ``flowport server`` process on a free port for ``home`` (``args``: e.g. ``--example``), its admin
+    password ADMIN_PASSWORD; stopped (killed if it must be) on exit."""
+    log = home / "server.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("FLOWPORT_DATABASE_URL", "FLOWPORT_DATA_DIR", "FLOWPORT_URL", "FLOWPORT_TOKEN")
+    }
+    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port), *args]
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=home)
+    try:
+        wait_until_up(process, url, log)
+        yield Server(url=url, home=home, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

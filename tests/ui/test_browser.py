@@ -12,15 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.conftest import require_service
-from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD, free_port, wait_until_up
+from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD, running_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -37,18 +35,8 @@ def _require_chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("ui-server-home")
-    log = home / "server.log"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k not in ("FLOWPORT_DATABASE_URL", "FLOWPORT_DATA_DIR")}
-    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port), "--example"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=home)
-    try:
-        wait_until_up(process, url, log)
-        with httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+    with running_server(tmp_path_factory.mktemp("ui-server-home"), "--example") as running:
+        with httpx.Client(base_url=running.url, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
             made = admin.post(
                 "/v4/users", json={"name": "viewer", "password": VIEWER_PASSWORD, "role": "viewer"}
             )
@@ -71,14 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "edges": [{"from": "Orders", "to": "Warehouse"}],
             }
             assert admin.post("/v4/flows", json=broken).status_code == 201
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        yield running.url
 
 
 @pytest.fixture
