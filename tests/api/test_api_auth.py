@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 from tests.api.conftest import PASSWORDS, Instance
-from tests.sdk.flowport_server import ADMIN_PASSWORD, free_port, wait_until_up
+from tests.sdk.flowport_server import ADMIN_PASSWORD, running_server
 
 from flowport.services import auth
 
@@ -294,24 +290,8 @@ def test_405_allow_names_every_method_of_the_path(api: Instance) -> None:
 def server_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real ``flowport server`` on loopback; yields its port."""
     home = tmp_path_factory.mktemp("auth-server-home")
-    log = home / "server.log"
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("FLOWPORT_DATABASE_URL", "FLOWPORT_DATA_DIR")}
-    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
-    command = [sys.executable, "-m", "flowport.cli.main", "server", "--port", str(port)]
-    command += ["--workers-executor", "thread"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=home)
-    try:
-        wait_until_up(process, f"http://127.0.0.1:{port}", Path(log))
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with running_server(home, "--workers-executor", "thread") as running:
+        yield int(running.url.rsplit(":", 1)[1])
 
 
 def _exchange(port: int, head: str, body: bytes) -> tuple[int, dict[str, str], bytes]:

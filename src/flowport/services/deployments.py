@@ -66,7 +66,7 @@ from flowport.services.flows import plugin_registry
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.package_archive import check_storable, read_package
 from flowport.services.permissions import require_flow_permissions
-from flowport.services.schemas.common import parse_body
+from flowport.services.schemas.common import MAX_ID, parse_body
 from flowport.services.schemas.deployments import (
     DeploymentCreate,
     DeploymentRead,
@@ -118,8 +118,6 @@ PACKAGE_NAMESPACE: Final = _uuid.UUID("3f1b8a52-6c1e-5d7a-9b0e-8c2f4e6a1d90")
 # More rules than this is a mistake (or an attack), not a configuration.
 MAX_RULES: Final = 1000
 _MAX_NAME: Final = 255
-# Ids are 32-bit integer columns.
-_MAX_ID: Final = 2**31 - 1
 _MAX_NOTES: Final = 10_000
 _PROJECT_PREFIX: Final = "deployment:"
 
@@ -336,9 +334,9 @@ def _object_rules_body(rules: Any) -> list[dict[str, Any]]:
     checked = _rules_body(rules, ObjectImportRule, "object import rules")
     problems = [
         f"[{index}].withCondition.id: {rule['withCondition']['id']} cannot be a connection id "
-        f"(ids are 1 to {_MAX_ID})"
+        f"(ids are 1 to {MAX_ID})"
         for index, rule in enumerate(checked)
-        if not 1 <= rule["withCondition"]["id"] <= _MAX_ID
+        if not 1 <= rule["withCondition"]["id"] <= MAX_ID
     ]
     if problems:
         raise ValidationFailed("Invalid object import rules: " + "; ".join(problems), details=problems)
@@ -630,7 +628,7 @@ def _import(
     for rule in object_rules:
         local_id = rule.with_condition["id"]
         # Only the ids rules name; a missing one is apply_object_rules' clear error.
-        if 1 <= local_id <= _MAX_ID:
+        if 1 <= local_id <= MAX_ID:
             with contextlib.suppress(NotFound):
                 local[local_id] = str(_connections_repo.get_by_id(session, local_id).uuid)
 
