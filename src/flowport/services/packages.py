@@ -273,19 +273,26 @@ def _import(
 ) -> dict[str, Any]:
     project_id = _projects_repo.find(session, project).id
     user_id = user.id if user else None
+    # The local flow each package flow conflicts with, found once: a replace writes over it.
+    local: dict[_uuid.UUID, FlowRecord] = {}
+
+    def conflicts(flow: Flow) -> bool:
+        found = _find_local(session, project_id, flow)
+        if found is not None:
+            local[flow.uuid] = found
+        return found is not None
+
     plan = plan_flows(
         (flow for _entry, flow in package.flows),
         cast(Resolution, conflict_resolution),
-        conflicts=lambda flow: _find_local(session, project_id, flow) is not None,
+        conflicts=conflicts,
         taken=lambda name: bool(_flows_repo.count(session, project_id=project_id, name=name)),
         max_length=_MAX_NAME,
     )
     data: list[dict[str, Any]] = []
     for placement, flow in plan.stored:
         if placement.action == "replace":
-            local = _find_local(session, project_id, flow)
-            assert local is not None  # the plan found it a moment ago, in this transaction
-            row = replace_flow_document(session, local, flow, updater_id=user_id)
+            row = replace_flow_document(session, local[flow.uuid], flow, updater_id=user_id)
         else:
             row = insert_flow(session, flow, project_id=project_id, creator_id=user_id)
         shown = flow_dict(row)
