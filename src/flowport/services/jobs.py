@@ -12,25 +12,38 @@ worker went silent, safe while other servers and workers share the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from flowport.errors import Conflict, ValidationFailed
+from flowport.errors import Conflict, NotFound, PathNotAllowed, UnresolvedParameters, ValidationFailed
+from flowport.model.parameters import parameter_values, substitute
 from flowport.services.auth import User, require_role
+from flowport.services.file_roots import instance_roots
+from flowport.services.flow_records import load_stored_flow
 from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.launcher import launcher
-from flowport.services.schemas.jobs import JobGroupRead, JobRead
+from flowport.services.schemas.jobs import ErrorRecordsRead, JobGroupRead, JobRead
+from flowport.services.settings import data_dir
+from flowport.services.worker_loss import HEARTBEAT_LEASE as _LEASE
 from flowport.store import jobs as _repo
+from flowport.store import schedules as _schedules_repo
 from flowport.store.tables import JOB_STATUSES, Job, JobGroup, utcnow
 
 __all__ = [
+    "ERROR_RECORDS_SHOWN",
     "FINAL_STATUSES",
     "HEARTBEAT_LEASE",
     "cancel_job_group",
+    "error_record_lines",
     "fail_interrupted_job_groups",
     "fail_stale_job_groups",
+    "get_error_records",
     "get_job",
     "get_job_group",
     "get_job_group_logs",
@@ -45,8 +58,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 FINAL_STATUSES = _repo.FINAL_STATUSES
-# How long a worker may stay silent before its job is failed as abandoned.
-HEARTBEAT_LEASE = 30.0
+# How long a worker may stay silent before its job is taken as abandoned (retried or failed).
+HEARTBEAT_LEASE = _LEASE
 
 
 # -- what the API shows ------------------------------------------------------------
@@ -130,16 +143,29 @@ def list_job_groups(
     *,
     flow_id: int | None = None,
     deployment_id: int | None = None,
+    schedule_id: int | None = None,
     status: str | None = None,
     limit: int | None = None,
     offset: int = 0,
     no_limit: bool = False,
 ) -> dict[str, Any]:
-    """Job groups, newest first, as ``{"data": [...], "count": total}``, by flow, deployment and status."""
+    """Job groups, newest first, as ``{"data": [...], "count": total}``, by flow, deployment, schedule
+    (its scheduled and backfilled runs) and status."""
     if status is not None and status not in JOB_STATUSES:
         raise ValidationFailed(f"Unknown job status '{status}'; expected one of {', '.join(JOB_STATUSES)}")
     row_limit, row_offset = page_bounds(limit, offset, no_limit)
     with transaction() as session:
+        if schedule_id is not None:
+            # A schedule's runs, narrowed by the other filters here (the store lists them by schedule).
+            runs = [
+                r
+                for r in _schedules_repo.runs_of(session, schedule_id, limit=None)
+                if (flow_id is None or r.flow_id == flow_id)
+                and (deployment_id is None or r.deployment_id == deployment_id)
+                and (status is None or r.status == status)
+            ]
+            end = None if row_limit is None else row_offset + row_limit
+            return {"data": [job_group_dict(r) for r in runs[row_offset:end]], "count": len(runs)}
         rows = _repo.list_groups(
             session,
             flow_id=flow_id,
@@ -190,6 +216,151 @@ def get_job_group_logs(job_group_id: int) -> str:
     with transaction() as session:
         row = _repo.get_group(session, job_group_id)
         return "\n".join(job.log for job in _repo.jobs_of(session, row.id) if job.log)
+
+
+# -- error records ------------------------------------------------------------------
+
+#: How many error records :func:`get_error_records` shows by default.
+ERROR_RECORDS_SHOWN = 20
+_ERROR_RECORD_KEYS = ("stage", "code", "message", "policy", "time", "record")
+
+
+@dataclass
+class _ErrorFiles:
+    """Where a job group's error records are: its error stage, the files it wrote, why there are none."""
+
+    error_stage: str | None = None
+    stored: bool = False
+    files: list[Path] = field(default_factory=list)
+    message: str | None = None
+    counted: int = 0
+
+
+def _error_files(job_group_id: int) -> _ErrorFiles:
+    """The files the job group's error stage wrote (Write to File: ``<directory>/<prefix>-<run id>.jsonl``).
+
+    The error stage is the one the flow has now: a flow whose error stage
+    changed since the run may point elsewhere. Paths resolve as the run
+    resolved them (the data folder, the instance's file roots).
+    """
+    found = _ErrorFiles()
+    planned: list[tuple[str, dict[str, Any], str]] = []
+    with transaction() as session:
+        row = _repo.get_group(session, job_group_id)
+        overrides = {str(k): str(v) for k, v in (row.parameters or {}).items()}
+        jobs = _repo.jobs_of(session, row.id)
+        if row.result is not None and "errorRecords" in row.result:
+            found.counted = int(row.result["errorRecords"] or 0)
+        else:  # still running: what the stages counted so far
+            found.counted = sum(
+                int(m.get("errorRecords") or 0) for job in jobs for m in _stages(job.metrics).values()
+            )
+        for job in jobs:
+            if job.flow_id is None or job.run_id is None:
+                continue
+            try:
+                stored = load_stored_flow(session, job.flow_id)
+            except NotFound:
+                found.message = "The flow of this job was deleted: its error stage is unknown"
+                continue
+            error_stage = stored.flow.error_stage
+            found.error_stage = error_stage.plugin.name
+            values = parameter_values(stored.flow, stored.parameter_sets, overrides)
+            try:
+                configuration = substitute(error_stage.configuration, values)
+            except UnresolvedParameters as exc:
+                found.message = (
+                    f"The error stage's settings refer to parameters without a value: {exc.message}"
+                )
+                continue
+            planned.append((error_stage.plugin.name, configuration, job.run_id))
+    if found.error_stage is None and found.message is None:
+        found.message = "This job group has no flow run with error records"
+    for plugin, configuration, run_id in planned:
+        if plugin != "write_to_file":
+            found.message = (
+                f"The flow's error stage ({plugin}) does not keep error records: "
+                "choose Write to File as the error stage to keep them"
+            )
+            continue
+        found.stored = True
+        directory = configuration.get("directory")
+        prefix = configuration.get("file_prefix") or "errors"
+        if not isinstance(directory, str) or not isinstance(prefix, str) or "/" in prefix or "\\" in prefix:
+            found.message = "The error stage's directory or file prefix is not set as a run needs it"
+            continue
+        roots = instance_roots()
+        try:
+            folder = roots.check(directory, base_dir=data_dir(), what="the error stage's directory")
+            path = roots.check(folder / f"{prefix}-{run_id}.jsonl", what="the error records file")
+        except PathNotAllowed as exc:
+            found.message = exc.message
+            continue
+        if path.is_file():
+            found.files.append(path)
+    if found.stored and not found.files and found.message is None:
+        found.message = "The run wrote no error records file"
+    return found
+
+
+def error_record_lines(job_group_id: int, *, user: User | None = None) -> Iterator[bytes]:
+    """Every error record the job group's error stage stored, as JSON Lines (one record a line).
+
+    Raises:
+        NotFound: no such job group, or none stored (the message says why).
+        Forbidden: a viewer (error records hold the records' data).
+    """
+    require_role(user, "editor")
+    found = _error_files(job_group_id)
+    if not found.files:
+        raise NotFound(f"Job group {job_group_id} has no stored error records: {found.message}")
+
+    def lines() -> Iterator[bytes]:
+        for path in found.files:
+            with path.open("rb") as handle:
+                for line in handle:
+                    yield line if line.endswith(b"\n") else line + b"\n"
+
+    return lines()
+
+
+def get_error_records(
+    job_group_id: int, *, limit: int = ERROR_RECORDS_SHOWN, user: User | None = None
+) -> dict[str, Any]:
+    """The first ``limit`` error records of a job group and how many are stored (the error stage's files).
+
+    Raises:
+        NotFound: no such job group. Forbidden: a viewer (error records hold the records' data).
+    """
+    require_role(user, "editor")
+    found = _error_files(job_group_id)
+    shown: list[dict[str, Any]] = []
+    count = 0
+    for path in found.files:
+        with path.open("rb") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                count += 1
+                if len(shown) >= limit:
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    item = {"message": "(a line of the error records file is not JSON)"}
+                if not isinstance(item, dict):
+                    item = {"record": item}
+                shown.append({key: item.get(key) for key in _ERROR_RECORD_KEYS})
+    return ErrorRecordsRead.shape(
+        {
+            "data": [{k: (v if k == "record" or v is None else str(v)) for k, v in r.items()} for r in shown],
+            "count": count,
+            "errorRecords": found.counted,
+            "errorStage": found.error_stage,
+            "stored": found.stored,
+            "message": None if shown else found.message,
+        }
+    )
 
 
 def wait_for_job_group(job_group_id: int, *, timeout: float = 60.0, poll: float = 0.1) -> dict[str, Any]:
@@ -243,37 +414,44 @@ def fail_interrupted_job_groups() -> int:
 
 
 def fail_stale_job_groups(lease_seconds: float = HEARTBEAT_LEASE, *, only_running: bool = False) -> int:
-    """Fail every active job group whose worker has not been heard of for ``lease_seconds``; how many.
+    """Deal with every active job group whose worker has not been heard of for ``lease_seconds``.
 
     A running job's worker renews its lease (``heartbeat_at``) every
     :data:`~flowport.services.job_runner.PROGRESS_INTERVAL` seconds; a job
     not started yet counts from its last change. Safe while other servers
-    and workers share the store: a live worker's job is never failed.
-    ``only_running`` leaves queued jobs alone (a busy pool may hold a job
-    Pending longer than the lease): what the server's periodic sweep uses.
+    and workers share the store: a live worker's job is never touched. A
+    running job whose worker is lost is retried when its flow allows
+    (``worker_lost_retries``; resubmitted to the launcher) and failed
+    otherwise (:mod:`flowport.services.worker_loss`). ``only_running``
+    leaves queued jobs alone (a busy pool may hold a job Pending longer than
+    the lease): what the periodic sweeps use.
+
+    Returns:
+        How many job groups were failed.
     """
-    now = utcnow()
-    with transaction() as session:
-        stale = _repo.stale_groups(session, now - timedelta(seconds=lease_seconds))
-        if only_running:
-            stale = [row for row in stale if row.status == "InProgress"]
-        failed = 0
-        for row in stale:
-            message = (
-                f"The worker running the job stopped (no heartbeat for {lease_seconds:g}s)"
-                if row.status == "InProgress"
-                else f"No worker took the job within {lease_seconds:g}s"
-            )
-            failed += _repo.transition(
-                session,
-                row.id,
-                from_statuses={row.status},
-                to_status="Failed",
-                group_values={"error": message},
-                job_values={"error": message},
-            )
+    from flowport.services.runs import job_task
+    from flowport.services.worker_loss import recover_stale
+
+    retried, failed = recover_stale(lease_seconds, lambda group_id, kind: job_task(group_id, kind=kind))
+    if not only_running:
+        now = utcnow()
+        message = f"No worker took the job within {lease_seconds:g}s"
+        with transaction() as session:
+            for row in _repo.stale_groups(session, now - timedelta(seconds=lease_seconds)):
+                if row.status == "InProgress":
+                    continue
+                failed += _repo.transition(
+                    session,
+                    row.id,
+                    from_statuses={row.status},
+                    to_status="Failed",
+                    group_values={"error": message},
+                    job_values={"error": message},
+                )
     if failed:
         _log.warning("%s job group(s) whose worker stopped were marked Failed", failed)
+    if retried:
+        _log.warning("%s job group(s) whose worker stopped were started again", retried)
     return failed
 
 

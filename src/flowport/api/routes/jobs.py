@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from flowport.api.deps import AuthenticatedRoute, CurrentUser, Editor, Id, OptionalId, PageQuery
 from flowport.api.errors import ERROR_RESPONSES
 from flowport.api.presenters import answers, page
 from flowport.services import jobs
-from flowport.services.schemas.jobs import JobGroupRead, JobRead
+from flowport.services.schemas.jobs import ErrorRecordsRead, JobGroupRead, JobRead
 
 __all__ = ["router"]
 
@@ -28,12 +28,15 @@ def list_job_groups(
     page: PageQuery,
     flow_id: Annotated[OptionalId, Query(alias="flowId")] = None,
     deployment_id: Annotated[OptionalId, Query(alias="deploymentId")] = None,
+    schedule_id: Annotated[OptionalId, Query(alias="scheduleId")] = None,
     status: Status | None = None,
 ) -> dict[str, Any]:
-    """Job groups, newest first, of one flow and/or one deployment's runs and/or in one status."""
+    """Job groups, newest first, of one flow, deployment or schedule (scheduled and backfilled runs)
+    and/or in one status."""
     return jobs.list_job_groups(
         flow_id=flow_id,
         deployment_id=deployment_id,
+        schedule_id=schedule_id,
         status=status,
         limit=page.limit,
         offset=page.offset,
@@ -72,6 +75,39 @@ def get_metrics(_user: CurrentUser, job_group_id: Id) -> dict[str, Any]:
 def get_logs(_user: CurrentUser, job_group_id: Id) -> PlainTextResponse:
     """The log lines of the job group's jobs, as text (connection secrets scrubbed)."""
     return PlainTextResponse(jobs.get_job_group_logs(job_group_id))
+
+
+@router.get("/{job_group_id}/errorRecords", responses=answers(ErrorRecordsRead))
+def get_error_records(
+    user: Editor,
+    job_group_id: Id,
+    limit: Annotated[int, Query(ge=1, le=1000)] = jobs.ERROR_RECORDS_SHOWN,
+) -> dict[str, Any]:
+    """The first error records the flow's error stage stored for the run (Write to File), how many it
+    stored, and why none are shown when none are; editors only (they hold the records' data)."""
+    return jobs.get_error_records(job_group_id, limit=limit, user=user)
+
+
+@router.get(
+    "/{job_group_id}/errorRecords/download",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "description": "Every stored error record, one JSON object a line",
+        }
+    },
+)
+def download_error_records(user: Editor, job_group_id: Id) -> StreamingResponse:
+    """Every error record stored for the run as JSON Lines (404 when none are stored); editors only."""
+    lines = jobs.error_record_lines(job_group_id, user=user)
+    return StreamingResponse(
+        lines,
+        media_type="application/x-ndjson",
+        headers={
+            "Content-Disposition": f'attachment; filename="job-group-{job_group_id}-error-records.jsonl"'
+        },
+    )
 
 
 @router.post("/{job_group_id}/cancel", responses=answers(JobGroupRead))

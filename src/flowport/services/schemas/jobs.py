@@ -6,7 +6,7 @@ from typing import Any
 
 from flowport.services.schemas.common import ReadModel, Ref, Timestamp
 
-__all__ = ["JobGroupRead", "JobPage", "JobRead"]
+__all__ = ["ErrorRecordRead", "ErrorRecordsRead", "JobGroupRead", "JobPage", "JobRead"]
 
 
 class JobRead(ReadModel):
@@ -59,3 +59,30 @@ class JobGroupRead(ReadModel):
     finished_at: Timestamp
     creator: Ref | None
     jobs: JobPage | None = None
+
+
+class ErrorRecordRead(ReadModel):
+    """One error record as the Write to File error stage stored it."""
+
+    stage: str | None
+    code: str | None
+    message: str | None
+    policy: str | None
+    time: str | None
+    record: Any
+
+
+class ErrorRecordsRead(ReadModel):
+    """The first error records of a job group, where its flow's error stage stored them.
+
+    ``count`` is how many the error stage stored (all of them are in the
+    download); ``errorRecords`` how many the run counted (an error stage
+    that discards them stores none); ``message`` says why none are shown.
+    """
+
+    data: list[ErrorRecordRead]
+    count: int
+    error_records: int
+    error_stage: str | None
+    stored: bool
+    message: str | None
