@@ -10,93 +10,18 @@ test's temporary folder).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from tests.conftest import require_service
-from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD, running_server
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def _require_chromium() -> str:
-    if CHROMIUM is None:
-        reason = "Debian's chromium is not installed (make setup installs it where apt-get can)"
-        if os.environ.get("FLOWPORT_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{reason}; FLOWPORT_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(reason)
-    return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_server(tmp_path_factory.mktemp("ui-server-home"), "--example") as running:
-        with httpx.Client(base_url=running.url, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
-            made = admin.post(
-                "/v4/users", json={"name": "viewer", "password": VIEWER_PASSWORD, "role": "viewer"}
-            )
-            assert made.status_code == 201, made.text
-            # A flow whose stage names a connection this instance does not have: a red dot.
-            broken = {
-                "name": "Broken load",
-                "stages": [
-                    {
-                        "name": "Orders",
-                        "plugin": {"name": "csv_file_origin"},
-                        "configuration": {"path": "orders.csv"},
-                    },
-                    {
-                        "name": "Warehouse",
-                        "plugin": {"name": "sql_table_destination"},
-                        "configuration": {"connection": "no-such-connection", "table": "orders"},
-                    },
-                ],
-                "edges": [{"from": "Orders", "to": "Warehouse"}],
-            }
-            assert admin.post("/v4/flows", json=broken).status_code == 201
-        yield running.url
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("FLOWPORT_ARTIFACTS") or tmp_path) / "ui"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=FLAGS, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
-def _sign_in(browser: object, url: str, name: str, password: str) -> object:
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(f"{url}/")
-    page.get_by_label("User name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{url}/ui/**")
-    page.get_by_role("heading", name="Flows").wait_for()
-    return page
+from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD
+from tests.ui.conftest import sign_in
 
 
 def test_a_missing_connection_shows_a_red_dot_on_its_stage(
     server: str, browser: object, artifacts: Path
 ) -> None:
-    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
     page.get_by_role("link", name="Broken load").click()
     warehouse = page.locator('g.stage[data-stage="Warehouse"]')
     warehouse.wait_for()
@@ -110,7 +35,7 @@ def test_a_missing_connection_shows_a_red_dot_on_its_stage(
 def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
     server: str, browser: object, artifacts: Path
 ) -> None:
-    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
     page.get_by_role("link", name="Wrangle Orders").click()
     page.locator("#validity").wait_for()
     assert page.locator("g.stage circle.dot").count() == 0
@@ -135,7 +60,7 @@ def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
 
 
 def test_a_viewer_sees_no_run_button(server: str, browser: object) -> None:
-    page = _sign_in(browser, server, "viewer", VIEWER_PASSWORD)
+    page = sign_in(browser, server, "viewer", VIEWER_PASSWORD)
     page.get_by_role("link", name="Wrangle Orders").click()
     page.locator("#validity").wait_for()
     assert page.locator("#run").count() == 0
@@ -158,7 +83,7 @@ def test_a_deployment_imports_a_package_shows_its_diff_and_rolls_back(
         second = tmp_path / "second.zip"
         second.write_bytes(admin.get(f"/v4/flows/{flow['id']}/package").content)
 
-    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{server}/ui/#/deployments/{deployment['id']}")
     page.locator("#package").set_input_files(str(second))
@@ -184,7 +109,7 @@ def test_connections_are_created_and_tested_and_their_password_is_never_shown(
 ) -> None:
     require_service("PostgreSQL", "127.0.0.1", 5432)
     secret = "Ui-Secret-Do-Not-Show-7"
-    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
     page.goto(f"{server}/ui/#/connections")
     page.get_by_label("Name").fill("ui-warehouse")
     page.get_by_label("Vendor").select_option("postgresql")
@@ -227,7 +152,7 @@ def test_schedules_show_their_next_date_and_pause(server: str, browser: object) 
         flow = next(f for f in admin.get("/v4/flows").json()["data"] if f["name"] == "Wrangle Orders")
         body = {"name": "nightly orders", "flow": {"id": flow["id"]}, "cron": "0 3 * * *", "timezone": "UTC"}
         schedule = admin.post("/v4/schedules", json=body).json()
-    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
     page.goto(f"{server}/ui/#/schedules")
     row = page.locator('tr[data-schedule="nightly orders"]')
     row.wait_for()
@@ -244,7 +169,7 @@ def test_a_flow_is_built_from_stages_in_the_editor_saved_and_previewed(
 ) -> None:
     with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
         flow = admin.post("/v4/flows", json={"name": "Built in the UI"}).json()
-    page = _sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
     page.goto(f"{server}/ui/#/flows/{flow['id']}")
     page.locator("#add-plugin").select_option("csv_file_origin")
     page.get_by_role("button", name="Add stage").click()

@@ -149,7 +149,17 @@ function graph(document_, issues, editor) {
     if (problems.length) group.append(svg("circle", { class: "dot", cx: W - 10, cy: 10, r: 7, "data-issues": problems.length }));
     if (editor) {
       group.addEventListener("click", () => editor.select(s.name));
-      group.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") editor.select(s.name); });
+      group.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); editor.select(s.name); return; }
+        // Arrow keys move the stage (Shift: further): dragging without a mouse.
+        const step = event.shiftKey ? 50 : 10;
+        const delta = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[event.key];
+        if (delta && editor.movable) {
+          event.preventDefault();
+          editor.focus = s.name;
+          editor.moved(s.name, Math.max(0, p.x + delta[0]), Math.max(0, p.y + delta[1]));
+        }
+      });
       group.addEventListener("pointerdown", (event) => drag(event, root, group, p, (x, y) => editor.moved(s.name, x, y)));
     }
     root.append(group);
@@ -254,6 +264,10 @@ async function flowPage(id) {
   const touch = () => { dirty = true; saveButton.disabled = false; status.textContent = "Unsaved changes."; draw(); };
   const draw = () => {
     canvas.replaceChildren(graph(doc, issues, editor));
+    if (editor.focus) {
+      const again = canvas.querySelector(`g.stage[data-stage="${CSS.escape(editor.focus)}"]`);
+      if (again) again.focus();
+    }
     validity.className = issues.length ? "status Failed" : "status Complete";
     validity.textContent = issues.length ? `${issues.length} issue(s)` : "Valid";
     issueList.replaceChildren(...(issues.length ? [el("h2", {}, "Issues"), el("ul", { class: "issues" }, issues.map((i) =>
@@ -290,7 +304,8 @@ async function flowPage(id) {
         touch();
       } }, "Delete stage")));
   };
-  editor.select = (name) => { editor.selected = name; draw(); };
+  editor.movable = canEdit();
+  editor.select = (name) => { editor.selected = name; editor.focus = name; draw(); };
   editor.moved = (name, x, y) => { doc.stages.find((s) => s.name === name).position = { x, y }; touch(); };
 
   const save = async () => {
@@ -325,15 +340,11 @@ async function flowPage(id) {
     } catch (error) { output.replaceChildren(el("p", { class: "message" }, error.message)); }
   } }, "Preview");
   // Run with parameter overrides: one field per declared parameter, its default shown.
-  const declared = Object.entries(doc.parameters || {});
-  const overrides = declared.map(([name, value]) => el("input", { id: `param-${name}`, "data-parameter": name,
-    placeholder: String(value), "aria-label": `Parameter ${name}` }));
-  const runParameters = declared.length && canEdit() ? el("div", { class: "toolbar", id: "run-parameters" },
-    el("span", {}, "Run with:"), declared.flatMap(([name], i) => [el("label", { for: `param-${name}` }, name), overrides[i]])) : null;
+  const overrides = overrideFields(doc.parameters);
+  const runParameters = canEdit() ? overrides.node : null;
   const run = el("button", { id: "run", type: "button", onclick: async () => {
     if (dirty) { status.textContent = "Save first: a run runs the stored flow."; return; }
-    const parameters = Object.fromEntries(overrides.filter((input) => input.value !== "")
-      .map((input) => [input.dataset.parameter, input.value]));
+    const parameters = overrides.values();
     try {
       const group = await api("POST", `/v4/flows/${id}/run`, { parameters });
       location.hash = `#/jobs/${group.id}`;
@@ -349,46 +360,167 @@ async function flowPage(id) {
     el("p", {}, flow.description || ""),
     el("div", { class: "toolbar" }, canEdit() ? [run, saveButton, pick, add] : null, canEdit() ? preview : null, validate, validity),
     runParameters, status, canvas, panel, issueList, output,
-    el("h2", {}, "Runs"), await runsTable(`/v4/jobGroups?flowId=${id}&limit=20`));
+    el("h2", { id: "history-title" }, "Run history"),
+    el("p", {}, el("a", { href: `#/jobs?flowId=${id}` }, "All runs of this flow")),
+    await historyGrid(id, doc));
+}
+
+// Run with parameter overrides: a field per declared parameter, its default as the placeholder.
+function overrideFields(declared) {
+  const entries = Object.entries(declared || {});
+  const inputs = entries.map(([name, value]) => el("input", { id: `param-${name}`, "data-parameter": name,
+    placeholder: String(value) }));
+  const node = entries.length ? el("div", { class: "toolbar", id: "run-parameters", role: "group", "aria-label": "Run with parameters" },
+    el("span", {}, "Run with:"), entries.flatMap(([name], i) => [el("label", { for: `param-${name}` }, `Parameter ${name}`), inputs[i]])) : null;
+  const values = () => Object.fromEntries(inputs.filter((input) => input.value !== "")
+    .map((input) => [input.dataset.parameter, input.value]));
+  return { node, values };
+}
+
+// What became of one stage in one run: a state (its colour) and the words shown in the cell.
+function stageOutcome(group, stage) {
+  const result = group.result;
+  if (!result) {
+    const state = FINAL.has(group.status) ? group.status : "InProgress";
+    return { state, text: state === "InProgress" ? "Running" : group.status };
+  }
+  const failedAt = result.error && result.error.stage;
+  if (failedAt === stage) return { state: "Failed", text: "Failed" };
+  const m = (result.stages || {})[stage];
+  if (!m) return { state: "NotRun", text: "Not run" };
+  if (m.errorRecords) return { state: "Errors", text: `${m.errorRecords} error${m.errorRecords === 1 ? "" : "s"}` };
+  if (group.status === "Failed") return { state: "Stopped", text: "Stopped" };
+  if (group.status === "Canceled") return { state: "Canceled", text: "Canceled" };
+  return { state: "Complete", text: `OK, ${m.outputRecords ?? 0} out` };
+}
+
+// Runs × stages of a flow, each cell coloured by what became of the stage (the words say it too).
+async function historyGrid(flowId, doc) {
+  const groups = (await api("GET", `/v4/jobGroups?flowId=${flowId}&limit=20`)).data;
+  if (!groups.length) return el("p", { id: "history" }, "No runs yet.");
+  const stages = (doc.stages || []).map((s) => s.name);
+  for (const g of groups) {
+    for (const name of Object.keys((g.result && g.result.stages) || {})) if (!stages.includes(name)) stages.push(name);
+  }
+  const legend = [["Complete", "OK"], ["Errors", "error records"], ["Failed", "failed here"], ["Stopped", "stopped by another stage"],
+    ["Canceled", "canceled"], ["InProgress", "running"], ["NotRun", "not run"]];
+  return el("div", { id: "history" },
+    el("div", { class: "grid-scroll" }, el("table", { class: "history", "aria-labelledby": "history-title" },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Run"), el("th", { scope: "col" }, "Started"),
+        stages.map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, groups.map((g) => el("tr", { "data-run": g.id },
+        el("th", { scope: "row" }, el("a", { href: `#/jobs/${g.id}` }, `#${g.id}`), " ",
+          el("span", { class: `status ${g.status}` }, g.status)),
+        el("td", {}, g.startedAt || g.createdAt || ""),
+        stages.map((name) => {
+          const outcome = stageOutcome(g, name);
+          return el("td", { class: `cell ${outcome.state}`, "data-stage": name, "data-state": outcome.state,
+            title: `${name} in run #${g.id}: ${outcome.text}` }, outcome.text);
+        })))))),
+    el("p", { class: "legend" }, "Cells: ", legend.map(([state, words]) => el("span", { class: `cell ${state}` }, words))));
 }
 
 // -- jobs ---------------------------------------------------------------------------------
 
-async function runsTable(path) {
-  const groups = (await api("GET", path)).data;
-  return el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Run"), el("th", {}, "Status"),
-    el("th", {}, "Trigger"), el("th", {}, "Started"), el("th", {}, "Finished"))),
-    el("tbody", {}, groups.map((g) => el("tr", {},
-      el("td", {}, el("a", { href: `#/jobs/${g.id}` }, `#${g.id}`)),
-      el("td", {}, el("span", { class: `status ${g.status}` }, g.status)),
-      el("td", {}, g.trigger || ""), el("td", {}, g.startedAt || ""), el("td", {}, g.finishedAt || "")))));
+const STATUSES = ["Created", "Pending", "InProgress", "Complete", "Failed", "Canceled"];
+
+// What a run ran: a link to its flow, deployment or pipeline (named when the names are known).
+function runTarget(group, names) {
+  const named = (kind, ref) => (names && names[kind] && names[kind].get(ref.id)) || `${kind} #${ref.id}`;
+  if (group.pipeline) return el("a", { href: `#/pipelines/${group.pipeline.id}` }, named("pipeline", group.pipeline));
+  if (group.deployment) return el("a", { href: `#/deployments/${group.deployment.id}` }, named("deployment", group.deployment));
+  if (group.flow) return el("a", { href: `#/flows/${group.flow.id}` }, named("flow", group.flow));
+  return "";
 }
 
-async function jobsPage() {
-  const status = el("select", { id: "status", "aria-label": "Status" }, el("option", { value: "" }, "Any status"),
-    ...["Pending", "InProgress", "Complete", "Failed", "Canceled"].map((s) => el("option", { value: s }, s)));
-  const holder = el("div");
-  const load = async () => holder.replaceChildren(
-    await runsTable(`/v4/jobGroups?limit=50${status.value ? `&status=${status.value}` : ""}`));
-  status.addEventListener("change", () => load().catch(fail));
+function runsTable(groups, names) {
+  return el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["Run", "Status", "What", "Trigger", "Logical date",
+    "Started", "Finished"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, groups.map((g) => el("tr", { "data-run": g.id },
+      el("td", {}, el("a", { href: `#/jobs/${g.id}` }, `#${g.id}`)),
+      el("td", {}, el("span", { class: `status ${g.status}` }, g.status)),
+      el("td", {}, runTarget(g, names)),
+      el("td", {}, g.trigger || ""), el("td", {}, g.logicalDate || ""),
+      el("td", {}, g.startedAt || ""), el("td", {}, g.finishedAt || "")))));
+}
+
+function choice(id, label, options, value) {
+  const select = el("select", { id }, options.map(([v, text]) => el("option", { value: v, selected: String(v) === String(value ?? "") }, text)));
+  return { select, node: el("div", { class: "field inline" }, el("label", { for: id }, label), select) };
+}
+
+const byId = (rows) => new Map(rows.map((r) => [r.id, r.name]));
+
+// Jobs, filtered by status, flow, deployment and schedule; the filters are in the address (#/jobs?status=Failed).
+async function jobsPage(params) {
+  const [flows, deployments, schedules, pipelines] = await Promise.all([api("GET", "/v4/flows?noLimit=true"),
+    api("GET", "/v4/deployments?noLimit=true"), api("GET", "/v4/schedules?noLimit=true"), api("GET", "/v4/pipelines?noLimit=true")]);
+  const names = { flow: byId(flows.data), deployment: byId(deployments.data), pipeline: byId(pipelines.data) };
+  const filters = {
+    status: choice("filter-status", "Status", [["", "Any status"], ...STATUSES.map((s) => [s, s])], params.get("status")),
+    flowId: choice("filter-flow", "Flow", [["", "Any flow"], ...flows.data.map((f) => [f.id, f.name])], params.get("flowId")),
+    deploymentId: choice("filter-deployment", "Deployment", [["", "Any deployment"], ...deployments.data.map((d) => [d.id, d.name])],
+      params.get("deploymentId")),
+    scheduleId: choice("filter-schedule", "Schedule", [["", "Any schedule"], ...schedules.data.map((x) => [x.id, x.name])],
+      params.get("scheduleId")),
+  };
+  const holder = el("div", { id: "runs-holder" });
+  const summary = el("p", { id: "runs-count", role: "status" });
+  const load = async () => {
+    const query = new URLSearchParams();
+    for (const [key, filter] of Object.entries(filters)) if (filter.select.value) query.set(key, filter.select.value);
+    // The address keeps the filters (a link or a reload shows the same list) without drawing the page again.
+    history.replaceState(null, "", `#/jobs${query.toString() ? `?${query}` : ""}`);
+    query.set("limit", "50");
+    const page = await api("GET", `/v4/jobGroups?${query}`);
+    summary.textContent = page.count > page.data.length ? `The latest ${page.data.length} of ${page.count} runs.` : `${page.count} run(s).`;
+    holder.replaceChildren(runsTable(page.data, names));
+  };
+  for (const filter of Object.values(filters)) filter.select.addEventListener("change", () => load().catch(fail));
   await load();
-  show(el("h1", {}, "Jobs"), el("div", { class: "toolbar" }, status), holder);
+  show(el("h1", {}, "Jobs"), el("form", { class: "toolbar filters", "aria-label": "Filter jobs", onsubmit: (e) => e.preventDefault() },
+    Object.values(filters).map((f) => f.node)), summary, holder);
+}
+
+// The first error records the run's error stage stored, and a download of all of them (editors only).
+async function errorRecordsSection(id, section) {
+  const found = await api("GET", `/v4/jobGroups/${id}/errorRecords`);
+  const parts = [el("h2", {}, "Error records")];
+  parts.push(el("p", { id: "error-count" }, `The run counted ${found.errorRecords} error record(s)` +
+    (found.stored ? `; its error stage stored ${found.count}.` : ".")));
+  if (found.message) parts.push(el("p", { class: "note" }, found.message));
+  if (found.data.length) {
+    if (found.count > found.data.length) parts.push(el("p", {}, `The first ${found.data.length} of ${found.count}:`));
+    parts.push(el("div", { class: "grid-scroll" }, el("table", { id: "error-records" },
+      el("thead", {}, el("tr", {}, ["Stage", "Code", "Message", "Record"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, found.data.map((r) => el("tr", {}, el("td", {}, r.stage || ""), el("td", {}, r.code || ""),
+        el("td", {}, r.message || ""), el("td", {}, el("code", {}, JSON.stringify(r.record)))))))));
+  }
+  if (found.count) {
+    parts.push(el("p", {}, el("a", { id: "download-errors", href: `/v4/jobGroups/${id}/errorRecords/download`, download: "" },
+      `Download all ${found.count} error records (JSON Lines)`)));
+  }
+  section.replaceChildren(...parts);
 }
 
 async function jobPage(id) {
   const title = el("h1", {}, `Run #${id}`);
   const state = el("p", {}, "Status: ", el("span", { id: "job-status", class: "status" }, "…"));
+  const what = el("p", { id: "job-target" });
   const parameters = el("p", { id: "job-parameters" });
   const metrics = el("tbody", { id: "metrics" });
-  const log = el("pre", { class: "log", id: "log", "aria-label": "Log" });
+  const log = el("pre", { class: "log", id: "log", "aria-label": "Log", tabindex: "0" });
   const message = el("p", { class: "message", role: "alert" });
+  const errors = el("section", { id: "errors", "aria-label": "Error records" });
+  let errorsShown = false;
   const cancel = el("button", { id: "cancel", type: "button", class: "secondary", onclick: async () => {
+    if (!confirm(`Cancel run #${id}? Its destinations are left as they were.`)) return;
     try { await api("POST", `/v4/jobGroups/${id}/cancel`); } catch (error) { message.textContent = error.message; }
-  } }, "Cancel");
-  show(title, state, parameters, message, canEdit() ? el("div", { class: "toolbar" }, cancel) : null,
+  } }, "Cancel run");
+  show(title, state, what, parameters, message, canEdit() ? el("div", { class: "toolbar" }, cancel) : null,
     el("h2", {}, "Stages"),
-    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "Stage"), el("th", {}, "Input"),
-      el("th", {}, "Output"), el("th", {}, "Errors"))), metrics),
+    el("table", {}, el("thead", {}, el("tr", {}, ["Stage", "Input", "Output", "Errors"].map((h) => el("th", { scope: "col" }, h)))), metrics),
+    canEdit() ? errors : null,
     el("h2", {}, "Log"), log);
   const refresh = async () => {
     const [group, live] = await Promise.all([api("GET", `/v4/jobGroups/${id}`), api("GET", `/v4/jobGroups/${id}/metrics`)]);
@@ -397,14 +529,21 @@ async function jobPage(id) {
     badge.textContent = group.status;
     const given = Object.entries(group.parameters || {});
     parameters.textContent = given.length ? `Parameters: ${given.map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
+    what.replaceChildren("Ran ", runTarget(group), group.trigger ? ` (${group.trigger})` : "",
+      group.logicalDate ? ` for ${group.logicalDate}` : "");
     badge.className = `status ${group.status}`;
     if (group.error) message.textContent = group.error;
     metrics.replaceChildren(...Object.entries(live.stages || {}).map(([name, m]) => el("tr", {},
       el("td", {}, name), el("td", {}, m.inputRecords ?? ""), el("td", {}, m.outputRecords ?? ""),
       el("td", {}, m.errorRecords ?? ""))));
     log.textContent = await api("GET", `/v4/jobGroups/${id}/logs`);
-    cancel.disabled = FINAL.has(group.status);
-    return !FINAL.has(group.status);
+    const ended = FINAL.has(group.status);
+    cancel.disabled = ended;
+    if (ended && canEdit() && !errorsShown && !group.pipeline) {
+      errorsShown = true;
+      await errorRecordsSection(id, errors).catch((error) => errors.replaceChildren(el("p", { class: "message" }, error.message)));
+    }
+    return !ended;
   };
   const tick = async () => {
     try { if (await refresh()) timer = setTimeout(tick, 1000); } catch (error) { message.textContent = error.message; }
@@ -464,12 +603,103 @@ async function upload(path, file) {
   return data;
 }
 
+const VALUE_RULE_TYPES = [["fileLocation", "File location"], ["s3Bucket", "S3 bucket"], ["tableName", "Table name"], ["parameter", "Parameter"]];
+
+// The import rules of a deployment: object rules (a package's connection uuid → a local connection) and
+// value rules (ordered literal or /regex/ rewrites), edited as tables and saved whole.
+async function rulesEditor(id, suggestions) {
+  const [objects, values, connections] = await Promise.all([api("GET", `/v4/deployments/${id}/objectImportRules`),
+    api("GET", `/v4/deployments/${id}/valueImportRules`), api("GET", "/v4/connections?noLimit=true")]);
+  const editable = canEdit();
+  const objectRules = objects.data.map((r) => ({ uuid: r.onCondition.uuid, id: r.withCondition.id }));
+  const valueRules = values.data.map((r) => ({ type: r.type, on: r.on, with: r.with }));
+  const objectBody = el("tbody", { id: "object-rules" });
+  const valueBody = el("tbody", { id: "value-rules" });
+  const objectNote = el("p", { class: "note", role: "status", id: "object-rules-status" });
+  const valueNote = el("p", { class: "note", role: "status", id: "value-rules-status" });
+  const known = el("datalist", { id: "package-connections" });
+  const fillKnown = () => known.replaceChildren(...suggestions.map((c) => el("option", { value: c.uuid }, c.label)));
+  const connectionName = (cid) => (connections.data.find((c) => c.id === cid) || { name: `#${cid}` }).name;
+  const remove = (label, list, index, redraw) => el("button", { type: "button", class: "secondary", "aria-label": `Remove ${label} ${index + 1}`,
+    onclick: () => { list.splice(index, 1); redraw(); } }, "Remove");
+
+  const drawObjects = () => objectBody.replaceChildren(...(objectRules.length ? objectRules.map((rule, i) => el("tr", { "data-rule": i },
+    el("td", {}, editable ? el("input", { id: `object-uuid-${i}`, value: rule.uuid, list: "package-connections", size: "38",
+      "aria-label": `Package connection uuid, object rule ${i + 1}`, oninput: (e) => { rule.uuid = e.target.value.trim(); } }) : rule.uuid),
+    el("td", {}, editable ? el("select", { id: `object-local-${i}`, "aria-label": `Local connection, object rule ${i + 1}`,
+      onchange: (e) => { rule.id = Number(e.target.value); } },
+      el("option", { value: "" }, "Choose…"),
+      connections.data.map((c) => el("option", { value: c.id, selected: c.id === rule.id }, `${c.name} (${c.vendor})`))) : connectionName(rule.id)),
+    editable ? el("td", {}, remove("object rule", objectRules, i, drawObjects)) : null))
+    : [el("tr", {}, el("td", { colspan: editable ? "3" : "2" }, "No object rules."))]));
+  const move = (i, by) => { const [rule] = valueRules.splice(i, 1); valueRules.splice(i + by, 0, rule); drawValues(); };
+  const drawValues = () => valueBody.replaceChildren(...(valueRules.length ? valueRules.map((rule, i) => el("tr", { "data-rule": i },
+    el("td", {}, String(i + 1)),
+    el("td", {}, editable ? el("select", { id: `value-type-${i}`, "aria-label": `Kind, value rule ${i + 1}`,
+      onchange: (e) => { rule.type = e.target.value; } }, VALUE_RULE_TYPES.map(([v, text]) => el("option", { value: v, selected: v === rule.type }, text)))
+      : (VALUE_RULE_TYPES.find(([v]) => v === rule.type) || [rule.type, rule.type])[1]),
+    el("td", {}, editable ? el("input", { id: `value-on-${i}`, value: rule.on, "aria-label": `Replace (text or /regex/), value rule ${i + 1}`,
+      oninput: (e) => { rule.on = e.target.value; } }) : rule.on),
+    el("td", {}, editable ? el("input", { id: `value-with-${i}`, value: rule.with, "aria-label": `With, value rule ${i + 1}`,
+      oninput: (e) => { rule.with = e.target.value; } }) : rule.with),
+    editable ? el("td", { class: "actions" },
+      el("button", { type: "button", class: "secondary", "aria-label": `Move value rule ${i + 1} up`, disabled: i === 0, onclick: () => move(i, -1) }, "Up"),
+      el("button", { type: "button", class: "secondary", "aria-label": `Move value rule ${i + 1} down`, disabled: i === valueRules.length - 1,
+        onclick: () => move(i, 1) }, "Down"),
+      remove("value rule", valueRules, i, drawValues)) : null))
+    : [el("tr", {}, el("td", { colspan: editable ? "5" : "4" }, "No value rules."))]));
+  drawObjects();
+  drawValues();
+  fillKnown();
+  const save = async (kind, body, note) => {
+    note.textContent = "Saving…";
+    try {
+      await api("PATCH", `/v4/deployments/${id}/${kind}ImportRules`, body);
+      note.textContent = "Saved: the rules apply to the next import.";
+    } catch (error) { note.textContent = error.message; }
+  };
+  const section = el("section", { id: "rules", "aria-labelledby": "rules-title" },
+    el("h2", { id: "rules-title" }, "Import rules"), known,
+    el("h3", {}, "Object rules: package connections to local ones"),
+    el("table", { class: "rules" }, el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Connection uuid in the package"),
+      el("th", { scope: "col" }, "Local connection"), editable ? el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")) : null)), objectBody),
+    editable ? el("div", { class: "toolbar" },
+      el("button", { id: "add-object-rule", type: "button", class: "secondary", onclick: () => { objectRules.push({ uuid: "", id: null }); drawObjects(); } }, "Add object rule"),
+      el("button", { id: "save-object-rules", type: "button", onclick: () => {
+        if (objectRules.some((r) => !r.uuid || !r.id)) { objectNote.textContent = "Every object rule needs a uuid and a local connection."; return; }
+        save("object", objectRules.map((r) => ({ tableName: "connections", onCondition: { uuid: r.uuid }, withCondition: { id: r.id } })), objectNote);
+      } }, "Save object rules")) : null,
+    objectNote,
+    el("h3", {}, "Value rules, applied in order"),
+    el("table", { class: "rules" }, el("thead", {}, el("tr", {}, ["#", "Kind", "Replace (text or /regex/)", "With"].map((h) => el("th", { scope: "col" }, h)),
+      editable ? el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")) : null)), valueBody),
+    editable ? el("div", { class: "toolbar" },
+      el("button", { id: "add-value-rule", type: "button", class: "secondary", onclick: () => { valueRules.push({ type: "fileLocation", on: "", with: "" }); drawValues(); } }, "Add value rule"),
+      el("button", { id: "save-value-rules", type: "button", onclick: () => {
+        if (valueRules.some((r) => !r.on)) { valueNote.textContent = "Every value rule needs something to replace."; return; }
+        save("value", valueRules.map((r) => ({ type: r.type, on: r.on, with: r.with })), valueNote);
+      } }, "Save value rules")) : null,
+    valueNote);
+  // A connection the dry run could not resolve: a new object rule for its uuid, its local connection to choose.
+  section.addRule = (uuid, label) => {
+    if (!suggestions.some((c) => c.uuid === uuid)) { suggestions.push({ uuid, label }); fillKnown(); }
+    if (!objectRules.some((r) => r.uuid === uuid)) objectRules.push({ uuid, id: null });
+    drawObjects();
+    const row = objectRules.findIndex((r) => r.uuid === uuid);
+    const select = document.getElementById(`object-local-${row}`);
+    if (select) select.focus();
+  };
+  return section;
+}
+
 async function deploymentPage(id) {
   const deployment = await api("GET", `/v4/deployments/${id}?embed=releases`);
   const releases = deployment.releases.data;
   const active = releases.find((r) => r.active);
   const message = el("p", { class: "message", role: "alert" });
   const detail = el("div", { id: "detail" });
+  const suggestions = [];
+  const rules = await rulesEditor(id, suggestions);
   const activate = async (release) => {
     const older = active && release.id < active.id;
     if (!confirm(`${older ? "Roll back to" : "Activate"} release #${release.id}? Runs of ${deployment.name} will use it.`)) return;
@@ -478,24 +708,32 @@ async function deploymentPage(id) {
   };
   const rows = releases.map((r) => el("tr", { "data-release": r.id },
     el("td", {}, `#${r.id}`), el("td", {}, r.active ? el("strong", { class: "status Complete" }, "active") : ""),
+    el("td", {}, r.primaryFlow ? el("a", { href: `#/flows/${r.primaryFlow.id}` }, (r.flows[0] && r.flows[0].name) || `flow #${r.primaryFlow.id}`) : ""),
     el("td", {}, r.notes || ""), el("td", {}, r.createdAt || ""),
-    el("td", {},
-      !r.active && active ? el("button", { type: "button", class: "secondary", onclick: async () => {
+    el("td", { class: "actions" },
+      !r.active && active ? el("button", { type: "button", class: "secondary", "aria-label": `Diff against active: release #${r.id}`, onclick: async () => {
         try { detail.replaceChildren(diffView(await api("GET", `/v4/releases/${r.id}/diff?against=active`))); }
         catch (error) { message.textContent = error.message; }
       } }, "Diff against active") : null,
       !r.active && canEdit() ? el("button", { type: "button", onclick: () => activate(r) },
         active && r.id < active.id ? "Roll back to this" : "Activate") : null)));
-  const file = el("input", { id: "package", type: "file", accept: ".zip", "aria-label": "Package ZIP" });
-  const importer = canEdit() ? el("div", { class: "toolbar" }, file,
+  const file = el("input", { id: "package", type: "file", accept: ".zip" });
+  const unresolvedList = (unresolved) => el("section", { id: "unresolved", "aria-label": "Unresolved connections" },
+    el("p", { class: "message" }, `${unresolved.length} stage(s) use connections this instance lacks: the release would be stored, not activated.`),
+    el("ul", {}, unresolved.map((u) => el("li", {}, `${u.flow} / ${u.stage}: ${u.name || u.connection} (${u.vendor || "?"}) `,
+      canEdit() ? el("button", { type: "button", class: "secondary", "aria-label": `Add an object rule for ${u.name || u.connection}`,
+        onclick: () => rules.addRule(u.connection, u.name || u.connection) }, "Add an object rule") : null))));
+  const importer = canEdit() ? el("div", { class: "toolbar" }, el("label", { for: "package" }, "Package ZIP"), file,
     el("button", { id: "dry-run", type: "button", class: "secondary", onclick: async () => {
       if (!file.files.length) { message.textContent = "Choose a package ZIP first."; return; }
       try {
         const report = await upload(`/v4/deployments/${id}/releases/dryRun`, file.files[0]);
         const unresolved = report.unresolvedConnections || [];
+        const changes = report.valueChanges || [];
         detail.replaceChildren(...[el("h2", {}, "Dry run: nothing is stored"),
-          unresolved.length ? el("p", { class: "message" },
-            `${unresolved.length} connection(s) would not resolve: the release would be stored, not activated.`) : null,
+          unresolved.length ? unresolvedList(unresolved) : null,
+          changes.length ? el("section", { "aria-label": "Rule changes" }, el("h3", {}, "What the value rules change"),
+            el("ul", {}, changes.map((c) => el("li", {}, `${c.flow} / ${c.stage} ${c.key}: ${c.from} → ${c.to}`)))) : null,
           report.diff ? diffView(report.diff) : tree(prune(report) || {})].filter(Boolean));
       } catch (error) { message.textContent = error.message; }
     } }, "Preview import"),
@@ -507,15 +745,27 @@ async function deploymentPage(id) {
         document.getElementById("detail").replaceChildren(el("p", { role: "status" }, report.message || "Imported."));
       } catch (error) { message.textContent = error.message; }
     } }, "Import")) : null;
-  const run = canEdit() && active ? el("button", { id: "run-deployment", type: "button", onclick: async () => {
-    try { const started = await api("POST", `/v4/deployments/${id}/run`, {}); location.hash = `#/jobs/${started.data[0].id}`; }
-    catch (error) { message.textContent = error.message; }
-  } }, "Run") : null;
-  show(el("h1", {}, deployment.name), el("div", { class: "toolbar" }, run), message,
+  // Run with overrides of the parameters the active release's primary flow declares.
+  let runner = null;
+  if (canEdit() && active) {
+    let declared = {};
+    if (active.primaryFlow) {
+      try { declared = ((await api("GET", `/v4/flows/${active.primaryFlow.id}`)).document || {}).parameters || {}; }
+      catch (error) { declared = {}; }
+    }
+    const overrides = overrideFields(declared);
+    runner = el("div", {}, overrides.node, el("div", { class: "toolbar" }, el("button", { id: "run-deployment", type: "button", onclick: async () => {
+      try {
+        const started = await api("POST", `/v4/deployments/${id}/run`, { parameters: overrides.values() });
+        location.hash = `#/jobs/${started.data[0].id}`;
+      } catch (error) { message.textContent = error.message; }
+    } }, "Run"), el("a", { href: `#/jobs?deploymentId=${id}` }, "Runs of this deployment")));
+  }
+  show(el("h1", {}, deployment.name), runner, message,
     el("h2", {}, "Releases"),
-    el("table", { id: "releases" }, el("thead", {}, el("tr", {}, el("th", {}, "Release"), el("th", {}, "State"),
-      el("th", {}, "Notes"), el("th", {}, "Imported"), el("th", {}, ""))), el("tbody", {}, rows)),
-    importer ? el("h2", {}, "Import a package") : null, importer, detail);
+    el("table", { id: "releases" }, el("thead", {}, el("tr", {}, ["Release", "State", "Primary flow", "Notes", "Imported"].map((h) => el("th", { scope: "col" }, h)),
+      el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")))), el("tbody", {}, rows)),
+    importer ? el("h2", {}, "Import a package") : null, importer, detail, rules);
 }
 
 // -- connections ---------------------------------------------------------------------------
@@ -584,31 +834,171 @@ async function connectionsPage(editing) {
 function target(schedule) {
   if (schedule.flow) return el("a", { href: `#/flows/${schedule.flow.id}` }, `flow ${schedule.flow.id}`);
   if (schedule.deployment) return el("a", { href: `#/deployments/${schedule.deployment.id}` }, `deployment ${schedule.deployment.id}`);
-  return schedule.pipeline ? `pipeline ${schedule.pipeline.id}` : "";
+  return schedule.pipeline ? el("a", { href: `#/pipelines/${schedule.pipeline.id}` }, `pipeline ${schedule.pipeline.id}`) : "";
+}
+
+// "2026-01-05T03:00" from a datetime-local field, read as UTC.
+const utc = (local) => (local.length === 16 ? `${local}:00Z` : `${local}Z`);
+
+function locksTable(locks) {
+  return locks.length ? el("table", { id: "locks" }, el("thead", {}, el("tr", {}, ["Lock", "Task", "Pipeline", "Held by run", "Since"]
+    .map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, locks.map((l) => el("tr", { "data-lock": l.name }, el("td", {}, l.name),
+    el("td", {}, l.task), el("td", {}, l.pipeline ? el("a", { href: `#/pipelines/${l.pipeline.id}` }, `#${l.pipeline.id}`) : ""),
+    el("td", {}, l.run ? el("a", { href: `#/jobs/${l.run.id}` }, `#${l.run.id}`) : ""),
+    el("td", {}, l.since || ""))))) : el("p", { id: "locks" }, "None.");
+}
+
+// Backfill a schedule: a range of logical dates (UTC), what to do with dates already run, how many at once.
+function backfillForm(schedule, done) {
+  const message = el("p", { class: "message", role: "alert" });
+  const plan = el("div", { id: "backfill-plan" });
+  const start = el("input", { type: "datetime-local", required: true });
+  const end = el("input", { type: "datetime-local", required: true });
+  const reprocess = el("select", {}, [["none", "Skip dates already run"], ["failed", "Rerun failed and canceled dates"], ["all", "Rerun every date"]]
+    .map(([v, text]) => el("option", { value: v }, text)));
+  const parallel = el("input", { type: "number", min: "1", max: "1000", value: "1" });
+  const send = async (dryRun) => {
+    if (!start.value || !end.value) { message.textContent = "Give the first and the last logical date."; return null; }
+    message.textContent = "";
+    try {
+      return await api("POST", `/v4/schedules/${schedule.id}/backfills`, { start: utc(start.value), end: utc(end.value),
+        reprocess: reprocess.value, maxActiveRuns: Number(parallel.value || 1), dryRun });
+    } catch (error) { message.textContent = error.message; return null; }
+  };
+  const showPlan = (answer) => plan.replaceChildren(answer.plan.length ? el("table", { id: "plan" },
+    el("caption", {}, answer.backfill ? `Backfill #${answer.backfill.id}: ${answer.backfill.status}` : "What the backfill would do (nothing started)"),
+    el("thead", {}, el("tr", {}, ["Logical date", "Action", "Existing run"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, answer.plan.map((p) => el("tr", {}, el("td", {}, p.logicalDate), el("td", {}, p.action),
+      el("td", {}, p.existingRun ? el("a", { href: `#/jobs/${p.existingRun.id ?? p.existingRun}` }, `#${p.existingRun.id ?? p.existingRun}`) : "")))))
+    : el("p", {}, "No logical date of the schedule falls in that range."));
+  return el("form", { id: "backfill-form", class: "form", "aria-label": `Backfill ${schedule.name}`, onsubmit: async (event) => {
+    event.preventDefault();
+    const answer = await send(false);
+    if (answer) { showPlan(answer); await done(); }
+  } },
+  el("h2", {}, `Backfill ${schedule.name}`), message,
+  field("First logical date (UTC)", start), field("Last logical date (UTC)", end),
+  field("Dates already run", reprocess), field("Runs at a time", parallel),
+  el("div", { class: "toolbar" },
+    el("button", { type: "button", class: "secondary", id: "backfill-preview", onclick: async () => { const a = await send(true); if (a) showPlan(a); } }, "Preview plan"),
+    el("button", { type: "submit", id: "backfill-start" }, "Start backfill")), plan);
 }
 
 async function schedulesPage() {
-  const [schedules, locks] = await Promise.all([api("GET", "/v4/schedules?noLimit=true"), api("GET", "/v4/locks")]);
+  const [schedules, locks, backfills] = await Promise.all([api("GET", "/v4/schedules?noLimit=true"), api("GET", "/v4/locks"),
+    api("GET", "/v4/backfills?limit=20")]);
   const message = el("p", { class: "message", role: "alert" });
+  const formHolder = el("div", { id: "backfill" });
+  const backfillBody = el("tbody");
+  const names = byId(schedules.data);
+  const drawBackfills = (list) => backfillBody.replaceChildren(...list.map((b) => el("tr", { "data-backfill": b.id },
+    el("td", {}, `#${b.id}`), el("td", {}, b.schedule ? names.get(b.schedule.id) || `#${b.schedule.id}` : ""),
+    el("td", {}, `${b.start} – ${b.end}`), el("td", {}, b.reprocess), el("td", {}, el("span", { class: `status ${b.status}` }, b.status)),
+    el("td", {}, b.nextLogicalDate || ""),
+    el("td", {}, canEdit() && b.status === "Running" ? el("button", { type: "button", class: "secondary", "aria-label": `Cancel backfill #${b.id}`,
+      onclick: async () => {
+        try { await api("POST", `/v4/backfills/${b.id}/cancel`); await refreshBackfills(); } catch (error) { message.textContent = error.message; }
+      } }, "Cancel") : null))));
+  const refreshBackfills = async () => drawBackfills((await api("GET", "/v4/backfills?limit=20")).data);
+  drawBackfills(backfills.data);
   const toggle = async (s) => {
     try { await api("POST", `/v4/schedules/${s.id}/${s.paused ? "resume" : "pause"}`); await schedulesPage(); }
     catch (error) { message.textContent = error.message; }
   };
   show(el("h1", {}, "Schedules"), message,
     el("table", { id: "schedules" }, el("thead", {}, el("tr", {}, ["Name", "Target", "Cron", "Next logical date",
-      "Next start", "Last run", ""].map((h) => el("th", {}, h)))),
+      "Next start", "Last run"].map((h) => el("th", { scope: "col" }, h)), el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")))),
     el("tbody", {}, schedules.data.map((s) => el("tr", { "data-schedule": s.name },
       el("td", {}, s.name), el("td", {}, target(s)), el("td", {}, `${s.cron} (${s.timezone})`),
       el("td", {}, s.nextLogicalDate || ""), el("td", {}, s.paused ? "paused" : s.nextRunAt || ""),
       el("td", {}, s.lastRun ? el("a", { href: `#/jobs/${s.lastRun.id}` },
         el("span", { class: `status ${s.lastRun.status}` }, s.lastRun.status)) : ""),
-      el("td", {}, canEdit() ? el("button", { type: "button", class: "secondary", onclick: () => toggle(s) },
-        s.paused ? "Resume" : "Pause") : null))))),
-    el("h2", {}, "Task locks held"),
-    locks.data.length ? el("table", { id: "locks" }, el("thead", {}, el("tr", {}, ["Lock", "Task", "Run", "Since"]
-      .map((h) => el("th", {}, h)))), el("tbody", {}, locks.data.map((l) => el("tr", {}, el("td", {}, l.name),
-      el("td", {}, l.task), el("td", {}, l.run ? el("a", { href: `#/jobs/${l.run.id}` }, `#${l.run.id}`) : ""),
-      el("td", {}, l.since || ""))))) : el("p", {}, "None."));
+      el("td", { class: "actions" }, el("a", { href: `#/jobs?scheduleId=${s.id}`, "aria-label": `Runs of ${s.name}` }, "Runs"),
+        canEdit() ? [" ", el("button", { type: "button", class: "secondary", onclick: () => toggle(s) }, s.paused ? "Resume" : "Pause"),
+          el("button", { type: "button", class: "secondary", "aria-label": `Backfill ${s.name}`, onclick: () => {
+            formHolder.replaceChildren(backfillForm(s, refreshBackfills));
+            formHolder.querySelector("input").focus();
+          } }, "Backfill")] : null))))),
+    formHolder,
+    el("h2", {}, "Backfills"),
+    el("table", { id: "backfills" }, el("thead", {}, el("tr", {}, ["Backfill", "Schedule", "Logical dates", "Dates already run", "Status",
+      "Next logical date"].map((h) => el("th", { scope: "col" }, h)), el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")))), backfillBody),
+    el("h2", {}, "Task locks held"), locksTable(locks.data));
+}
+
+// -- pipelines ----------------------------------------------------------------------------
+
+async function pipelinesPage() {
+  const list = (await api("GET", "/v4/pipelines?noLimit=true")).data;
+  show(el("h1", {}, "Pipelines"), list.length ? el("table", { id: "pipelines" }, el("thead", {}, el("tr", {}, ["Name", "Tasks", "Description", "Updated"]
+    .map((h) => el("th", { scope: "col" }, h)))),
+  el("tbody", {}, list.map((p) => el("tr", {}, el("td", {}, el("a", { href: `#/pipelines/${p.id}` }, p.name)),
+    el("td", {}, String(p.tasks.length)), el("td", {}, p.description || ""), el("td", {}, p.updatedAt || "")))))
+    : el("p", {}, "No pipelines yet (create them with the API, the SDK or flowport pipelines)."));
+}
+
+// A pipeline's tasks as a graph (arrows from each task to those after it), coloured by a run's task states.
+function taskGraph(tasks, states) {
+  const stages = tasks.map((t) => ({ name: t.name, label: t.name, plugin: { name: t.type } }));
+  const edges = tasks.flatMap((t) => (t.after || []).map((before) => ({ from: before, to: t.name })));
+  const drawn = graph({ stages, edges }, [], null);
+  drawn.setAttribute("aria-label", `Graph of ${tasks.length} tasks`);
+  drawn.classList.add("tasks");
+  for (const group of drawn.querySelectorAll("g.stage")) {
+    const state = states.get(group.dataset.stage);
+    group.removeAttribute("tabindex");
+    if (!state) continue;
+    group.classList.add(`task-${state}`);
+    group.setAttribute("data-state", state);
+    group.querySelector("title").textContent = `${group.dataset.stage}: ${state}`;
+    group.append(svg("text", { x: W - 10, y: 42, class: "state", "text-anchor": "end" }, state));
+  }
+  return drawn;
+}
+
+async function pipelinePage(id, params) {
+  const [pipeline, runs, locks] = await Promise.all([api("GET", `/v4/pipelines/${id}`),
+    api("GET", `/v4/pipelineRuns?pipelineId=${id}&limit=20`), api("GET", "/v4/locks")]);
+  const message = el("p", { class: "message", role: "alert" });
+  const chosenId = params.get("run") || (runs.data[0] && String(runs.data[0].id));
+  const holder = el("div", { id: "pipeline-run" });
+  const canvas = el("div", { id: "canvas" }, taskGraph(pipeline.tasks, new Map()));
+  const picker = runs.data.length ? choice("pipeline-run-choice", "Run", runs.data.map((r) => [r.id, `#${r.id} ${r.status} ${r.startedAt || r.createdAt || ""}`]), chosenId) : null;
+  const drawRun = async () => {
+    if (!picker) return false;
+    const run = await api("GET", `/v4/pipelineRuns/${picker.select.value}`);
+    const states = new Map((run.tasks || []).map((t) => [t.task, t.status]));
+    canvas.replaceChildren(taskGraph(pipeline.tasks, states));
+    holder.replaceChildren(
+      el("p", {}, "Run ", el("a", { href: `#/jobs/${run.id}` }, `#${run.id}`), ": ",
+        el("span", { id: "pipeline-run-status", class: `status ${run.status}` }, run.status), run.error ? ` — ${run.error}` : ""),
+      el("table", { id: "task-states" }, el("thead", {}, el("tr", {}, ["Task", "Type", "Status", "Tries", "Job", "Message", "Started", "Finished"]
+        .map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, (run.tasks || []).map((t) => el("tr", { "data-task": t.task }, el("td", {}, t.task), el("td", {}, t.type),
+        el("td", {}, el("span", { class: `status ${t.status}` }, t.status)), el("td", {}, String(t.attempts)),
+        el("td", {}, t.job ? el("a", { href: `#/jobs/${t.job.id}` }, `#${t.job.id}`) : ""), el("td", {}, t.message || ""),
+        el("td", {}, t.startedAt || ""), el("td", {}, t.finishedAt || ""))))));
+    return !FINAL.has(run.status);
+  };
+  if (picker) {
+    picker.select.addEventListener("change", () => {
+      history.replaceState(null, "", `#/pipelines/${id}?run=${picker.select.value}`);
+      clearTimeout(timer);
+      tick();
+    });
+  }
+  const tick = async () => {
+    try { if (await drawRun()) timer = setTimeout(tick, 1000); } catch (error) { message.textContent = error.message; }
+  };
+  const run = canEdit() ? el("button", { id: "run-pipeline", type: "button", onclick: async () => {
+    try { const started = await api("POST", `/v4/pipelines/${id}/run`, {}); location.hash = `#/pipelines/${id}?run=${started.id}`; }
+    catch (error) { message.textContent = error.message; }
+  } }, "Run") : null;
+  const held = locks.data.filter((l) => l.pipeline && String(l.pipeline.id) === String(id));
+  show(el("h1", {}, pipeline.name), el("p", {}, pipeline.description || ""), el("div", { class: "toolbar" }, run), message,
+    canvas, el("h2", {}, "Task states"), picker ? el("div", { class: "toolbar" }, picker.node) : el("p", {}, "No runs yet."), holder,
+    el("h2", {}, "Task locks held by its runs"), locksTable(held));
+  await tick();
 }
 
 // -- routing ------------------------------------------------------------------------------
@@ -616,11 +1006,15 @@ async function schedulesPage() {
 async function route() {
   clearTimeout(timer);
   const hash = location.hash || "#/flows";
+  const [path, query] = hash.split("?");
+  const params = new URLSearchParams(query || "");
   let match;
   try {
     if ((match = hash.match(/^#\/flows\/(\d+)$/))) await flowPage(match[1]);
     else if ((match = hash.match(/^#\/jobs\/(\d+)$/))) await jobPage(match[1]);
-    else if (hash === "#/jobs") await jobsPage();
+    else if (path === "#/jobs") await jobsPage(params);
+    else if ((match = path.match(/^#\/pipelines\/(\d+)$/))) await pipelinePage(match[1], params);
+    else if (hash === "#/pipelines") await pipelinesPage();
     else if ((match = hash.match(/^#\/deployments\/(\d+)$/))) await deploymentPage(match[1]);
     else if (hash === "#/deployments") await deploymentsPage();
     else if ((match = hash.match(/^#\/connections\/(\d+)$/))) await connectionsPage(match[1]);
