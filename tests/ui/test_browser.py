@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from tests.conftest import require_service
 from tests.sdk.flowport_server import ADMIN_PASSWORD, VIEWER_PASSWORD
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import FIX_CONNECTION, flow_id, sign_in
 
 
 def test_a_missing_connection_shows_a_red_dot_on_its_stage(
@@ -59,11 +59,123 @@ def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
     page.screenshot(path=str(artifacts / "job-page.png"), full_page=True)
 
 
-def test_a_viewer_sees_no_run_button(server: str, browser: object) -> None:
+def test_fixing_the_missing_connection_makes_the_red_dot_go(server: str, browser: object) -> None:
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    page.get_by_role("link", name="Broken load").click()
+    warehouse = page.locator('g.stage[data-stage="Warehouse"]')
+    warehouse.locator("circle.dot").wait_for()
+    warehouse.click()
+    page.locator("#setting-connection").fill(FIX_CONNECTION)
+    page.locator("#setting-connection").press("Tab")  # a change is taken when the field is left
+    page.get_by_role("button", name="Save").click()
+    page.locator("p.note").filter(has_text="Saved.").wait_for()
+    # Validated again after the save: the stage is fine now, its dot is gone.
+    assert page.locator('g.stage[data-stage="Warehouse"] circle.dot').count() == 0
+    assert "issue" not in (page.locator('g.stage[data-stage="Warehouse"]').get_attribute("aria-label") or "")
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        flow = flow_id(admin, "Broken load")
+        issues = admin.get(f"/v4/flows/{flow}/validate").json()["issues"]
+    assert not [i for i in issues if i.get("instanceName") == "Warehouse"], issues
+
+
+def test_a_viewer_sees_no_edit_buttons_and_is_refused_if_it_posts_anyway(
+    server: str, browser: object
+) -> None:
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        example = flow_id(admin, "Wrangle Orders")
+        deployment = admin.post("/v4/deployments", json={"name": "Viewed"}).json()
+        admin.post(
+            "/v4/schedules",
+            json={"name": "viewed schedule", "flow": {"id": example}, "cron": "@daily"},
+        )
+        count = admin.get("/v4/flows").json()["count"]
     page = sign_in(browser, server, "viewer", VIEWER_PASSWORD)
     page.get_by_role("link", name="Wrangle Orders").click()
     page.locator("#validity").wait_for()
-    assert page.locator("#run").count() == 0
+    for control in ("#run", "#save", "#add-stage", "#preview-button", "#run-parameters"):
+        assert page.locator(control).count() == 0, control
+    page.locator('g.stage[data-stage="Filter_01"]').click()
+    assert page.locator("#stage-panel form").count() == 0  # no settings form to edit
+    page.goto(f"{server}/ui/#/deployments/{deployment['id']}")
+    page.locator("#rules").wait_for()
+    for name in ("Import", "Preview import", "Run", "Add object rule", "Save value rules"):
+        assert page.get_by_role("button", name=name, exact=True).count() == 0, name
+    page.goto(f"{server}/ui/#/schedules")
+    page.locator('tr[data-schedule="viewed schedule"]').wait_for()
+    assert page.get_by_role("button", name="Pause").count() == 0
+    assert page.get_by_role("button", name="Backfill viewed schedule").count() == 0
+    page.goto(f"{server}/ui/#/connections")
+    page.locator("#connections").wait_for()
+    assert page.locator("#connection-form").count() == 0
+    # Posting anyway, with the session's own CSRF token: the server refuses (403), nothing is made.
+    answer = page.evaluate(
+        """async () => {
+          const token = decodeURIComponent(document.cookie.split('; ')
+            .find((c) => c.startsWith('flowport_csrf=')).split('=')[1]);
+          const response = await fetch('/v4/flows', { method: 'POST', credentials: 'same-origin',
+            headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': token },
+            body: JSON.stringify({ name: 'Made by a viewer' }) });
+          return { status: response.status, body: await response.json() };
+        }"""
+    )
+    assert answer["status"] == 403 and answer["body"]["exception"]["name"] == "Forbidden"
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        assert admin.get("/v4/flows").json()["count"] == count
+
+
+def test_a_change_without_the_csrf_token_is_refused(server: str, browser: object) -> None:
+    page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        count = admin.get("/v4/flows").json()["count"]
+    # The session cookie goes along (same origin), the token does not: refused, nothing made.
+    answer = page.evaluate(
+        """async () => {
+          const response = await fetch('/v4/flows', { method: 'POST', credentials: 'same-origin',
+            headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'No token' }) });
+          return { status: response.status, body: await response.json() };
+        }"""
+    )
+    assert answer["status"] == 403 and "CSRF" in answer["body"]["exception"]["message"]
+    # A plain HTML form post from a page of this origin (the cookies go along, no token): refused.
+    page.set_content(
+        '<iframe name="sink" title="answer"></iframe>'
+        '<form method="post" action="/ui/logout" target="sink"><button>Sign out by form</button></form>'
+    )
+    with page.expect_response(f"{server}/ui/logout") as refused:
+        page.get_by_role("button", name="Sign out by form").click()
+    assert refused.value.status == 403
+    page.goto(f"{server}/ui/")
+    page.get_by_role("heading", name="Flows").wait_for()  # still signed in: the logout was refused
+    with httpx.Client(base_url=server, auth=("admin", ADMIN_PASSWORD), timeout=30) as admin:
+        assert admin.get("/v4/flows").json()["count"] == count
+
+
+def test_the_api_docs_render_with_the_network_off(server: str, browser: object) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    elsewhere: list[str] = []
+
+    def only_this_server(route: object) -> None:
+        url = route.request.url
+        if url.startswith(server):
+            route.continue_()
+        else:  # no network beyond Flowport itself
+            elsewhere.append(url)
+            route.abort()
+
+    context.route("**/*", only_this_server)
+    page = context.new_page()
+    page.goto(f"{server}/docs")
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "Flowport" in page.locator(".swagger-ui .info .title").text_content()
+    page.locator(".opblock-tag", has_text="jobs").first.wait_for()
+    assert page.locator(".opblock").count() > 20  # the operations, drawn from /openapi.json
+    assert elsewhere == []
+    page.goto(f"{server}/redoc")
+    page.locator("h1", has_text="Flowport").first.wait_for()
+    # ReDoc renders offline; its bundle still asks for its "by Redocly" logo (a known leak of the
+    # pinned bundle, refused here): nothing else goes out.
+    assert set(elsewhere) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
+    context.close()
 
 
 def test_a_deployment_imports_a_package_shows_its_diff_and_rolls_back(

@@ -503,6 +503,17 @@ async function errorRecordsSection(id, section) {
   section.replaceChildren(...parts);
 }
 
+// The name of what a run ran, for its page (a number when it is gone).
+async function targetNames(group) {
+  const names = { flow: new Map(), deployment: new Map(), pipeline: new Map() };
+  const paths = { flow: "flows", deployment: "deployments", pipeline: "pipelines" };
+  for (const kind of Object.keys(paths)) {
+    if (!group[kind]) continue;
+    try { names[kind].set(group[kind].id, (await api("GET", `/v4/${paths[kind]}/${group[kind].id}`)).name); } catch (error) { /* deleted */ }
+  }
+  return names;
+}
+
 async function jobPage(id) {
   const title = el("h1", {}, `Run #${id}`);
   const state = el("p", {}, "Status: ", el("span", { id: "job-status", class: "status" }, "…"));
@@ -513,6 +524,7 @@ async function jobPage(id) {
   const message = el("p", { class: "message", role: "alert" });
   const errors = el("section", { id: "errors", "aria-label": "Error records" });
   let errorsShown = false;
+  let names = null;
   const cancel = el("button", { id: "cancel", type: "button", class: "secondary", onclick: async () => {
     if (!confirm(`Cancel run #${id}? Its destinations are left as they were.`)) return;
     try { await api("POST", `/v4/jobGroups/${id}/cancel`); } catch (error) { message.textContent = error.message; }
@@ -529,7 +541,8 @@ async function jobPage(id) {
     badge.textContent = group.status;
     const given = Object.entries(group.parameters || {});
     parameters.textContent = given.length ? `Parameters: ${given.map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
-    what.replaceChildren("Ran ", runTarget(group), group.trigger ? ` (${group.trigger})` : "",
+    if (!names) names = await targetNames(group);
+    what.replaceChildren("Ran ", runTarget(group, names), group.trigger ? ` (${group.trigger})` : "",
       group.logicalDate ? ` for ${group.logicalDate}` : "");
     badge.className = `status ${group.status}`;
     if (group.error) message.textContent = group.error;
@@ -968,6 +981,7 @@ async function pipelinePage(id, params) {
     if (!picker) return false;
     const run = await api("GET", `/v4/pipelineRuns/${picker.select.value}`);
     const states = new Map((run.tasks || []).map((t) => [t.task, t.status]));
+    picker.select.selectedOptions[0].textContent = `#${run.id} ${run.status} ${run.startedAt || run.createdAt || ""}`;
     canvas.replaceChildren(taskGraph(pipeline.tasks, states));
     holder.replaceChildren(
       el("p", {}, "Run ", el("a", { href: `#/jobs/${run.id}` }, `#${run.id}`), ": ",
