@@ -17,18 +17,23 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["FedStream"]
+__all__ = ["FedStream", "FedWriter"]
 
 
-class FedStream:
-    """Runs ``consume(reader)`` in a thread while :meth:`put` feeds the reader."""
+class _Cancelled(Exception):
+    """Raised inside the writer's thread when the stream is cancelled."""
+
+
+class FedWriter:
+    """Runs ``consume(items)`` in a thread while :meth:`put` feeds ``items`` (any objects).
+
+    When the stream is cancelled, ``items`` raises inside ``consume`` so that
+    a writer with a transaction-like protocol (a COPY) fails rather than ends.
+    """
 
     _END: Any = object()
 
-    def __init__(
-        self, schema: pa.Schema, consume: Callable[[pa.RecordBatchReader], None], *, name: str
-    ) -> None:
-        self.schema = schema
+    def __init__(self, consume: Callable[[Iterator[Any]], None], *, name: str) -> None:
         self._consume = consume
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
@@ -36,16 +41,18 @@ class FedStream:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def _batches(self) -> Iterator[pa.RecordBatch]:
+    def _items(self) -> Iterator[Any]:
         while True:
             item = self._queue.get()
-            if item is self._END or self._stop.is_set():
+            if self._stop.is_set():
+                raise _Cancelled
+            if item is self._END:
                 return
-            yield from item.to_batches()
+            yield item
 
     def _run(self) -> None:
         try:
-            self._consume(pa.RecordBatchReader.from_batches(self.schema, self._batches()))
+            self._consume(self._items())
         except BaseException as exc:  # handed to the producing thread
             self._error = exc
 
@@ -53,16 +60,14 @@ class FedStream:
         if self._error is not None:
             raise self._error
 
-    def put(self, table: pa.Table) -> None:
-        """Queue one table (blocks while the queue is full); raises the writer's error."""
-        if table.schema != self.schema:
-            table = table.cast(self.schema)
+    def put(self, item: Any) -> None:
+        """Queue one item (blocks while the queue is full); raises the writer's error."""
         while True:
             self._check()
             if not self._thread.is_alive():
                 raise RuntimeError(f"{self._thread.name} ended before all records were written")
             try:
-                self._queue.put(table, timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -86,3 +91,29 @@ class FedStream:
         self._stop.set()
         self._end()
         self._thread.join(timeout=30)
+
+
+class FedStream(FedWriter):
+    """Runs ``consume(reader)`` in a thread while :meth:`put` feeds the Arrow reader."""
+
+    def __init__(
+        self, schema: pa.Schema, consume: Callable[[pa.RecordBatchReader], None], *, name: str
+    ) -> None:
+        self.schema = schema
+
+        def batches(items: Iterator[Any]) -> Iterator[pa.RecordBatch]:
+            try:
+                for item in items:
+                    yield from item.to_batches()
+            except _Cancelled:
+                return  # the reader ends; the caller throws the output away
+
+        super().__init__(
+            lambda items: consume(pa.RecordBatchReader.from_batches(schema, batches(items))), name=name
+        )
+
+    def put(self, item: Any) -> None:
+        """Queue one table (blocks while the queue is full); raises the writer's error."""
+        if item.schema != self.schema:
+            item = item.cast(self.schema)
+        super().put(item)

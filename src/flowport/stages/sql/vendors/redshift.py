@@ -234,6 +234,7 @@ class RedshiftLoad(PostgresLoad):
 
     conn: RedshiftConnection
     like_clause = "INCLUDING DEFAULTS"
+    encodes_copy = False
 
     def _binary_types(self, stage_types: dict[str, str]) -> dict[str, pa.DataType] | None:
         """None: every batch goes through the loose raw table."""

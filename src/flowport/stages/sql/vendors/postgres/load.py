@@ -9,10 +9,13 @@ import pyarrow.compute as pc
 
 from flowport.errors import StageError
 from flowport.stages._duckdb import DuckSession, nested_to_json
+from flowport.stages._stream import FedWriter
 from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._identifiers import TableName
-from flowport.stages.sql._load import RENAME_SWAP, TableLoad
-from flowport.stages.sql.vendors.postgres.connection import IngestStream, PostgresConnection
+from flowport.stages.sql._load import RENAME_SWAP, TableLoad, log
+from flowport.stages.sql.vendors.postgres.binary_copy import encodable
+from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
+from flowport.stages.sql.vendors.postgres.copy_session import CopySession
 
 __all__ = ["PostgresLoad"]
 
@@ -68,6 +71,14 @@ def _binary_cast(source: pa.DataType, target: pa.DataType) -> pa.DataType | None
     return None
 
 
+def _encoded_type(source: pa.DataType, binary: pa.DataType) -> pa.DataType | None:
+    """The type Flowport's own encoder sends a column cast to ``binary`` as (None: it cannot)."""
+    if pa.types.is_decimal(binary) and pa.types.is_integer(source):
+        # Integers into numeric: up to 32 bits fit ten digits; wider ones stay with the driver.
+        return pa.decimal128(10, 0) if source.bit_width <= 32 else None
+    return binary if encodable(binary) else None
+
+
 def _pg_loose(data: pa.Table, session: DuckSession) -> pa.Table:
     """``data`` with types every PostgreSQL loader takes (the staging table casts to the real types)."""
     data = nested_to_json(session, data)
@@ -119,6 +130,8 @@ class PostgresLoad(TableLoad):
     conn: PostgresConnection
     #: What ``CREATE TABLE ... (LIKE target ...)`` copies into a replacement staging table.
     like_clause: ClassVar[str] = "INCLUDING ALL"
+    #: Whether a ``replace`` by rename swap may move onto a :class:`CopySession` (Flowport's encoder).
+    encodes_copy: ClassVar[bool] = True
 
     def __init__(self, conn: SqlConnection, table: TableName, **kwargs: Any) -> None:
         super().__init__(conn, table, **kwargs)
@@ -128,7 +141,8 @@ class PostgresLoad(TableLoad):
         self.raw_table: TableName | None = None  # the temporary table batches land in
         self.binary_types: dict[str, pa.DataType] | None = None
         self._raw_created = False
-        self._stream: IngestStream | None = None
+        self._stream: FedWriter | None = None
+        self._adbc: PostgresConnection | None = None  # the ADBC connection, once the load moved off it
 
     @property
     def duck(self) -> DuckSession:
@@ -152,6 +166,8 @@ class PostgresLoad(TableLoad):
                     f"SELECT {self._column_list()} FROM {self.conn.table_sql(self.target)} LIMIT 0"
                 )
                 stage_types = dict(self.target_columns)
+            elif self._move_to_copy_session():
+                return
             else:
                 self.stage_table = self.conn.work_table(self.target, "stage", self.run_id)
                 self._create_replacement(self.stage_table)
@@ -160,6 +176,53 @@ class PostgresLoad(TableLoad):
             self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
         if self.binary_types is None:
             self._create_raw()
+
+    def _move_to_copy_session(self) -> bool:
+        """Carry on the load over psycopg with Flowport's vectorised binary COPY encoder, when every
+        column has an encoding (the staging table is then created there); False: stay on ADBC.
+
+        The move happens before the load writes anything: the ADBC connection has only read the
+        catalog, and its transaction is ended so it holds nothing the swap could wait for.
+        """
+        if not self.encodes_copy:
+            return False
+        adbc = self.conn
+        try:
+            session = CopySession.open(adbc.spec)
+        except Exception as exc:  # the ADBC path still works: say why it is taken
+            log.info("stage %s: loading with ADBC's COPY (%s)", self.stage, adbc.scrub(str(exc)))
+            return False
+        self.conn = session
+        try:
+            stage_table = session.work_table(self.target, "stage", self.run_id)
+            self._create_replacement(stage_table)
+            stage_types = dict(session.columns(stage_table))
+            binary = self._binary_types(stage_types)
+            assert self.incoming is not None
+            encoded = (
+                {
+                    c: _encoded_type(f.type, binary[c])
+                    for f, c in zip(self.incoming, self.columns, strict=True)
+                }
+                if binary is not None
+                else {}
+            )
+            if binary is None or any(t is None for t in encoded.values()):
+                self.conn = adbc
+                session.rollback()
+                session.close()
+                return False
+        except BaseException:
+            self.conn = adbc
+            session.close()
+            raise
+        adbc.rollback()
+        self._adbc = adbc
+        self.stage_table = stage_table
+        self.binary_types = {c: t for c, t in encoded.items() if t is not None}
+        self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
+        log.debug("stage %s: binary COPY encoded by Flowport, sent with psycopg", self.stage)
+        return True
 
     def _binary_types(self, stage_types: dict[str, str]) -> dict[str, pa.DataType] | None:
         """The Arrow type each column is cast to for a binary COPY straight into the staging table
@@ -224,7 +287,10 @@ class PostgresLoad(TableLoad):
     def _feed(self, table: TableName, data: pa.Table, *, temporary: bool, create: bool) -> None:
         """Send a batch into the load's single COPY stream (started by the first batch)."""
         if self._stream is None:
-            self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
+            if isinstance(self.conn, CopySession):
+                self._stream = self.conn.copy_stream(table, data.column_names)
+            else:
+                self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
         self._stream.put(data)
 
     def _end_stream(self, *, cancel: bool = False) -> None:
@@ -319,3 +385,19 @@ class PostgresLoad(TableLoad):
         if self._duck is not None:
             self._duck.close()
             self._duck = None
+        self._close_session()
+
+    def _close_session(self) -> None:
+        """Close the psycopg session the load moved onto (the destination closes the ADBC one)."""
+        if self._adbc is not None:
+            session, self.conn, self._adbc = self.conn, self._adbc, None
+            session.close()
+
+    def close(self) -> None:
+        """Release the checks and the load's own session."""
+        try:
+            super().close()
+        finally:
+            if self._adbc is not None:
+                self._end_stream(cancel=True)
+                self._close_session()

@@ -1,0 +1,287 @@
+"""Flowport's vectorised binary COPY encoder, checked against PostgreSQL's own parse.
+
+Every supported type is encoded by :func:`encode_batch`, sent with ``COPY
+... FROM STDIN (FORMAT binary)``, and compared row by row (their text forms, ``IS NOT DISTINCT
+FROM``) with the same values sent as text that PostgreSQL parses itself:
+nulls, extremes, decimals of every scale, timestamps with zones, unicode.
+The load path that uses the encoder is checked end to end too (it is the
+path of a ``replace`` by rename swap), with a failure in the middle of the
+COPY leaving the target exactly as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from tests.stages import test_sql_stages as sql_tests
+from tests.stages.test_sql_stages import Db, _open_db, batch, leftovers, load
+
+from flowport.errors import StageError
+from flowport.stages.sql.vendors.postgres.binary_copy import HEADER, TRAILER, encodable, encode_batch
+
+pg_database = sql_tests.pg_database
+make = sql_tests.make
+
+UTC = dt.UTC
+D = decimal.Decimal
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    handle = _open_db("postgresql", tmp_path, request)
+    yield handle
+    handle.raw.close()
+
+
+def _text(value: Any) -> str | None:
+    """A value as the text PostgreSQL's input functions parse."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, float):
+        return {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}.get(repr(value), repr(value))
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def round_trip(pg: Db, sql_type: str, array: pa.Array[Any], values: list[Any] | None = None) -> None:
+    """Encode ``array`` into a ``sql_type`` column and compare it with PostgreSQL's parse of ``values``."""
+    values = array.to_pylist() if values is None else values
+    binary, parsed = pg.name("bin"), pg.name("txt")
+    for table in (binary, parsed):
+        pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, v {sql_type})")
+    data = pa.table({"id": pa.array(range(len(array)), pa.int32()), "v": array})
+    assert all(encodable(f.type) for f in data.schema)
+    with (
+        pg.raw.cursor() as cursor,
+        cursor.copy(f"COPY {pg.quote(binary)} (id, v) FROM STDIN (FORMAT binary)") as copy,
+    ):
+        copy.write(HEADER)
+        copy.write(memoryview(encode_batch(data)))
+        copy.write(TRAILER)
+    with pg.raw.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {pg.quote(parsed)} VALUES (%s, CAST(%s::text AS {sql_type}))",
+            [(i, _text(v)) for i, v in enumerate(values)],
+        )
+    differ = pg.run(
+        f"SELECT b.id, b.v::text, t.v::text FROM {pg.quote(binary)} b FULL JOIN {pg.quote(parsed)} t "
+        "ON b.id = t.id WHERE b.id IS NULL OR t.id IS NULL OR b.v::text IS DISTINCT FROM t.v::text ORDER BY 1"
+    )
+    assert differ == []
+    assert pg.run(f"SELECT count(*) FROM {pg.quote(binary)}") == [(len(values),)]
+
+
+INTEGERS = [
+    ("smallint", pa.int16(), [-(2**15), 2**15 - 1, 0, -1, None]),
+    ("smallint", pa.int8(), [-128, 127, 0, None]),
+    ("smallint", pa.uint8(), [0, 255, None]),
+    ("integer", pa.int32(), [-(2**31), 2**31 - 1, 0, 7, None]),
+    ("integer", pa.uint16(), [0, 65535, None]),
+    ("bigint", pa.int64(), [-(2**63), 2**63 - 1, 0, -42, None]),
+    ("bigint", pa.uint32(), [0, 2**32 - 1, None]),
+]
+
+
+@pytest.mark.parametrize(("sql_type", "arrow_type", "values"), INTEGERS, ids=lambda v: str(v))
+def test_integers_round_trip(pg: Db, sql_type: str, arrow_type: pa.DataType, values: list[Any]) -> None:
+    round_trip(pg, sql_type, pa.array(values, arrow_type))
+
+
+def test_floats_round_trip_with_extremes_infinities_and_nan(pg: Db) -> None:
+    doubles = [0.0, -0.0, 1.5, -2.25, 1.7976931348623157e308, 5e-324, float("inf"), float("-inf"), None]
+    round_trip(pg, "double precision", pa.array([*doubles, float("nan")], pa.float64()))
+    reals = [0.0, 1.5, -3.4028234663852886e38, 1.401298464324817e-45, float("inf"), float("nan"), None]
+    round_trip(pg, "real", pa.array(reals, pa.float32()))
+
+
+def test_booleans_round_trip(pg: Db) -> None:
+    round_trip(pg, "boolean", pa.array([True, False, None, True]))
+
+
+TEXTS = ["", "a", "Grüße, 東京 😀", 'quote " backslash \\ tab \t newline \n', "x" * 100_000, None, "ü" * 3]
+
+
+@pytest.mark.parametrize("sql_type", ["text", "character varying", "character varying(100000)", "json"])
+def test_text_round_trips_unicode_and_long_values(pg: Db, sql_type: str) -> None:
+    values = ['{"a": [1, "é"]}', "[]", None, '"x"'] if sql_type == "json" else TEXTS
+    round_trip(pg, sql_type, pa.array(values, pa.string()))
+    round_trip(pg, sql_type, pa.array(values, pa.large_string()))
+
+
+def test_sliced_arrays_and_bytea_round_trip(pg: Db) -> None:
+    values = [b"", b"\x00\xff\x10", None, bytes(range(256)) * 40]
+    round_trip(pg, "bytea", pa.array(values, pa.binary()))
+    round_trip(pg, "bytea", pa.array(values, pa.large_binary()))
+    sliced = pa.array(["skip", *TEXTS], pa.string()).slice(1)
+    round_trip(pg, "text", sliced)
+
+
+def test_dates_round_trip_from_year_1_to_9999(pg: Db) -> None:
+    dates = [dt.date(1, 1, 1), dt.date(1969, 12, 31), dt.date(1970, 1, 1), dt.date(2000, 1, 1)]
+    dates += [dt.date(1999, 12, 31), dt.date(2024, 2, 29), dt.date(9999, 12, 31), None]
+    round_trip(pg, "date", pa.array(dates, pa.date32()))
+
+
+TIMESTAMPS = [
+    dt.datetime(1, 1, 1),
+    dt.datetime(1969, 12, 31, 23, 59, 59, 999_999),
+    dt.datetime(1999, 12, 31, 23, 59, 59, 999_999),
+    dt.datetime(2000, 1, 1),
+    dt.datetime(2026, 3, 29, 1, 30, 0, 1),
+    dt.datetime(9999, 12, 31, 23, 59, 59, 999_999),
+    None,
+]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_timestamps_round_trip_in_every_unit(pg: Db, unit: str) -> None:
+    values = TIMESTAMPS if unit != "ns" else [v for v in TIMESTAMPS if v is None or 1678 < v.year < 2262]
+    if unit in ("s", "ms"):
+        values = [v if v is None else v.replace(microsecond=v.microsecond // 1000 * 1000) for v in values]
+        if unit == "s":
+            values = [v if v is None else v.replace(microsecond=0) for v in values]
+    round_trip(pg, "timestamp without time zone", pa.array(values, pa.timestamp(unit)))
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "+05:30", "America/St_Johns"])
+def test_timestamps_with_zones_round_trip_as_the_same_instant(pg: Db, zone: str) -> None:
+    instants = [None if v is None else v.replace(tzinfo=UTC) for v in TIMESTAMPS]
+    array = pa.array(instants, pa.timestamp("us", "UTC")).cast(pa.timestamp("us", zone))
+    # Arrow keeps the instant (UTC) whatever the zone; PostgreSQL parses the ISO text with its offset.
+    round_trip(pg, "timestamp with time zone", array, instants)
+
+
+def _decimals(precision: int, scale: int) -> list[Any]:
+    largest = 10**precision - 1
+    unscaled = [
+        largest,
+        -largest,
+        0,
+        1,
+        -1,
+        10 ** (precision // 2),
+        -(10 ** (precision - 1)),
+        1234567 % (largest + 1),
+    ]
+    return [D(u).scaleb(-scale) for u in unscaled] + [None]
+
+
+SCALES = [(18, s) for s in range(19)] + [(1, 0), (1, 1), (4, 4), (5, 1), (10, 2), (12, 9), (17, 3)]
+
+
+@pytest.mark.parametrize(("precision", "scale"), SCALES, ids=lambda v: str(v))
+def test_decimals_of_every_scale_round_trip(pg: Db, precision: int, scale: int) -> None:
+    values = _decimals(precision, scale)
+    round_trip(pg, "numeric", pa.array(values, pa.decimal128(precision, scale)))
+    round_trip(pg, f"numeric({precision},{scale})", pa.array(values, pa.decimal128(precision, scale)))
+
+
+def test_wider_decimals_and_unsigned_64_bit_are_left_to_the_driver() -> None:
+    assert not encodable(pa.decimal128(19, 2))
+    assert not encodable(pa.decimal256(10, 2))
+    assert not encodable(pa.uint64())
+    assert not encodable(pa.time64("us"))
+    assert encodable(pa.decimal128(18, 18))
+
+
+def test_many_columns_with_nulls_in_every_one(pg: Db) -> None:
+    table = pg.name("wide")
+    pg.run(
+        f"CREATE TABLE {pg.quote(table)} "
+        "(a integer, b text, c numeric(12,3), d timestamp, e boolean, f bytea)"
+    )
+    data = pa.table(
+        {
+            "a": pa.array([1, None, 3], pa.int32()),
+            "b": pa.array([None, "zwei", ""]),
+            "c": pa.array([D("-1.500"), D("123456789.001"), None], pa.decimal128(12, 3)),
+            "d": pa.array([None, dt.datetime(2020, 5, 17, 12), dt.datetime(1900, 1, 1)], pa.timestamp("us")),
+            "e": pa.array([True, None, False]),
+            "f": pa.array([b"\x01", b"", None]),
+        }
+    )
+    with pg.raw.cursor() as cursor, cursor.copy(f"COPY {pg.quote(table)} FROM STDIN (FORMAT binary)") as copy:
+        copy.write(HEADER)
+        for piece in data.to_batches(max_chunksize=2):
+            copy.write(memoryview(encode_batch(piece)))
+        copy.write(TRAILER)
+    assert pg.run(f"SELECT * FROM {pg.quote(table)} ORDER BY a NULLS FIRST, b") == [
+        (None, "zwei", D("123456789.001"), dt.datetime(2020, 5, 17, 12), None, b""),
+        (1, None, D("-1.500"), None, True, b"\x01"),
+        (3, "", None, dt.datetime(1900, 1, 1), False, None),
+    ]
+
+
+# ---------------------------------------------------------------------------
+# The load path that uses it
+# ---------------------------------------------------------------------------
+
+
+def test_a_replace_loads_through_the_encoder_and_keeps_the_definition(
+    make: Any, pg: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer PRIMARY KEY, name varchar(20), score numeric(6,2))")
+    pg.run(f"INSERT INTO {pg.quote(table)} VALUES (1, 'old', 1.50)")
+    types_before = pg.column_types(table)
+    scores = pa.array([D("9999.99"), None, D("-0.01")], pa.decimal128(6, 2))
+    with caplog.at_level(logging.DEBUG, logger="flowport.stages.sql"):
+        load(
+            make,
+            pg,
+            [
+                pa.RecordBatch.from_arrays(
+                    [pa.array([7, 8, 9]), pa.array(["ä", None, "c"]), scores], ["id", "name", "score"]
+                )
+            ],
+            table=table,
+            mode="replace",
+        )
+    assert any("encoded by Flowport" in r.getMessage() for r in caplog.records)
+    assert pg.rows(table) == [(7, "ä", D("9999.99")), (8, None, None), (9, "c", D("-0.01"))]
+    assert pg.column_types(table) == types_before
+    assert pg.run(
+        "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexname = %s", (table, f"{table}_pkey")
+    ) == [(1,)]
+    assert not leftovers(pg)
+
+
+def test_a_value_the_server_refuses_mid_copy_leaves_the_target_exactly_as_it_was(make: Any, pg: Db) -> None:
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, score numeric(4,2))")
+    pg.run(f"INSERT INTO {pg.quote(table)} VALUES (1, 1.50), (2, NULL)")
+    before = pg.rows(table)
+    good = pa.RecordBatch.from_arrays(
+        [pa.array(range(10_000)), pa.array([D("1.25")] * 10_000, pa.decimal128(10, 2))], ["id", "score"]
+    )
+    too_big = pa.RecordBatch.from_arrays(
+        [pa.array([10_001]), pa.array([D("123.45")], pa.decimal128(10, 2))], ["id", "score"]
+    )
+    with pytest.raises(StageError, match="numeric field overflow"):
+        load(make, pg, [good, too_big, good], table=table, mode="replace")
+    assert pg.rows(table) == before
+    assert not leftovers(pg)
+
+
+def test_wide_decimals_still_load_through_the_driver(
+    make: Any, pg: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = pg.name()
+    wide = pa.array([D("12345678901234567890.123456789"), None], pa.decimal128(38, 9))
+    with caplog.at_level(logging.DEBUG, logger="flowport.stages.sql"):
+        load(make, pg, [batch(id=[1, 2], amount=wide)], table=table, mode="replace")
+    assert not any("encoded by Flowport" in r.getMessage() for r in caplog.records)
+    assert pg.rows(table) == [(1, D("12345678901234567890.123456789")), (2, None)]
+    assert not leftovers(pg)
