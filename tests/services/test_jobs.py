@@ -236,8 +236,14 @@ def test_inline_runs_before_returning_and_thread_in_the_background(monkeypatch: 
     assert launchers.configured_kind() == "thread" and launchers.launcher().kind == "thread"
     background = runs.run_flow(flow["id"])
     assert_complete_with_metrics(jobs.wait_for_job_group(background["id"], timeout=TIMEOUT))
-    monkeypatch.setenv(launchers.LAUNCHER_ENV, "celery")
+    monkeypatch.setenv(launchers.LAUNCHER_ENV, "kubernetes")
     with pytest.raises(ValidationFailed, match="FLOWPORT_LAUNCHER"):
+        launchers.configured_kind()
+    # Celery needs a broker; the message says which setting named it and what to set.
+    monkeypatch.setenv(launchers.LAUNCHER_ENV, "celery")
+    with pytest.raises(
+        ValidationFailed, match=r"FLOWPORT_LAUNCHER names the launcher 'celery'.*FLOWPORT_BROKER_URL"
+    ):
         launchers.configured_kind()
     # The setting's earlier name is still read.
     monkeypatch.delenv(launchers.LAUNCHER_ENV)

@@ -133,11 +133,24 @@ def test_the_launchers_old_name_is_read_after_the_new_one(
         ("FLOWPORT_WORKERS", "0", "workers", "FLOWPORT_WORKERS '0' is not valid for the number of job"),
         (
             "FLOWPORT_LAUNCHER",
+            "kubernetes",
+            "launcher",
+            "FLOWPORT_LAUNCHER 'kubernetes' is not valid for where jobs run: no launcher is called "
+            "'kubernetes'. Set FLOWPORT_LAUNCHER to one of inline, thread, process, celery, or unset it to "
+            "use the default (process)",
+        ),
+        (
+            "FLOWPORT_LAUNCHER",
             "celery",
             "launcher",
-            "FLOWPORT_LAUNCHER 'celery' is not valid for where jobs run: no launcher is called 'celery'. "
-            "Set FLOWPORT_LAUNCHER to one of inline, thread, process, or unset it to use the default "
-            "(process)",
+            "FLOWPORT_LAUNCHER names the launcher 'celery', which needs a broker: set FLOWPORT_BROKER_URL",
+        ),
+        (
+            "FLOWPORT_BROKER_URL",
+            "http://user:pw@queue:80/",
+            "broker_url",
+            "FLOWPORT_BROKER_URL is not valid for the Celery broker URL: it is not a redis://, rediss:// or "
+            "amqp:// URL",
         ),
         (
             "FLOWPORT_EXECUTOR",
@@ -197,10 +210,10 @@ def test_a_bad_database_url_is_named_without_repeating_it(
         ),
         ("[jobs]\nworkers = true\n", "workers", "[jobs] workers True is not valid"),
         (
-            '[jobs]\nlauncher = "celery"\n',
+            '[jobs]\nlauncher = "kubernetes"\n',
             "launcher",
-            "[jobs] launcher 'celery' is not valid for where jobs run: no launcher is called 'celery'. "
-            "Change it to one of inline, thread, process",
+            "[jobs] launcher 'kubernetes' is not valid for where jobs run: no launcher is called "
+            "'kubernetes'. Change it to one of inline, thread, process, celery",
         ),
         (
             '[files]\nroots = "/srv/data"\n',

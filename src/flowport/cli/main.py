@@ -43,6 +43,8 @@ from flowport.cli.schedules import schedules_app
 from flowport.cli.server import server as server_command
 from flowport.cli.users import tokens_app, users_app
 from flowport.cli.webhooks import webhooks_app
+from flowport.cli.workers import worker as worker_command
+from flowport.cli.workers import workers as workers_command
 from flowport.errors import FlowDocumentError, FlowInvalid, FlowportError, NotFound, UnknownParameters
 
 if TYPE_CHECKING:
@@ -88,6 +90,8 @@ app.command("info")(info_command)
 app.command("server")(server_command)
 app.command("scheduler")(scheduler_command)
 app.command("backfill")(backfill_command)
+app.command("worker")(worker_command)
+app.command("workers")(workers_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
 ParamOpt = Annotated[

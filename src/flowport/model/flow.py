@@ -119,6 +119,14 @@ class FlowConfiguration(BaseModel):
     error_record_policy: ErrorRecordPolicy = "ORIGINAL_RECORD"
     batch_size: int = Field(default=65536, ge=1, le=10_000_000)
     retry_pipeline_on_error: bool = False
+    worker_lost_retries: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Times a job of this flow is started again when the worker running it was lost "
+        "(killed, out of memory, its machine gone) before the job ended. Loads are atomic, so a new try "
+        "starts from targets left as they were. 0: such a job fails.",
+    )
     queue_size: int = Field(default=4, ge=1, le=1024, description="Batches buffered between two stages.")
     fuse_stages: bool = Field(
         default=True,

@@ -27,3 +27,5 @@ class JobTask:
     #: Which try this is (a retried job gets the next attempt);
     #: a redelivered task of an ended attempt does nothing.
     attempt: int = 1
+    #: What the job group runs: ``flow`` or ``pipeline`` (a launcher may queue the kinds apart).
+    kind: str = "flow"

@@ -35,6 +35,7 @@ from flowport.services.file_roots import protected_files
 from flowport.services.flow_records import load_stored_flow
 from flowport.services.instance import transaction
 from flowport.services.stage_state import StoreStageState
+from flowport.services.worker_loss import running_here
 from flowport.store import jobs as _repo
 from flowport.store.tables import utcnow
 
@@ -219,7 +220,7 @@ def _execute(task: JobTask, capture: _LogCapture) -> str:
             task.job_group_id,
             from_statuses={"Pending"},
             to_status="InProgress",
-            group_values={"started_at": now},
+            group_values={"started_at": now, **running_here()},
             job_values={"started_at": now},
         ):
             status = _repo.get_group(session, task.job_group_id).status

@@ -7,6 +7,8 @@
   instance; only a job group's id and where the instance lives travel to it.
 - ``thread``: background threads of this process (small tools, tests).
 - ``inline``: in the caller's thread; starting a job returns when it has ended (the CLI, tests).
+- ``celery``: published to the broker ``FLOWPORT_BROKER_URL`` names (setting it implies this
+  launcher); ``flowport worker`` processes on any machine sharing the store run the jobs.
 
 ``FLOWPORT_EXECUTOR``, the setting's name before 0.9, is still read. The
 launcher is built on first use and rebuilt when the settings name another
@@ -22,9 +24,9 @@ from typing import Any
 
 from flowport.orchestrate import JobLauncher, create_launcher
 from flowport.services.instance import store_url
-from flowport.services.job_runner import fail_lost_job
 from flowport.services.pipeline_runner import run_job_group
 from flowport.services.settings import settings
+from flowport.services.worker_loss import recover_lost
 from flowport.store.database import DATABASE_URL_ENV
 
 __all__ = [
@@ -69,10 +71,11 @@ def _build(kind: str, workers: int, home: str, url: str) -> JobLauncher:
     return create_launcher(
         kind,
         run_job_group,
-        on_lost=fail_lost_job,
+        on_lost=recover_lost,
         workers=workers,
         # A pool's workers serve this instance, whatever environment they were spawned with.
         worker_environment={"FLOWPORT_HOME": home, DATABASE_URL_ENV: url},
+        broker_url=settings().broker_url if kind == "celery" else "",
     )
 
 
@@ -85,7 +88,7 @@ def launcher() -> JobLauncher:
     kind = configured_kind()
     home, url = str(settings().home), store_url()
     workers = configured_workers() if kind == "process" else 0
-    key = (kind, workers, home, url)
+    key = (kind, workers, home, url, settings().broker_url if kind == "celery" else "")
     with _lock:
         if _current is not None and _current_key == key:
             return _current

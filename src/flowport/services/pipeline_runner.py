@@ -35,6 +35,7 @@ from flowport.services.file_roots import protected_files
 from flowport.services.instance import transaction
 from flowport.services.job_runner import execute_job
 from flowport.services.tasks import TaskContext, TaskFailed, runner_for
+from flowport.services.worker_loss import HEARTBEAT_LEASE, claim, running_here
 from flowport.store import jobs as _jobs_repo
 from flowport.store import pipelines as _repo
 from flowport.store.tables import JobGroup, utcnow
@@ -50,8 +51,17 @@ FLUSH_INTERVAL = 0.1
 
 
 def run_job_group(task: JobTask) -> str:
-    """Run a job group, whatever it runs (a flow or a pipeline); returns its final status."""
+    """Run a job group, whatever it runs (a flow or a pipeline); returns its final status.
+
+    A delivery of a job that has ended, or that a live worker runs, does
+    nothing; one whose worker was lost retries or fails it by the flow's
+    policy (:func:`~flowport.services.worker_loss.claim`): a task redelivered
+    by a broker is safe to run.
+    """
     try:
+        if not claim(task, HEARTBEAT_LEASE):
+            with transaction(task.database_url) as session:
+                return _jobs_repo.get_group(session, task.job_group_id).status
         with transaction(task.database_url) as session:
             pipeline_id = _jobs_repo.get_group(session, task.job_group_id).pipeline_id
             is_pipeline = pipeline_id is not None or bool(_repo.task_runs_of(session, task.job_group_id))
@@ -271,7 +281,7 @@ def execute_pipeline(task: JobTask) -> str:
                 task.job_group_id,
                 from_statuses={"Pending"},
                 to_status="InProgress",
-                group_values={"started_at": now, "heartbeat_at": now},
+                group_values={"started_at": now, **running_here()},
             ):
                 status = _jobs_repo.get_group(session, task.job_group_id).status
                 _log.info("Pipeline run %s is %s: not started", task.job_group_id, status)

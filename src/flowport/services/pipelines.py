@@ -438,7 +438,7 @@ def start_pipeline(
             # Raising rolls the whole run back: nothing recorded, nothing held.
             raise LocksHeld(message, details={"locksHeld": details})
         group_id = group.id
-    launch(job_task(group_id), f"pipeline '{pipeline.name}' ({trigger})")
+    launch(job_task(group_id, kind="pipeline"), f"pipeline '{pipeline.name}' ({trigger})")
     return get_run(group_id)
 
 

@@ -193,13 +193,21 @@ def start(
     return get_job_group(group_id, embed_jobs=True)
 
 
-def job_task(group_id: int, base_dir: Path | None = None) -> JobTask:
-    """What travels to the worker for a job group of this instance (its store, home, folder, file roots)."""
+def job_task(group_id: int, base_dir: Path | None = None, *, kind: str = "flow") -> JobTask:
+    """What travels to the worker for a job group of this instance (its store, home, folder, file roots).
+
+    ``kind``: ``flow`` or ``pipeline`` (a Celery launcher queues them apart).
+    """
     roots = instance_roots()
     assert roots.roots is not None
     folder = (base_dir or data_dir()).resolve()
     return JobTask(
-        group_id, store_url(), str(settings().home), str(folder), tuple(str(r) for r in roots.roots)
+        group_id,
+        store_url(),
+        str(settings().home),
+        str(folder),
+        tuple(str(r) for r in roots.roots),
+        kind=kind,
     )
 
 

@@ -17,6 +17,7 @@ grants editors nothing)::
     [jobs]
     workers = 4                                         # FLOWPORT_WORKERS
     launcher = "process"                                # FLOWPORT_LAUNCHER (old name FLOWPORT_EXECUTOR)
+    broker_url = "redis://broker:6379/0"                # FLOWPORT_BROKER_URL (implies launcher "celery")
 
     [permissions]
     editor = ["read-filesystem", "write-filesystem", "execute-sql", "network"]
@@ -64,6 +65,7 @@ from flowport.home import (
 from flowport.model.catalog import RESTRICTIONS
 
 __all__ = [
+    "BROKER_URL_ENV",
     "DATABASE_URL_ENV",
     "DATA_DIR_ENV",
     "DEFAULT_EDITOR_PERMISSIONS",
@@ -89,9 +91,10 @@ LAUNCHER_ENV = "FLOWPORT_LAUNCHER"
 #: The launcher setting's name before 0.1, still read (after ``FLOWPORT_LAUNCHER``).
 EXECUTOR_ENV = "FLOWPORT_EXECUTOR"
 EDITOR_PERMISSIONS_ENV = "FLOWPORT_EDITOR_PERMISSIONS"
+BROKER_URL_ENV = "FLOWPORT_BROKER_URL"
 
-LauncherKind = Literal["inline", "thread", "process"]
-_LAUNCHER_KINDS: tuple[LauncherKind, ...] = ("inline", "thread", "process")
+LauncherKind = Literal["inline", "thread", "process", "celery"]
+_LAUNCHER_KINDS: tuple[LauncherKind, ...] = ("inline", "thread", "process", "celery")
 
 #: What editors may do unless the operator says otherwise: ``execute-code`` runs programs as the server's
 #: own user, past every other confinement, so it is for admins.
@@ -161,6 +164,16 @@ _SPECS: tuple[_Spec, ...] = (
         "where jobs run",
         "one of " + ", ".join(_LAUNCHER_KINDS),
         "the default (process)",
+    ),
+    _Spec(
+        "broker_url",
+        (BROKER_URL_ENV,),
+        "jobs",
+        "broker_url",
+        "the Celery broker URL",
+        "a redis://, rediss:// or amqp:// URL, e.g. redis://127.0.0.1:6379/0",
+        "no broker (jobs run in the local pool)",
+        secret=True,
     ),
     _Spec(
         "editor_permissions",
@@ -282,7 +295,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(), description="Where relative paths of stored flows resolve.")
     file_roots: tuple[Path, ...] = Field((), description="Folders flows on a server may read and write.")
     workers: int = Field(2, ge=1, description="Job worker processes of the local pool.")
-    launcher: LauncherKind = Field("process", description="Where jobs run: inline, thread or process.")
+    launcher: LauncherKind = Field(
+        "process", description="Where jobs run: inline, thread, process or celery (implied by a broker)."
+    )
+    broker_url: str = Field("", description="The Celery broker jobs go to (Redis or RabbitMQ); empty: none.")
     editor_permissions: frozenset[str] = Field(
         DEFAULT_EDITOR_PERMISSIONS, description="Restricted-stage permissions editors hold."
     )
@@ -368,6 +384,16 @@ class Settings(BaseSettings):
             raise ValueError(f"no launcher is called {value!r}")
         return value.strip()
 
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _broker(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("it is not text")
+        text = value.strip()
+        if text and text.split("://", 1)[0] not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+            raise ValueError("it is not a redis://, rediss:// or amqp:// URL")
+        return text
+
     @field_validator("editor_permissions", mode="before")
     @classmethod
     def _permissions(cls, value: Any) -> Any:
@@ -390,6 +416,9 @@ class Settings(BaseSettings):
             object.__setattr__(self, "data_dir", (self.home / "data").resolve())
         if not self.file_roots and "file_roots" not in self.problems and "data_dir" not in self.problems:
             object.__setattr__(self, "file_roots", (self.data_dir,))
+        # A broker means Celery workers take the jobs, unless a launcher is named explicitly.
+        if self.broker_url and "launcher" not in self.origins and "launcher" not in self.problems:
+            object.__setattr__(self, "launcher", "celery")
         return self
 
     if not TYPE_CHECKING:  # hidden from type checkers: a misspelt setting must stay a typing error
@@ -464,6 +493,7 @@ _STAND_IN: Mapping[str, Any] = {
     "file_roots": (),
     "workers": 2,
     "launcher": "process",
+    "broker_url": "",
     "editor_permissions": frozenset(),
 }
 
@@ -498,6 +528,12 @@ def _build(home: Path, home_from: str) -> Settings:
     if "data_dir" in problems and "file_roots" not in found:
         # The default roots are the data folder: never confine to nothing because it is invalid.
         problems["file_roots"] = problems["data_dir"]
+    if built.launcher == "celery" and not built.broker_url and not {"launcher", "broker_url"} & set(problems):
+        problems["launcher"] = (
+            f"{built.origin('launcher')} names the launcher 'celery', which needs a broker: set "
+            f"{BROKER_URL_ENV} (or [jobs] broker_url in flowport.toml) to a redis:// or amqp:// URL, "
+            "or choose the launcher process"
+        )
     built.__dict__["problems"] = problems
     for name in problems:
         built.__dict__.pop(name, None)  # read through __getattr__: raises with the message

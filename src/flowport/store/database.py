@@ -158,3 +158,22 @@ def dispose_engines() -> None:
         _factories.clear()
     for engine in engines:
         engine.dispose()
+
+
+def _forget_engines_after_fork() -> None:
+    """In a forked child (a Celery pool process): new connections, never the parent's.
+
+    A pooled connection is a socket shared with the parent after ``fork``:
+    using or closing it from the child would corrupt the parent's session.
+    The child's engines are dropped without closing anything
+    (``dispose(close=False)``); it connects afresh on first use.
+    """
+    global _lock
+    _lock = threading.Lock()  # the parent may have held it while forking
+    for engine in list(_engines.values()):
+        engine.dispose(close=False)
+    _engines.clear()
+    _factories.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_after_fork)

@@ -53,7 +53,8 @@ ACTIVE_STATUSES = frozenset({"Created", "Pending", "InProgress"})
 TRANSITIONS: Mapping[str, frozenset[str]] = {
     "Created": frozenset({"Pending", "Canceled", "Failed"}),
     "Pending": frozenset({"InProgress", "Canceled", "Failed"}),
-    "InProgress": frozenset({"Complete", "Failed", "Canceled"}),
+    # Back to Pending: a try whose worker was lost, handed back for the next try.
+    "InProgress": frozenset({"Pending", "Complete", "Failed", "Canceled"}),
     "Complete": frozenset(),
     "Failed": frozenset(),
     "Canceled": frozenset(),

@@ -69,6 +69,7 @@ __all__ = [
     "User",
     "WebhookDelivery",
     "WebhookRecord",
+    "WorkerRecord",
     "utcnow",
 ]
 
@@ -359,6 +360,12 @@ class JobGroup(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("job_groups.id", ondelete="SET NULL"), index=True
     )
+    #: Which try of the job this is: a retry after its worker was lost starts the next one.
+    tries: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: Where the current try runs: the worker's name, its host and the process running the job.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
 
     def __repr__(self) -> str:
         return f"JobGroup(id={self.id!r}, flow_id={self.flow_id!r}, status={self.status!r})"
@@ -583,6 +590,27 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WorkerRecord(Base):
+    """A ``flowport worker`` (a Celery worker) that serves the instance: its queues and heartbeat.
+
+    Written by the worker itself when it starts, every few seconds while it
+    runs, and when it stops; what it is running now is the job groups whose
+    ``worker`` is its name.
+    """
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(_JSON, default=list)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")

@@ -1,0 +1,358 @@
+"""Scale-out on Celery: two real `flowport worker` processes on the real Redis and RabbitMQ.
+
+Every test runs once per broker. The store is a PostgreSQL database the
+workers share with this process (as machines would), the target another
+one. Jobs go through the CeleryLauncher into the broker; the workers take
+them. Worker deaths are real SIGKILLs, of a pool process (the worker's main
+process hands the message back at once) or, on RabbitMQ, of the whole
+worker (the broker redelivers when its connection drops).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from tests.conftest import require_service
+from tests.connections.live_servers import PG_HOST, PG_PORT, postgres_database
+
+from flowport.orchestrate import JobTask
+from flowport.orchestrate.celery_launcher import QUEUES, CeleryLauncher
+from flowport.services import connections, flow_records, instance, jobs, runs
+from flowport.services import launcher as launchers
+from flowport.services.pipeline_runner import run_job_group
+from flowport.services.worker_loss import recover_lost
+from flowport.services.workers import list_workers
+from flowport.store import jobs as jobs_repo
+from flowport.store.database import dispose_engines
+
+TIMEOUT = 90.0
+ROWS = 150_000
+BROKERS = {
+    "redis": ("Redis", 6379, "redis://127.0.0.1:6379/11"),
+    "rabbitmq": ("RabbitMQ", 5672, "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+@dataclass
+class Cluster:
+    broker: str
+    env: dict[str, str]
+    target: dict[str, Any]
+    logs: Path
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "flowport.cli.main", "worker", "--name", name, "--concurrency", "1"],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda: any(w["name"] == name and w["state"] == "running" for w in list_workers()["data"]))
+
+    def stop(self) -> None:
+        for process in self.workers.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.workers.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _purge(broker_url: str) -> None:
+    from kombu import Connection
+
+    with Connection(broker_url, connect_timeout=5) as connection:
+        channel = connection.default_channel
+        for queue in QUEUES.values():
+            try:
+                channel.queue_purge(queue)
+            except Exception:
+                channel = connection.channel()  # the queue does not exist yet (the broker closed the channel)
+
+
+@pytest.fixture(scope="module", params=sorted(BROKERS))
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    what, port, broker_url = BROKERS[request.param]
+    require_service(what, "127.0.0.1", port)
+    home = tmp_path_factory.mktemp("celery-home")
+    with postgres_database("flowport_celery") as store, postgres_database("flowport_target") as target:
+        env = {
+            "FLOWPORT_HOME": str(home),
+            "FLOWPORT_DATABASE_URL": f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{store}",
+            "FLOWPORT_BROKER_URL": broker_url,
+            "FLOWPORT_SECRET_KEY": Fernet.generate_key().decode(),
+        }
+        _purge(broker_url)
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            instance.init_instance()
+            connections.add_connection(
+                {
+                    "name": "warehouse",
+                    "vendor": "postgresql",
+                    "host": PG_HOST,
+                    "port": PG_PORT,
+                    "params": {"database": target},
+                    "credentials": [{"name": "username", "value": "postgres"}],
+                }
+            )
+            installed = launchers.use_launcher(
+                CeleryLauncher(run_job_group, on_lost=recover_lost, broker_url=broker_url)
+            )
+            logs = tmp_path_factory.mktemp("worker-logs")
+            running = Cluster(
+                request.param,
+                env,
+                {"host": PG_HOST, "port": PG_PORT, "user": "postgres", "dbname": target},
+                logs,
+            )
+            try:
+                running.start("w1")
+                running.start("w2")
+                yield running
+            finally:
+                running.stop()
+                launchers.use_launcher(None)
+                assert installed is not None
+                installed.shutdown()
+                dispose_engines()
+
+
+@pytest.fixture(autouse=True)
+def _shared_store(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The conftest gives each test its own instance folder; the store, key and broker stay the cluster's.
+    for key, value in cluster.env.items():
+        if key != "FLOWPORT_HOME":
+            monkeypatch.setenv(key, value)
+
+
+def _orders_csv(rows: int, name: str = "orders.csv") -> Path:
+    data = flow_records.data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / name
+    with path.open("w") as file:
+        file.write("id,customer,total\n")
+        file.writelines(f"{i},customer {i % 977},{i % 1000}.25\n" for i in range(rows))
+    return path
+
+
+def _load_flow(name: str, retries: int, path: str = "orders.csv") -> dict[str, Any]:
+    return flow_records.create_flow(
+        {
+            "name": name,
+            "configuration": {"worker_lost_retries": retries},
+            "stages": [
+                {"name": "Orders_01", "plugin": {"name": "csv_file_origin"}, "configuration": {"path": path}},
+                {
+                    "name": "Types_01",
+                    "plugin": {"name": "field_mapper"},
+                    "configuration": {
+                        "fields": [
+                            {"source": "id", "target": "id", "type": "integer"},
+                            {"source": "customer", "target": "customer", "type": "string"},
+                            {"source": "total", "target": "total", "type": "decimal(10,2)"},
+                        ]
+                    },
+                },
+                {
+                    "name": "Load_01",
+                    "plugin": {"name": "sql_table_destination"},
+                    "configuration": {"connection": "warehouse", "table": "orders", "mode": "replace"},
+                },
+            ],
+            "edges": [{"from": "Orders_01", "to": "Types_01"}, {"from": "Types_01", "to": "Load_01"}],
+        }
+    )
+
+
+def _table(cluster: Cluster) -> tuple[int, str]:
+    with psycopg.connect(**cluster.target) as conn:
+        found = conn.execute(
+            "SELECT count(*), coalesce(sum(id), 0), coalesce(sum(total), 0) FROM orders"
+        ).fetchone()
+    assert found is not None
+    return int(found[0]), hashlib.sha256(repr(found).encode()).hexdigest()
+
+
+def _work_tables(cluster: Cluster) -> list[str]:
+    with psycopg.connect(**cluster.target) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%\\_\\_fp\\_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def _group_row(group_id: int) -> Any:
+    with instance.transaction() as session:
+        row = jobs_repo.get_group(session, group_id)
+        session.expunge(row)
+        return row
+
+
+def _ended(group_id: int) -> Any:
+    return wait_until(
+        lambda: (row := _group_row(group_id)).status in ("Complete", "Failed", "Canceled") and row
+    )
+
+
+def test_jobs_spread_over_both_workers(cluster: Cluster) -> None:
+    _orders_csv(40_000)
+    flow = _load_flow("Spread", 0)
+    started = [runs.run_flow(flow["id"])["id"] for _ in range(6)]
+    ended = [_ended(group_id) for group_id in started]
+    assert [row.status for row in ended] == ["Complete"] * 6
+    assert {row.worker for row in ended} == {"w1", "w2"}
+    assert _table(cluster)[0] == 40_000
+    # Whatever worker ran it, the job's log is in the store.
+    logs = [jobs.get_job_group_logs(g) for g in started]
+    assert all("Load_01: 40000 records in" in log for log in logs)
+
+
+def _pool_process(worker: subprocess.Popen[bytes]) -> int:
+    import psutil
+
+    children = psutil.Process(worker.pid).children()
+    assert children, "the worker has no pool process"
+    return int(children[0].pid)
+
+
+def test_a_worker_sigkilled_during_a_replace_load_never_leaves_partial_data(cluster: Cluster) -> None:
+    """Ten kills at random moments of a load: target unchanged or complete, the job retried or failed."""
+    _orders_csv(ROWS)
+    retried_flow = _load_flow("Retried", 1)
+    failing_flow = _load_flow("Not retried", 0)
+    before = runs.run_flow(retried_flow["id"])["id"]
+    assert _ended(before).status == "Complete"
+    complete = _table(cluster)
+    assert complete[0] == ROWS
+    pick = random.Random(20261204)
+    killed_mid_run = 0
+    for round_ in range(10):
+        retries = round_ % 2 == 0
+        # The target differs from a complete load before each round, so "unchanged" and "complete" differ.
+        with psycopg.connect(**cluster.target, autocommit=True) as conn:
+            conn.execute("DELETE FROM orders WHERE id >= 100")
+        unchanged = _table(cluster)
+        group_id = runs.run_flow((retried_flow if retries else failing_flow)["id"])["id"]
+        wait_until(lambda g=group_id: _group_row(g).status != "Pending")
+        time.sleep(pick.uniform(0.0, 0.8))
+        row = _group_row(group_id)
+        whole = cluster.broker == "rabbitmq" and round_ % 4 == 1
+        if row.status == "InProgress":
+            worker = cluster.workers[row.worker]
+            if whole:  # the whole worker: its broker connection drops, the broker redelivers
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+            else:  # a pool process: the worker's main process hands the message back
+                os.kill(row.worker_pid, signal.SIGKILL)
+        ended = _ended(group_id)
+        if whole and row.status == "InProgress":
+            cluster.start(row.worker)
+        target = _table(cluster)
+        assert target in (unchanged, complete), f"round {round_}: partial target {target}"
+        assert _work_tables(cluster) == [], f"round {round_}: staging tables left"
+        if ended.tries > 1 or ended.status == "Failed":
+            killed_mid_run += 1
+        if ended.status == "Complete":
+            assert target == complete
+            assert ended.tries <= (2 if retries else 1)
+        else:
+            assert not retries, f"round {round_}: a retried flow failed: {ended.error}"
+            assert ended.status == "Failed" and "worker running the job stopped" in ended.error
+            assert target == unchanged
+        # Nothing stays InProgress, and the move back for a retry is in the job's history.
+        if ended.tries > 1:
+            with instance.transaction() as session:
+                moves = [(e.from_status, e.to_status) for e in jobs_repo.events_of(session, group_id)]
+            assert ("InProgress", "Pending") in moves and moves[-1] == ("InProgress", "Complete")
+    assert killed_mid_run >= 5, f"only {killed_mid_run} of 10 kills landed while the job ran"
+
+
+def test_a_redelivered_task_for_a_finished_job_changes_nothing(cluster: Cluster) -> None:
+    _orders_csv(1_000)
+    flow = _load_flow("Once", 0)
+    group_id = runs.run_flow(flow["id"])["id"]
+    done = _ended(group_id)
+    assert done.status == "Complete"
+    target = _table(cluster)
+    with instance.transaction() as session:
+        events = len(jobs_repo.events_of(session, group_id))
+    launcher = launchers.launcher()
+    before = {name: cluster.log(name).count("this delivery does nothing") for name in cluster.workers}
+    launcher.submit(runs.job_task(group_id))  # the same job, delivered again
+    wait_until(
+        lambda: (
+            sum(cluster.log(n).count("this delivery does nothing") for n in cluster.workers)
+            > sum(before.values())
+        )
+    )
+    again = _group_row(group_id)
+    assert (again.status, again.tries, again.updated_at, again.result) == (
+        done.status,
+        done.tries,
+        done.updated_at,
+        done.result,
+    )
+    with instance.transaction() as session:
+        assert len(jobs_repo.events_of(session, group_id)) == events
+    assert _table(cluster) == target
+
+
+def test_workers_are_listed_with_their_queues_and_running_jobs(cluster: Cluster) -> None:
+    _orders_csv(ROWS)
+    flow = _load_flow("Listed", 0)
+    group_id = runs.run_flow(flow["id"])["id"]
+    row = wait_until(lambda: (r := _group_row(group_id)).status == "InProgress" and r)
+    listed = {w["name"]: w for w in list_workers()["data"]}
+    assert set(listed) >= {"w1", "w2"}
+    assert listed[row.worker]["queues"] == ["jobs", "pipelines", "partitions"]
+    assert listed[row.worker]["state"] == "running" and listed[row.worker]["concurrency"] == 1
+    running = wait_until(
+        lambda: (
+            group_id in {j for w in list_workers()["data"] for j in w["jobs"]}
+            or _group_row(group_id).status != "InProgress"
+        )
+    )
+    assert running
+    assert _ended(group_id).status == "Complete"
+
+
+def test_a_job_task_carries_no_store_url_or_secret(cluster: Cluster) -> None:
+    from flowport.orchestrate.celery_launcher import _message
+
+    task = runs.job_task(1)
+    assert isinstance(task, JobTask)
+    sent = repr(_message(task))
+    assert cluster.env["FLOWPORT_DATABASE_URL"] not in sent and "postgresql" not in sent
+    assert cluster.env["FLOWPORT_SECRET_KEY"] not in sent
