@@ -22,7 +22,7 @@ def test_a_missing_connection_shows_a_red_dot_on_its_stage(
     server: str, browser: object, artifacts: Path
 ) -> None:
     page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
-    page.get_by_role("link", name="Broken load").click()
+    page.get_by_role("link", name="Broken load", exact=True).click()
     warehouse = page.locator('g.stage[data-stage="Warehouse"]')
     warehouse.wait_for()
     assert warehouse.locator("circle.dot").count() == 1
@@ -36,7 +36,7 @@ def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
     server: str, browser: object, artifacts: Path
 ) -> None:
     page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
-    page.get_by_role("link", name="Wrangle Orders").click()
+    page.get_by_role("link", name="Wrangle Orders", exact=True).click()
     page.locator("#validity").wait_for()
     assert page.locator("g.stage circle.dot").count() == 0
     # Run with an override of the flow's declared parameter: only bigger orders pass the filter.
@@ -61,7 +61,7 @@ def test_running_the_example_shows_its_job_reach_complete_with_stage_metrics(
 
 def test_fixing_the_missing_connection_makes_the_red_dot_go(server: str, browser: object) -> None:
     page = sign_in(browser, server, "admin", ADMIN_PASSWORD)
-    page.get_by_role("link", name="Broken load").click()
+    page.get_by_role("link", name="Broken load", exact=True).click()
     warehouse = page.locator('g.stage[data-stage="Warehouse"]')
     warehouse.locator("circle.dot").wait_for()
     warehouse.click()
@@ -90,7 +90,7 @@ def test_a_viewer_sees_no_edit_buttons_and_is_refused_if_it_posts_anyway(
         )
         count = admin.get("/v4/flows").json()["count"]
     page = sign_in(browser, server, "viewer", VIEWER_PASSWORD)
-    page.get_by_role("link", name="Wrangle Orders").click()
+    page.get_by_role("link", name="Wrangle Orders", exact=True).click()
     page.locator("#validity").wait_for()
     for control in ("#run", "#save", "#add-stage", "#preview-button", "#run-parameters"):
         assert page.locator(control).count() == 0, control

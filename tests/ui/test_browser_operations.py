@@ -192,16 +192,17 @@ def test_jobs_filter_by_status_flow_and_schedule_and_a_backfill_is_started(
     scheduled = {r["id"] for r in runs["data"]}
 
     page.goto(f"{running.url}/ui/#/jobs")
-    page.get_by_label("Schedule").select_option(label="backfilled orders")
+    page.locator("#runs").wait_for()
+    page.get_by_label("Schedule", exact=True).select_option(label="backfilled orders")
     page.wait_for_url(f"**/ui/#/jobs?scheduleId={schedule['id']}")
     page.wait_for_function("() => document.getElementById('runs-count').textContent === '2 run(s).'")
     shown = {int(page.locator("#runs tbody tr").nth(i).get_attribute("data-run")) for i in range(2)}
     assert shown == scheduled
     assert all("2025-01-0" in page.locator("#runs tbody tr").nth(i).text_content() for i in range(2))
     # Status and flow narrow the list; the answer is the API's for the same filters.
-    page.get_by_label("Schedule").select_option("")
-    page.get_by_label("Flow").select_option(label="Wrangle Orders")
-    page.get_by_label("Status").select_option("Complete")
+    page.get_by_label("Schedule", exact=True).select_option("")
+    page.get_by_label("Flow", exact=True).select_option(label="Wrangle Orders")
+    page.get_by_label("Status", exact=True).select_option("Complete")
     page.wait_for_url(f"**/ui/#/jobs?status=Complete&flowId={example}")
     expected = admin.get("/v4/jobGroups", params={"status": "Complete", "flowId": example}).json()["count"]
     page.wait_for_function(
@@ -213,7 +214,7 @@ def test_jobs_filter_by_status_flow_and_schedule_and_a_backfill_is_started(
     # A reload keeps the filters (they are in the address).
     page.reload()
     page.locator("#runs").wait_for()
-    assert page.get_by_label("Status").input_value() == "Complete"
+    assert page.get_by_label("Status", exact=True).input_value() == "Complete"
 
 
 def test_import_rules_are_edited_and_a_deployment_runs_with_overrides(

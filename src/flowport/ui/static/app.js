@@ -1038,6 +1038,12 @@ async function route() {
   } catch (error) { fail(error); }
 }
 
+// The skip link moves the focus to the view (its #view address would otherwise be taken as a route).
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("view").focus();
+});
+
 document.getElementById("logout").addEventListener("click", async () => {
   await fetch("/ui/logout", { method: "POST", headers: { "X-CSRF-Token": csrf() }, credentials: "same-origin" });
   location.href = "/ui/login";
