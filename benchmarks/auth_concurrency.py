@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,13 +72,21 @@ def _free_port() -> int:
 
 
 @contextmanager
-def flowport_server() -> Iterator[str]:
-    """A ``flowport server`` in a temporary home; yields its URL and stops it afterwards."""
+def flowport_server(
+    extra_env: dict[str, str] | None = None, prepare_home: Callable[[Path], None] | None = None
+) -> Iterator[str]:
+    """A ``flowport server`` in a temporary home; yields its URL and stops it afterwards.
+
+    ``extra_env``: more variables for the server (a metadata database URL);
+    ``prepare_home``: called with the home before the server starts.
+    """
     home = Path(tempfile.mkdtemp(prefix="flowport-bench-auth-"))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if key not in _FOREIGN_ENV}
-    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    env.update({"FLOWPORT_HOME": str(home), "FLOWPORT_ADMIN_PASSWORD": ADMIN_PASSWORD, **(extra_env or {})})
+    if prepare_home is not None:
+        prepare_home(home)
     command = [
         sys.executable,
         "-m",
@@ -107,7 +115,11 @@ def flowport_server() -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"flowport server did not answer in {START_TIMEOUT:g}s:\n{log.read_text()}")
             time.sleep(0.2)
-        yield url
+        try:
+            yield url
+        except BaseException:
+            print(f"server log (last 4,000 characters):\n{log.read_text()[-4000:]}", file=sys.stderr)
+            raise
     finally:
         process.terminate()
         try:
@@ -198,8 +210,23 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="Concurrent clients (default 50).")
     parser.add_argument("--requests", type=int, default=20, help="Requests per client (default 20).")
     parser.add_argument("--flows", type=int, default=5, help="Flows stored before measuring (default 5).")
+    parser.add_argument("--summary", action="store_true", help="End with a JSON line of summary rows.")
     args = parser.parse_args()
-    report(run(args.clients, args.requests, args.flows), args.clients, args.requests)
+    results = run(args.clients, args.requests, args.flows)
+    report(results, args.clients, args.requests)
+    if args.summary:
+        import json
+
+        basic, bearer = results["basic"], results["bearer"]
+        row = {
+            "case": "auth GET /v4/flows p99",
+            "size": f"{args.clients} clients",
+            "flowport": f"bearer {bearer.percentile(99) * 1000:.0f} ms",
+            "alternative": f"HTTP Basic {basic.percentile(99) * 1000:.0f} ms",
+            "ratio": basic.percentile(99) / bearer.percentile(99),
+            "rss": "-",
+        }
+        print(json.dumps([row]))
 
 
 if __name__ == "__main__":

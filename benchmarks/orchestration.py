@@ -123,6 +123,10 @@ def peer_noops(name: str, fan: int, chain: int) -> dict[str, float] | None:
     return result
 
 
+#: Summary rows for benchmarks/run.py's table (printed as JSON with --summary).
+SUMMARY: list[dict[str, Any]] = []
+
+
 def bench_tasks(tasks: int, repeat: int) -> None:
     fan, chain = shape(tasks)
     print(f"\nPipeline of {tasks} no-op tasks (start, fan-out {fan}, join, chain {chain}); best of {repeat}")
@@ -143,6 +147,25 @@ def bench_tasks(tasks: int, repeat: int) -> None:
         ratio = f"{fastest_peer / r['seconds']:.1f}x" if fastest_peer else "-"
         rate = r["tasks"] / r["seconds"]
         print(f"{name:<10}{int(r['tasks']):>7}{r['seconds']:>10.3f}{rate:>10.0f}{ratio:>16}")
+    if "flowport" in results:
+        f = results["flowport"]
+        peer = min(
+            (p for p in ("dagster", "prefect") if p in results),
+            key=lambda p: results[p]["seconds"],
+            default=None,
+        )
+        SUMMARY.append(
+            {
+                "case": "orchestration no-op tasks",
+                "size": f"{tasks} tasks",
+                "flowport": f"{f['tasks'] / f['seconds']:.0f} tasks/s",
+                "alternative": f"{peer} {results[peer]['tasks'] / results[peer]['seconds']:.0f} tasks/s"
+                if peer
+                else "no peer installed",
+                "ratio": results[peer]["seconds"] / f["seconds"] if peer else None,
+                "rss": "-",
+            }
+        )
 
 
 def bench_tick(count: int, repeat: int) -> None:
@@ -219,6 +242,17 @@ def bench_tick(count: int, repeat: int) -> None:
             f"  tick with 100 due:        {busy * 1000:.0f} ms for {made} runs created "
             f"({busy * 1000 / max(made, 1):.1f} ms per run, cursor moved, run recorded)"
         )
+        idle_ms = statistics.median(idle) * 1000
+        SUMMARY.append(
+            {
+                "case": "scheduler idle tick",
+                "size": f"{count:,} schedules",
+                "flowport": f"{idle_ms:.1f} ms",
+                "alternative": "goal <= 100 ms",
+                "ratio": 100 / idle_ms,
+                "rss": "-",
+            }
+        )
     finally:
         use_launcher(None)
         shutil.rmtree(home, ignore_errors=True)
@@ -243,11 +277,14 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--summary", action="store_true", help="End with a JSON line of summary rows.")
     args = parser.parse_args()
     if args.case in ("tasks", "all"):
         bench_tasks(args.tasks, args.repeat)
     if args.case in ("tick", "all"):
         bench_tick(args.schedules, args.repeat)
+    if args.summary:
+        print(json.dumps(SUMMARY))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,23 @@
 """Flowport benchmarks: one command, ratios against alternatives measured in the same run.
 
-    make bench                      # 1M and 10M rows
-    make bench BENCH_ARGS="--rows 1000000"
+    make bench                                   # every case, one table at the end
+    make bench BENCH_ARGS="--case postgres --rows 1000000 --repeat 5"
+
+Every case is measured side by side with its alternative in the same run
+(interleaved, ``--repeat`` times, the median reported) and ends up as one
+row of the summary table printed last: case, size, Flowport's figure, the
+alternative's, their ratio (above 1 means Flowport is ahead) and peak RSS.
 
 Case ``csv_to_postgres``: the orders CSV -> field_mapper -> PostgreSQL
-(``replace``: staging table, one-transaction swap) through Flowport, against
-``psql \\copy`` of the same file into the same table shape, and against dlt
+(``replace``: staging table, one-transaction swap) as the whole
+``flowport run flow.json`` command (interpreter start-up, imports, the
+metadata store's connection look-up, the run, the swap), against ``psql
+\\copy`` of the same file into the same table shape, and against dlt
 (installed in its own virtual environment ``benchmarks/.venv-dlt``; Arrow
 tables from pyarrow's CSV reader with ``loader_file_format="csv"``, i.e.
-COPY, its fastest documented path). The ratio column is throughput relative
-to ``psql \\copy``.
+COPY, its fastest documented path; measured once, it is slow). The ratio is
+throughput relative to ``psql \\copy``. The tables live in a database this
+run creates and drops; the connection in a temporary ``FLOWPORT_HOME``.
 
 Case ``csv_to_parquet``: an orders CSV -> field_mapper (casts) -> filter ->
 Parquet, run by Flowport's engine, against the same work written by hand
@@ -22,6 +30,12 @@ Case ``auth``: 50 concurrent clients on ``GET /v4/flows`` of a real
 ``flowport server``, with HTTP Basic and with a bearer token; p50/p99
 latency of both and their ratio (``benchmarks/auth_concurrency.py``, run
 in its own process).
+
+Case ``api``: 50 concurrent clients on ``GET /v4/flows`` with 1,000 flows
+stored and on ``POST /v4/flows/{id}/run``, SQLite and PostgreSQL metadata
+stores (``benchmarks/api_concurrency.py``; the PostgreSQL store is a
+database it creates and drops). The ratio is the goal (p99 <= 50 ms for the
+list) over the measured p99.
 
 Case ``orchestration``: a pipeline of 1,000 no-op tasks (fan-out, join,
 chain) against Dagster's ``execute_in_process`` and Prefect 3, each in its
@@ -36,6 +50,7 @@ import atexit
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -132,22 +147,6 @@ PG_TABLE_SQL = (
 )
 
 
-class _BenchConnections:
-    """The benchmark's PostgreSQL connection (no metadata store needed)."""
-
-    def get(self, ref: str) -> object:
-        from flowport.connections.spec import ConnectionSpec
-
-        return ConnectionSpec(
-            name=ref,
-            vendor="postgresql",
-            host="127.0.0.1",
-            port=5432,
-            username="postgres",
-            params={"defaultDatabase": PG_DATABASE},
-        )
-
-
 def postgres_flow(csv: Path, table: str) -> dict:
     """CSV -> field_mapper -> PostgreSQL (replace) as a flow document."""
     return {
@@ -172,20 +171,6 @@ def postgres_flow(csv: Path, table: str) -> dict:
 
 
 def _child(kind: str, csv: Path, out: Path) -> None:
-    if kind == "flowport_pg":
-        from flowport.engine import FlowRun, RunContext
-        from flowport.model.document import flow_from_dict
-        from flowport.services.flows import plugin_registry
-
-        flow = flow_from_dict(postgres_flow(csv, str(out)))
-        started = time.perf_counter()
-        context = RunContext(base_dir=OUT, resources={"connections": _BenchConnections()})
-        result = FlowRun(flow, plugin_registry(), context).start().wait()
-        seconds = time.perf_counter() - started
-        if result.status != "Complete":
-            raise SystemExit(f"flowport run failed: {result.error}")
-        print(json.dumps({"rows_out": result.stages["Load"].input_records, "seconds": seconds}))
-        return
     if kind == "flowport":
         from flowport.engine import FlowRun, RunContext
         from flowport.model.document import flow_from_dict
@@ -254,13 +239,14 @@ def dlt_python() -> Path | None:
 
 
 def measure_command(command: list[str], rows_of: str | None = None, env: dict | None = None) -> dict:
-    """Run a peer's command; wall time, peak RSS and, for a table, its row count."""
+    """Run a command; wall time, peak RSS and, for a table, its row count."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"{command[0]} failed: {proc.stderr.read() if proc.stderr else ''}")
+        out = (proc.stdout.read() if proc.stdout else "")[-2000:]
+        raise SystemExit(f"{command[0]} failed: {proc.stderr.read() if proc.stderr else ''}{out}")
     return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "rows_out": _pg_rows(rows_of) if rows_of else 0}
 
 
@@ -287,6 +273,51 @@ def measure(kind: str, csv: Path, target: str | None = None) -> dict:
     }
 
 
+def median_of(runs: list[dict]) -> dict:
+    """The median of each figure over the runs (rows_out must agree)."""
+    keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float))]
+    result = {k: statistics.median(r[k] for r in runs) for k in keys}
+    result["runs"] = len(runs)
+    return result
+
+
+#: The summary table: one row per case and size, printed at the end.
+SUMMARY: list[dict] = []
+
+
+def summary_row(case: str, size: str, flowport: str, alternative: str, ratio: float | None, rss: str) -> None:
+    SUMMARY.append(
+        {
+            "case": case,
+            "size": size,
+            "flowport": flowport,
+            "alternative": alternative,
+            "ratio": ratio,
+            "rss": rss,
+        }
+    )
+
+
+def print_summary() -> None:
+    """Every case with its ratio, in one table (ratio > 1: Flowport ahead of the alternative or goal)."""
+    if not SUMMARY:
+        return
+    widths = [
+        ("case", 30),
+        ("size", 12),
+        ("flowport", 22),
+        ("alternative", 30),
+        ("ratio", 8),
+        ("peak MB", 14),
+    ]
+    print("\nSummary (medians; ratio > 1.00x: Flowport ahead)")
+    print("".join(f"{name:<{width}}" for name, width in widths))
+    for row in SUMMARY:
+        ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
+        cells = [row["case"], row["size"], row["flowport"], row["alternative"], ratio, row["rss"]]
+        print("".join(f"{c!s:<{w}}" for c, (_, w) in zip(cells, widths, strict=True)))
+
+
 def _row(case: str, rows: int, kind: str, r: dict, base: float, base_run: float | None) -> str:
     run = r.get("run")
     run_text = f"{run:>8.2f}{base_run / run:>9.2f}x" if run and base_run else f"{'-':>8}{'-':>10}"
@@ -297,27 +328,69 @@ def _row(case: str, rows: int, kind: str, r: dict, base: float, base_run: float 
 
 
 def bench_parquet(sizes: list[int], repeat: int) -> None:
-    """CSV -> field_mapper -> filter -> Parquet: Flowport against one DuckDB query."""
+    """CSV -> field_mapper -> filter -> Parquet: Flowport against one DuckDB query, interleaved."""
     for rows in sizes:
         csv = generate_orders(rows)
-        results = {}
-        for kind in ("duckdb", "flowport"):
-            runs = [measure(kind, csv) for _ in range(repeat)]
-            results[kind] = min(runs, key=lambda r: r["wall"])
-        if results["duckdb"]["rows_out"] != results["flowport"]["rows_out"]:
-            raise SystemExit(f"row counts differ: {results}")
+        runs: dict[str, list[dict]] = {"duckdb": [], "flowport": []}
+        for _ in range(repeat):
+            for kind in runs:
+                runs[kind].append(measure(kind, csv))
+        if {r["rows_out"] for k in runs for r in runs[k]} != {runs["duckdb"][0]["rows_out"]}:
+            raise SystemExit(f"row counts differ: {runs}")
+        results = {kind: median_of(r) for kind, r in runs.items()}
         base, base_run = results["duckdb"]["wall"], results["duckdb"]["run"]
         for kind in ("duckdb", "flowport"):
             print(_row("csv_to_parquet", rows, kind, results[kind], base, base_run))
+        f, d = results["flowport"], results["duckdb"]
+        size = f"{rows:,}"
+        rss = f"{f['rss_mb']:.0f} / {d['rss_mb']:.0f}"
+        summary_row(
+            "csv_to_parquet (work)",
+            size,
+            f"{f['run']:.2f} s",
+            f"DuckDB query {d['run']:.2f} s",
+            d["run"] / f["run"],
+            rss,
+        )
+        summary_row(
+            "csv_to_parquet (process)",
+            size,
+            f"{f['wall']:.2f} s",
+            f"DuckDB query {d['wall']:.2f} s",
+            d["wall"] / f["wall"],
+            rss,
+        )
+
+
+def flowport_home() -> dict[str, str]:
+    """A temporary instance whose ``bench`` connection is the benchmark database; its environment."""
+    home = OUT / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLOWPORT_") or k == "FLOWPORT_BENCH_PG_DATABASE"
+    }
+    env["FLOWPORT_HOME"] = str(home)
+    cli = str(Path(sys.executable).parent / "flowport")
+    subprocess.run([cli, "init", "--json"], env=env, check=True, capture_output=True)
+    url = f"postgresql://postgres@127.0.0.1:5432/{PG_DATABASE}"
+    subprocess.run(
+        [cli, "connections", "add", "bench", "--url", url, "--json"], env=env, check=True, capture_output=True
+    )
+    return env
 
 
 def bench_postgres(sizes: list[int], repeat: int) -> None:
-    """CSV -> field_mapper -> PostgreSQL (replace): Flowport against psql \\copy and dlt."""
+    """CSV -> field_mapper -> PostgreSQL (replace) as ``flowport run``: against psql \\copy and dlt."""
     prepare_postgres()
     dlt = dlt_python()
+    env = flowport_home()
+    cli = str(Path(sys.executable).parent / "flowport")
     for rows in sizes:
         csv = generate_orders(rows)
-        results: dict[str, dict] = {}
+        document = OUT / f"pg_flow_{rows}.json"
+        document.write_text(json.dumps(postgres_flow(csv, "flowport_orders")))
 
         def psql_copy(csv: Path = csv) -> dict:
             subprocess.run(_psql("-c", "DROP TABLE IF EXISTS psql_orders"), check=True)
@@ -326,39 +399,79 @@ def bench_postgres(sizes: list[int], repeat: int) -> None:
                 _psql("-c", f"\\copy psql_orders FROM '{csv}' WITH (FORMAT csv, HEADER true)"), "psql_orders"
             )
 
-        def flowport(csv: Path = csv) -> dict:
-            r = measure("flowport_pg", csv, "flowport_orders")
-            r["rows_out"] = _pg_rows("flowport_orders")
-            return r
+        def flowport(document: Path = document) -> dict:
+            return measure_command([cli, "run", str(document), "--json"], "flowport_orders", env)
 
         def dlt_load(csv: Path = csv) -> dict:
             assert dlt is not None
-            env = {**os.environ, "DLT_DATA_DIR": str(OUT / "dlt"), "RUNTIME__LOG_LEVEL": "WARNING"}
+            dlt_env = {**os.environ, "DLT_DATA_DIR": str(OUT / "dlt"), "RUNTIME__LOG_LEVEL": "WARNING"}
             return measure_command(
                 [str(dlt), str(HERE / "peers" / "dlt_load.py"), str(csv), PG_DATABASE, "dlt_orders"],
                 "dlt_orders",
-                env,
+                dlt_env,
             )
 
-        peers = {"psql": psql_copy, "flowport": flowport}
+        runs: dict[str, list[dict]] = {"psql": [], "flowport": []}
+        for _ in range(repeat):
+            runs["psql"].append(psql_copy())
+            runs["flowport"].append(flowport())
         if dlt is not None:
-            peers["dlt"] = dlt_load
-        for kind, fn in peers.items():
-            results[kind] = min((fn() for _ in range(repeat)), key=lambda r: r["wall"])
-            if results[kind]["rows_out"] != rows:
-                raise SystemExit(f"{kind} loaded {results[kind]['rows_out']} rows, expected {rows}")
+            runs["dlt"] = [dlt_load()]
+        for kind, measured in runs.items():
+            for r in measured:
+                if r["rows_out"] != rows:
+                    raise SystemExit(f"{kind} loaded {r['rows_out']} rows, expected {rows}")
+        results = {kind: median_of(r) for kind, r in runs.items()}
         base = results["psql"]["wall"]
         for kind, r in results.items():
             print(_row("csv_to_postgres", rows, kind, r, base, None))
+        f, p = results["flowport"], results["psql"]
+        size = f"{rows:,}"
+        summary_row(
+            "csv_to_postgres (flowport run)",
+            size,
+            f"{f['wall']:.2f} s",
+            f"psql \\copy {p['wall']:.2f} s",
+            p["wall"] / f["wall"],
+            f"{f['rss_mb']:.0f} / {p['rss_mb']:.0f}",
+        )
         if "dlt" in results:
-            speedup = results["dlt"]["wall"] / results["flowport"]["wall"]
-            print(f"{'':<38}flowport vs dlt: {speedup:.2f}x")
+            d = results["dlt"]
+            summary_row(
+                "csv_to_postgres vs dlt",
+                size,
+                f"{f['wall']:.2f} s",
+                f"dlt {d['wall']:.2f} s (1 run)",
+                d["wall"] / f["wall"],
+                f"{f['rss_mb']:.0f} / {d['rss_mb']:.0f}",
+            )
+
+
+def _json_rows(command: list[str]) -> list[dict]:
+    """Run a benchmark script that prints its figures (and, last, a JSON line of summary rows)."""
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    lines = done.stdout.strip().splitlines()
+    print("\n".join(lines[:-1]))
+    rows: list[dict] = json.loads(lines[-1])
+    return rows
 
 
 def bench_auth() -> None:
     """50 concurrent clients, HTTP Basic against a bearer token (benchmarks/auth_concurrency.py)."""
     print()
-    subprocess.run([sys.executable, str(HERE / "auth_concurrency.py")], check=True)
+    SUMMARY.extend(_json_rows([sys.executable, str(HERE / "auth_concurrency.py"), "--summary"]))
+
+
+def bench_api() -> None:
+    """50 concurrent clients on the list and on runs, SQLite and PostgreSQL stores (api_concurrency.py)."""
+    print()
+    SUMMARY.extend(_json_rows([sys.executable, str(HERE / "api_concurrency.py"), "--summary"]))
+
+
+def bench_orchestration() -> None:
+    """1,000 no-op tasks against Dagster and Prefect; the scheduler's tick (orchestration.py)."""
+    print()
+    SUMMARY.extend(_json_rows([sys.executable, str(HERE / "orchestration.py"), "--summary"]))
 
 
 def main() -> None:
@@ -366,10 +479,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--case", choices=["parquet", "postgres", "auth", "orchestration", "all"], default="all"
+        "--case", choices=["parquet", "postgres", "auth", "api", "orchestration", "all"], default="all"
     )
     parser.add_argument("--rows", type=int, action="append", help="Input sizes (default: 1M and 10M / 5M).")
-    parser.add_argument("--repeat", type=int, default=1, help="Runs per case; the best is reported.")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="Runs per case, interleaved; the median is reported."
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -389,10 +504,11 @@ def main() -> None:
         shutil.rmtree(OUT, ignore_errors=True)
     if args.case in ("auth", "all"):
         bench_auth()
+    if args.case in ("api", "all"):
+        bench_api()
     if args.case in ("orchestration", "all"):
-        # A pipeline of 1,000 no-op tasks against Dagster and Prefect; the scheduler's tick.
-        print()
-        subprocess.run([sys.executable, str(HERE / "orchestration.py")], check=True)
+        bench_orchestration()
+    print_summary()
 
 
 if __name__ == "__main__":
