@@ -119,6 +119,21 @@ class FlowConfiguration(BaseModel):
     error_record_policy: ErrorRecordPolicy = "ORIGINAL_RECORD"
     batch_size: int = Field(default=65536, ge=1, le=10_000_000)
     retry_pipeline_on_error: bool = False
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Load an origin that can be split (a file glob: one partition per file) as partition "
+        "tasks, at most this many at once (Celery workers anywhere, or local processes), into one staging "
+        "table of a PostgreSQL table destination; the target changes once, when every partition succeeded. "
+        "1: one task.",
+    )
+    partition_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Times a failed partition is run again (alone) before the partitioned run fails.",
+    )
     worker_lost_retries: int = Field(
         default=0,
         ge=0,

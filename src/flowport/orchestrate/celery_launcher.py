@@ -163,6 +163,7 @@ def _run_message(message: dict[str, Any]) -> str:
         file_roots=tuple(str(r) for r in message.get("file_roots", ())),
         attempt=int(message.get("attempt", 1)),
         kind=str(message.get("kind", "flow")),
+        partition=message.get("partition"),
     )
     return work(task, setup.runner)
 
@@ -175,6 +176,7 @@ def _message(task: JobTask) -> dict[str, Any]:
         "kind": task.kind,
         "base_dir": task.base_dir,
         "file_roots": list(task.file_roots),
+        "partition": task.partition,
     }
 
 

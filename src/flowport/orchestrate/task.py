@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["JobTask"]
 
@@ -27,5 +28,8 @@ class JobTask:
     #: Which try this is (a retried job gets the next attempt);
     #: a redelivered task of an ended attempt does nothing.
     attempt: int = 1
-    #: What the job group runs: ``flow`` or ``pipeline`` (a launcher may queue the kinds apart).
+    #: What the job group runs: ``flow``, ``pipeline`` or ``partition`` (queued apart by Celery).
     kind: str = "flow"
+    #: For a partition of a partitioned run: its index, the one file it reads, the origin and
+    #: destination stages and the staging table it appends to (names and paths only).
+    partition: dict[str, Any] | None = field(default=None, hash=False, compare=False)

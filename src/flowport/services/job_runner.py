@@ -27,13 +27,15 @@ from typing import Any
 from flowport.connections.spec import ConnectionSpec
 from flowport.engine import FlowRun, RunResult, StageMetrics
 from flowport.errors import FlowportError, ValidationFailed
+from flowport.model.parameters import parameter_values
 from flowport.orchestrate import JobTask
 from flowport.plugins.file_roots import FileRoots
 from flowport.services import flows as _flows
 from flowport.services.connections import StoreConnectionLookup
 from flowport.services.file_roots import protected_files
-from flowport.services.flow_records import load_stored_flow
+from flowport.services.flow_records import StoredFlow, load_stored_flow
 from flowport.services.instance import transaction
+from flowport.services.partitions import partition_flow, plan, run_partitioned
 from flowport.services.stage_state import StoreStageState
 from flowport.services.worker_loss import running_here
 from flowport.store import jobs as _repo
@@ -238,12 +240,18 @@ def _execute(task: JobTask, capture: _LogCapture) -> str:
         stored.flow_id,
         os.getpid(),
     )
+    if task.partition is not None:  # one partition of a partitioned run: one file into the staging table
+        stored.flow = partition_flow(stored.flow, task.partition)
     # Parameter sets may have changed since the request was accepted.
     stored.check(overrides)
     base_dir = Path(task.base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
     # Confined whatever the worker's environment: the roots travel with the task.
     roots = FileRoots.confined([Path(r) for r in task.file_roots], protected_files())
+    if task.partition is None and stored.flow.configuration.partitions > 1:
+        partitioned = _run_partitioned(task, stored, overrides, base_dir, roots, capture)
+        if partitioned is not None:
+            return partitioned
     run = _flows.start_run(
         stored.flow,
         overrides=overrides,
@@ -278,6 +286,42 @@ def _execute(task: JobTask, capture: _LogCapture) -> str:
     return result.status
 
 
+def _run_partitioned(
+    task: JobTask,
+    stored: StoredFlow,
+    overrides: Mapping[str, str],
+    base_dir: Path,
+    roots: FileRoots,
+    capture: _LogCapture,
+) -> str | None:
+    """Run a job as partition tasks when its flow can be split (None: it runs as one task)."""
+    values = parameter_values(stored.flow, stored.parameter_sets, overrides)
+    split = plan(stored.flow, values, base_dir, roots)
+    spec = None
+    if not isinstance(split, str):
+        lookup = _ScrubbingLookup(task.database_url, Path(task.home), capture, roots, base_dir)
+        spec = lookup.get(split.connection)
+        if spec.vendor != "postgresql":
+            split = f"a partitioned load needs a PostgreSQL destination, not {spec.vendor}"
+    if isinstance(split, str) or spec is None:
+        _log.warning(
+            "Job group %s: partitions: %s is not used (%s); the flow runs as one task",
+            task.job_group_id,
+            stored.flow.configuration.partitions,
+            split,
+        )
+        return None
+    status, error, result = run_partitioned(
+        task, stored.flow, split, spec, lambda line: _log.info("Job group %s: %s", task.job_group_id, line)
+    )
+    _log.info("Job group %s: %s in %.2fs", task.job_group_id, status, result["seconds"])
+    error = capture.scrub(error) if error is not None else None
+    if result.get("error"):
+        result["error"]["message"] = error
+    _finish(task, None, status, error, result, capture)
+    return status
+
+
 def _watch(task: JobTask, run: FlowRun, capture: _LogCapture) -> RunResult:
     cancelled = False
     written_version = -1
@@ -296,6 +340,8 @@ def _watch(task: JobTask, run: FlowRun, capture: _LogCapture) -> RunResult:
                     _repo.update_job(session, job, changes)
                 # The worker's lease: a job whose heartbeat stops is failed by whoever sees it.
                 _repo.heartbeat(session, task.job_group_id)
+                if task.partition is not None:  # the partitioned run waits for it, alive
+                    _repo.heartbeat(session, int(task.partition["parent"]))
                 flag = _repo.get_group(session, task.job_group_id).cancel_requested_at
         except Exception as exc:
             # A busy or briefly unreachable store must not stop the run: the

@@ -30,6 +30,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
     "TRANSITIONS",
+    "children_of",
     "count_groups",
     "count_jobs",
     "create_group",
@@ -275,6 +276,13 @@ def transition(
     )
     session.flush()
     return True
+
+
+def children_of(session: Session, job_group_id: int) -> list[JobGroup]:
+    """The job groups a job group started (a pipeline run's jobs, a partitioned run's partitions)."""
+    return list(
+        session.scalars(select(JobGroup).where(JobGroup.parent_id == job_group_id).order_by(JobGroup.id))
+    )
 
 
 def events_of(session: Session, job_group_id: int) -> list[JobEvent]:

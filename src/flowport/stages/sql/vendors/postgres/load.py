@@ -17,7 +17,7 @@ from flowport.stages.sql.vendors.postgres.binary_copy import encodable
 from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
 from flowport.stages.sql.vendors.postgres.copy_session import CopySession
 
-__all__ = ["PostgresLoad"]
+__all__ = ["PostgresLoad", "rename_dependents"]
 
 
 _PG_BINARY: dict[str, pa.DataType] = {
@@ -346,35 +346,7 @@ class PostgresLoad(TableLoad):
         conn.commit()
 
     def _rename_dependents(self, stage_name: str) -> None:
-        """Give the indexes, constraints and sequences ``LIKE ... INCLUDING ALL`` named after the
-        staging table their usual names after the target (``orders_pkey``, not ``orders__fp_stage_..._pkey``).
-        """
-        conn = self.conn
-        table = conn.table_sql(self.target)
-        schema = conn.quote(self.target.schema or "public")
-        found = conn.query(
-            "SELECT 'INDEX', c.relname FROM pg_catalog.pg_index i "
-            "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1) "
-            "UNION ALL SELECT 'CONSTRAINT', conname FROM pg_catalog.pg_constraint "
-            "WHERE conrelid = to_regclass($1) AND contype IN ('c', 'f', 'n') "
-            "UNION ALL SELECT 'SEQUENCE', s.relname FROM pg_catalog.pg_depend d "
-            "JOIN pg_catalog.pg_class s ON s.oid = d.objid "
-            "WHERE d.refobjid = to_regclass($1) AND s.relkind = 'S'",
-            [table],
-        )
-        renamed: set[str] = set()
-        for kind, name in found:
-            name = str(name)
-            if not name.startswith(stage_name) or name in renamed:
-                continue
-            new = self.target.name + name[len(stage_name) :]
-            if len(new.encode("utf-8")) > 63:
-                continue  # PostgreSQL would cut it: keep the working name rather than risk a clash
-            renamed.add(name)
-            if kind == "CONSTRAINT":
-                conn.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {conn.quote(name)} TO {conn.quote(new)}")
-            else:
-                conn.execute(f"ALTER {kind} {schema}.{conn.quote(name)} RENAME TO {conn.quote(new)}")
+        rename_dependents(self.conn, self.target, stage_name)
 
     def _discard(self) -> None:
         self._end_stream(cancel=True)
@@ -401,3 +373,34 @@ class PostgresLoad(TableLoad):
             if self._adbc is not None:
                 self._end_stream(cancel=True)
                 self._close_session()
+
+
+def rename_dependents(conn: SqlConnection, target: TableName, stage_name: str) -> None:
+    """Give the indexes, constraints and sequences ``LIKE ... INCLUDING ALL`` named after a staging
+    table that now is ``target`` their usual names (``orders_pkey``, not ``orders__fp_stage_..._pkey``).
+    """
+    table = conn.table_sql(target)
+    schema = conn.quote(target.schema or "public")
+    found = conn.query(
+        "SELECT 'INDEX', c.relname FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1) "
+        "UNION ALL SELECT 'CONSTRAINT', conname FROM pg_catalog.pg_constraint "
+        "WHERE conrelid = to_regclass($1) AND contype IN ('c', 'f', 'n') "
+        "UNION ALL SELECT 'SEQUENCE', s.relname FROM pg_catalog.pg_depend d "
+        "JOIN pg_catalog.pg_class s ON s.oid = d.objid "
+        "WHERE d.refobjid = to_regclass($1) AND s.relkind = 'S'",
+        [table],
+    )
+    renamed: set[str] = set()
+    for kind, name in found:
+        name = str(name)
+        if not name.startswith(stage_name) or name in renamed:
+            continue
+        new = target.name + name[len(stage_name) :]
+        if len(new.encode("utf-8")) > 63:
+            continue  # PostgreSQL would cut it: keep the working name rather than risk a clash
+        renamed.add(name)
+        if kind == "CONSTRAINT":
+            conn.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {conn.quote(name)} TO {conn.quote(new)}")
+        else:
+            conn.execute(f"ALTER {kind} {schema}.{conn.quote(name)} RENAME TO {conn.quote(new)}")
