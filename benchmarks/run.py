@@ -315,7 +315,7 @@ def print_summary() -> None:
     for row in SUMMARY:
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
         cells = [row["case"], row["size"], row["flowport"], row["alternative"], ratio, row["rss"]]
-        print("".join(f"{c!s:<{w}}" for c, (_, w) in zip(cells, widths, strict=True)))
+        print("".join(f"{c!s:<{w - 1}} " for c, (_, w) in zip(cells, widths, strict=True)).rstrip())
 
 
 def _row(case: str, rows: int, kind: str, r: dict, base: float, base_run: float | None) -> str:
@@ -381,10 +381,10 @@ def flowport_home() -> dict[str, str]:
     return env
 
 
-def bench_postgres(sizes: list[int], repeat: int) -> None:
+def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> None:
     """CSV -> field_mapper -> PostgreSQL (replace) as ``flowport run``: against psql \\copy and dlt."""
     prepare_postgres()
-    dlt = dlt_python()
+    dlt = dlt_python() if with_dlt else None
     env = flowport_home()
     cli = str(Path(sys.executable).parent / "flowport")
     for rows in sizes:
@@ -485,6 +485,7 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="Runs per case, interleaved; the median is reported."
     )
+    parser.add_argument("--no-dlt", action="store_true", help="Leave dlt out of the PostgreSQL case.")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -500,7 +501,7 @@ def main() -> None:
         if args.case in ("parquet", "all"):
             bench_parquet(args.rows or [1_000_000, 10_000_000], args.repeat)
         if args.case in ("postgres", "all"):
-            bench_postgres(args.rows or [1_000_000, 5_000_000], args.repeat)
+            bench_postgres(args.rows or [1_000_000, 5_000_000], args.repeat, with_dlt=not args.no_dlt)
         shutil.rmtree(OUT, ignore_errors=True)
     if args.case in ("auth", "all"):
         bench_auth()
