@@ -143,3 +143,29 @@ def test_every_help_renders_with_an_example(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout and "Example:" in result.stdout
+
+
+def test_run_that_looks_a_connection_up_imports_no_migration_tool_nor_server(
+    tmp_path: Path, file_flow: Path
+) -> None:
+    # The store is checked to be current before the look-up by its version row alone: Alembic (with Mako
+    # and Pygments, ~0.2 s) is for `flowport init`. A local run needs no API server nor HTTP client either.
+    _imports(tmp_path, "init", "--json")
+    _imports(
+        tmp_path, "connections", "add", "out", "--vendor", "sqlite", "--database", str(tmp_path / "out.db")
+    )
+    flow = json.loads(file_flow.read_text(encoding="utf-8"))
+    origin = flow["stages"][0]  # the example's CSV file origin, straight into a table of a SQLite file
+    load = {
+        "name": "Load",
+        "plugin": {"name": "sql_table_destination"},
+        "configuration": {"connection": "out", "table": "orders", "mode": "replace"},
+    }
+    flow["stages"] = [origin, load]
+    flow["edges"] = [{"from": origin["name"], "to": "Load"}]
+    document = tmp_path / "to_sqlite.json"
+    document.write_text(json.dumps(flow), encoding="utf-8")
+    modules = _imports(tmp_path, "run", str(document), "--json")
+    assert "flowport.services.connections" in modules  # the look-up did happen
+    assert _loaded(modules, ("alembic", "mako", "fastapi", "starlette", "uvicorn", "flowport.api")) == []
+    assert _loaded(modules, (*HTTP_CLIENT, "flowport.sdk")) == []

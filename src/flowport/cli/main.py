@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flowport import __version__
 from flowport.cli.artifacts import artifacts_app
 from flowport.cli.connections import connections_app
 from flowport.cli.connections import init as init_command
@@ -131,6 +130,9 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     if version:
+        # Looked up here: reading the package's metadata is for --version only.
+        from flowport import __version__
+
         console.print(f"flowport {__version__}")
         raise typer.Exit(0)
 
