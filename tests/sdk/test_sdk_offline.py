@@ -183,7 +183,7 @@ def test_configuration_is_dict_like_and_checked(flow: BatchFlow) -> None:
     assert config["error_record_policy"] == "ORIGINAL_RECORD"
     config["error_record_policy"] = "STAGE_RECORD"
     assert flow.document.configuration.error_record_policy == "STAGE_RECORD"
-    assert flow.configuration["retry_pipeline_on_error"] is False
+    assert flow.configuration["retry_pipeline_on_error"] is True  # the seed's default
     with pytest.raises(ValidationFailed, match="error_record_policy"):
         config["error_record_policy"] = "SOMETIMES"
     config["ui_colour"] = "blue"  # unknown keys are kept (plugins and UIs add their own)

@@ -11,12 +11,12 @@ import pytest
 from tests.sdk.flowport_server import EDITOR_PASSWORD, VIEWER_PASSWORD, Server
 
 from flowport.sdk import (
-    BatchFlow,
     Client,
     Conflict,
     FlowportError,
     Forbidden,
     NotFound,
+    StreamingFlow,
     Unauthorized,
     ValidationFailed,
 )
@@ -41,7 +41,8 @@ def test_duplicate_name_is_a_conflict(admin: Client) -> None:
     project = admin.projects.get(name="default")
     name = _name("conflict")
     flow = project.create_flow(name)
-    assert isinstance(flow, BatchFlow) and flow.flow_type == "batch"
+    assert isinstance(flow, StreamingFlow) and flow.flow_type == "streaming"  # the seed's default
+    assert project.create_flow(_name("batch"), flow_type="batch").flow_type == "batch"
     with pytest.raises(Conflict):
         project.create_flow(name)
     with pytest.raises(Conflict):

@@ -49,10 +49,10 @@ def test_flows_sdk_walkthrough(
     # Editing a flow: attributes, configuration, stages
     new_flow.description = "new description for the flow"
     assert "description='new description for the flow'" in repr(new_flow)
+    assert new_flow.configuration["retry_pipeline_on_error"] is True  # the seed's default
+    new_flow.configuration["retry_pipeline_on_error"] = False
     assert new_flow.configuration["retry_pipeline_on_error"] is False
     new_flow.configuration["retry_pipeline_on_error"] = True
-    assert new_flow.configuration["retry_pipeline_on_error"] is True
-    new_flow.configuration["retry_pipeline_on_error"] = False
     origin = new_flow.add_stage("CSV File")
     origin.path = sample_csv
     trash = new_flow.add_stage("Trash")

@@ -283,6 +283,24 @@ def test_connection(spec: ConnectionSpec, *, timeout: float = 10.0) -> TestResul
                 return TestResult(False, f"Connection '{spec.name}' has no host or params.baseUrl")
             response = httpx.get(str(base), timeout=timeout, follow_redirects=True)
             return TestResult(response.status_code < 500, f"HTTP {response.status_code} from {base}")
+        if spec.vendor == "redis":
+            import redis
+
+            client = redis.Redis(
+                host=spec.host or "127.0.0.1",
+                port=spec.effective_port() or 6379,
+                db=int(spec.params.get("database") or 0),
+                username=spec.username,
+                password=spec.password,
+                ssl=spec.ssl,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+            return TestResult(True, f"Connected to redis '{spec.name}'")
         if spec.vendor == "filesystem":
             folder = Path(str(spec.params.get("path") or spec.host or "")).expanduser()
             if folder.is_dir():

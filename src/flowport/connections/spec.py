@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid as _uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -24,10 +24,10 @@ __all__ = [
     "Vendor",
 ]
 
-Vendor = Literal["postgresql", "redshift", "mysql", "sqlite", "duckdb", "http", "filesystem"]
-VENDORS: tuple[str, ...] = ("postgresql", "redshift", "mysql", "sqlite", "duckdb", "http", "filesystem")
+Vendor = Literal["postgresql", "redshift", "mysql", "sqlite", "duckdb", "http", "filesystem", "redis"]
+VENDORS: tuple[str, ...] = get_args(Vendor)
 PUBLIC_CREDENTIAL_KEYS = frozenset({"user", "username"})
-DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "redshift": 5439, "mysql": 3306}
+DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "redshift": 5439, "mysql": 3306, "redis": 6379}
 
 
 class ConnectionSpec(BaseModel):

@@ -156,6 +156,8 @@ class FlowRun:
         # The first few (code, message) of each stage's error records, for a threshold's message.
         self._first_errors: dict[str, list[tuple[str, str]]] = {}
         self.fused: dict[str, FusedChain] = {}
+        #: Set when the run succeeded and a streaming origin has nothing more to read, ever.
+        self.exhausted = False
 
     # -- public API -------------------------------------------------------
     def start(self) -> FlowRun:
@@ -276,6 +278,8 @@ class FlowRun:
             except Exception as exc:
                 log.error("error stage could not store error records: %s", exc)
                 shared.fail(self.flow.error_stage.name, exc)
+            if not shared.failure and not self.context.cancel_event.is_set():
+                self._acknowledge(planned)
             self._close(opened, error_sink)
         seconds = time.perf_counter() - started
         if shared.failure:
@@ -605,6 +609,18 @@ class FlowRun:
                 except Exception as exc:
                     shared.fail(p.name, exc)
                     return
+
+    def _acknowledge(self, stages: list[PlannedStage]) -> None:
+        """Tell the origins their records are safe (destinations and error stage committed)."""
+        for p in stages:
+            if isinstance(p.plugin, Origin):
+                try:
+                    p.plugin.acknowledge()
+                except Exception as exc:
+                    # The data is committed; unacknowledged records come again (at least once).
+                    log.warning("stage %s could not acknowledge what it read: %s", p.name, exc)
+                if p.plugin.exhausted:
+                    self.exhausted = True
 
     def _abort(self, stages: list[PlannedStage]) -> None:
         for p in stages:

@@ -118,7 +118,17 @@ class FlowConfiguration(BaseModel):
 
     error_record_policy: ErrorRecordPolicy = "ORIGINAL_RECORD"
     batch_size: int = Field(default=65536, ge=1, le=10_000_000)
-    retry_pipeline_on_error: bool = False
+    retry_pipeline_on_error: bool = Field(
+        default=True,
+        description="Streaming flows: after a failed micro-batch, try again (after retry_initial_wait "
+        "seconds, doubling up to retry_max_wait) instead of ending the job Failed.",
+    )
+    retry_initial_wait: float = Field(
+        default=1.0, ge=0, le=3600, description="Seconds before the first retry."
+    )
+    retry_max_wait: float = Field(
+        default=60.0, ge=0, le=86400, description="The longest wait between retries."
+    )
     partitions: int = Field(
         default=1,
         ge=1,

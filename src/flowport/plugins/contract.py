@@ -275,8 +275,28 @@ class Origin(StagePlugin[C]):
         """Yield record batches of at most ``context.batch_size`` rows.
 
         In preview (``context.record_limit`` set) stop after that many records.
-        Check ``context.cancelled`` between batches.
+        Check ``context.cancelled`` between batches. A streaming origin
+        (:attr:`streaming`) yields one micro-batch per run: what arrived, up to
+        ``batch_size`` records or until its ``batch_wait`` has passed.
         """
+
+    #: A streaming origin reads without end: a streaming flow's job runs the flow once per
+    #: micro-batch, and the origin acknowledges (checkpoints) each one in :meth:`acknowledge`.
+    streaming: ClassVar[bool] = False
+
+    def acknowledge(self) -> None:
+        """Everything this run read is safe: every destination committed it (and the error stage its errors).
+
+        Called once, after the commit and before :meth:`close`, only when the run
+        succeeded: a streaming origin acknowledges its messages or saves its
+        offset here, never earlier, so a failed or killed run reads them again
+        (at least once). Not called in preview.
+        """
+
+    @property
+    def exhausted(self) -> bool:
+        """True when a streaming origin has nothing more to read, ever (``stop_after_first_batch``)."""
+        return False
 
 
 class Processor(StagePlugin[C]):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flowport.errors import FlowportError, ValidationFailed
+from flowport.errors import FlowportError, NotFound, ValidationFailed
 from flowport.model.document import describe_validation_error, flow_from_dict, flow_to_dict
 from flowport.model.flow import (
     ArtifactRef,
@@ -884,7 +884,51 @@ class BatchFlow(Flow):
 
 
 class StreamingFlow(Flow):
-    """A streaming flow."""
+    """A streaming flow: ``start()`` runs it micro-batch after micro-batch until ``stop()``.
+
+    A streaming flow whose origins are not streaming origins (a file, a table)
+    runs once when started, like a batch flow.
+    """
+
+    _current: Job | None = None
+
+    def start(self, parameters: Mapping[str, Any] | None = None) -> Job:
+        """Start the flow on the server (a job that runs until stopped); returns the job."""
+        self._current = self.run(parameters)
+        return self._current
+
+    def _job(self) -> Job | None:
+        if self._current is None:
+            jobs = self.jobs
+            self._current = jobs[0] if jobs else None
+        return self._current
+
+    def stop(self, *, timeout: float = 60.0) -> Job:
+        """Stop the running job: the micro-batch in flight commits and is acknowledged; waits for the end.
+
+        Raises:
+            NotFound: the flow was never started.
+        """
+        job = self._job()
+        if job is None:
+            raise NotFound(f"Flow '{self.name}' has no job to stop: start() it first")
+        job.stop()
+        return job.wait(timeout=timeout, raise_on_failure=False)
+
+    @property
+    def status(self) -> str:
+        """The status of the flow's latest job (``InProgress`` while it streams), or ``Inactive``."""
+        job = self._job()
+        return job.status if job is not None else "Inactive"
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The latest job's totals: ``stages`` (per-stage metrics), ``batches``, ``records``,
+        ``recordsPerSecond``, ``failures``, ``lastError`` (empty before the first start)."""
+        job = self._job()
+        if job is None:
+            return {}
+        return {"stages": job.metrics, **job.streaming}
 
 
 class FlowList(Listing[Flow]):

@@ -133,6 +133,24 @@ class Job:
         """The jobs of this job group, as the API returns them."""
         return self._client.list_all(f"/v4/jobGroups/{self.job_id}/jobs")
 
+    @property
+    def streaming(self) -> dict[str, Any]:
+        """A streaming job's totals: ``batches``, ``records``, ``recordsPerSecond``, ``failures``,
+        ``failuresInRow``, ``lastError``, ``stopped`` (empty for a batch job)."""
+        body = self._client.get_json(f"/v4/jobGroups/{self.job_id}/metrics")
+        value = body.get("streaming") if isinstance(body, dict) else None
+        return dict(value) if isinstance(value, dict) else {}
+
+    def stop(self) -> Job:
+        """Ask the server to stop a streaming job (the micro-batch in flight commits first)."""
+        response: httpx.Response = self._client.request("POST", f"/v4/jobGroups/{self.job_id}/stop")
+        body = response.json() if response.content else None
+        if isinstance(body, dict) and "id" in body:
+            self._record = dict(body)
+        else:
+            self.refresh()
+        return self
+
     def cancel(self) -> Job:
         """Ask the server to cancel the job; returns it with the status after the request."""
         response: httpx.Response = self._client.request("POST", f"/v4/jobGroups/{self.job_id}/cancel")

@@ -142,7 +142,7 @@ class Project:
         name: str,
         description: str = "",
         environment: Any = None,
-        flow_type: Literal["batch", "streaming"] = "batch",
+        flow_type: Literal["batch", "streaming"] = "streaming",
     ) -> Flow:
         """Create an empty flow in the project and return it.
 
@@ -151,7 +151,7 @@ class Project:
             description: Free text.
             environment: Accepted for the seed's signature; Flowport runs flows
                 on the server's own executor, so it is not used.
-            flow_type: ``batch`` (default) or ``streaming``.
+            flow_type: ``streaming`` (the default, as the seed: a ``StreamingFlow``) or ``batch``.
 
         Raises:
             Conflict: a flow of the project already has that name.

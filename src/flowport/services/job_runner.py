@@ -27,6 +27,7 @@ from typing import Any
 from flowport.connections.spec import ConnectionSpec
 from flowport.engine import FlowRun, RunResult, StageMetrics
 from flowport.errors import FlowportError, ValidationFailed
+from flowport.model.flow import Flow
 from flowport.model.parameters import parameter_values
 from flowport.orchestrate import JobTask
 from flowport.plugins.file_roots import FileRoots
@@ -37,6 +38,7 @@ from flowport.services.flow_records import StoredFlow, load_stored_flow
 from flowport.services.instance import transaction
 from flowport.services.partitions import partition_flow, plan, run_partitioned
 from flowport.services.stage_state import StoreStageState
+from flowport.services.streaming import StreamState, is_streaming, run_stream
 from flowport.services.worker_loss import running_here
 from flowport.store import jobs as _repo
 from flowport.store.tables import utcnow
@@ -252,6 +254,8 @@ def _execute(task: JobTask, capture: _LogCapture) -> str:
         partitioned = _run_partitioned(task, stored, overrides, base_dir, roots, capture)
         if partitioned is not None:
             return partitioned
+    if task.partition is None and is_streaming(stored.flow, _flows.plugin_registry()):
+        return _run_streaming(task, stored, overrides, base_dir, roots, capture)
     run = _flows.start_run(
         stored.flow,
         overrides=overrides,
@@ -319,6 +323,80 @@ def _run_partitioned(
     if result.get("error"):
         result["error"]["message"] = error
     _finish(task, None, status, error, result, capture)
+    return status
+
+
+def _run_streaming(
+    task: JobTask,
+    stored: StoredFlow,
+    overrides: Mapping[str, str],
+    base_dir: Path,
+    roots: FileRoots,
+    capture: _LogCapture,
+) -> str:
+    """Run a streaming flow's job micro-batch after micro-batch until it is stopped (or fails for good)."""
+    url = task.database_url
+    lookup = _ScrubbingLookup(url, Path(task.home), capture, roots, base_dir)
+    stage_state = StoreStageState(stored.flow.uuid, url=url, legacy_dir=base_dir)
+    _log.info("Job group %s: streaming until stopped", task.job_group_id)
+
+    def start(flow: Flow, run_id: str) -> FlowRun:
+        return _flows.start_run(
+            flow,
+            overrides=overrides,
+            parameter_sets=stored.parameter_sets,
+            base_dir=base_dir,
+            connections=lookup,
+            file_roots=roots,
+            stage_state=stage_state,
+            run_id=run_id,
+        )
+
+    written = [-1]
+
+    def progress(state: StreamState, run: FlowRun | None) -> bool:
+        # About twice a second: the live totals, the job's metrics and log, the lease; the stop flag.
+        try:
+            with transaction(url) as session:
+                live = state.result("InProgress", None)
+                _repo.record_progress(session, task.job_group_id, live)
+                changes: dict[str, Any] = {"metrics": live["stages"]}
+                if run is not None:
+                    changes["run_id"] = run.context.run_id
+                if capture.version != written[0]:
+                    written[0] = capture.version
+                    changes["log"] = capture.text()
+                for job in _repo.jobs_of(session, task.job_group_id):
+                    _repo.update_job(session, job, changes)
+                return _repo.get_group(session, task.job_group_id).cancel_requested_at is not None
+        except Exception as exc:
+            _log.warning("Job group %s: progress not recorded: %s", task.job_group_id, type(exc).__name__)
+            return False
+
+    status, error, state = run_stream(stored.flow, start, progress, run_prefix=f"j{task.job_group_id}")
+    error = capture.scrub(error) if error is not None else None
+    if state.last_error:
+        state.last_error = capture.scrub(state.last_error)
+    _log.info(
+        "Job group %s: %s after %s micro-batch(es), %s records%s",
+        task.job_group_id,
+        status,
+        state.batches,
+        state.records,
+        " (stopped)" if state.stopped else "",
+    )
+    result = state.result(status, error)
+    now = utcnow()
+    with transaction(url) as session:
+        _repo.transition(
+            session,
+            task.job_group_id,
+            from_statuses={"InProgress"} if status == "Complete" else _repo.ACTIVE_STATUSES,
+            to_status=status,
+            group_values={"error": error, "result": result},
+            job_values={"error": error, "log": capture.text(), "metrics": result["stages"]},
+            when=now,
+        )
     return status
 
 

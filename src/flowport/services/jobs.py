@@ -52,6 +52,7 @@ __all__ = [
     "job_group_dict",
     "list_job_groups",
     "list_jobs",
+    "stop_job_group",
     "wait_for_job_group",
 ]
 
@@ -208,7 +209,11 @@ def get_job_group_metrics(job_group_id: int) -> dict[str, Any]:
         stages: dict[str, Any] = {}
         for job in _repo.jobs_of(session, row.id):
             stages.update(_stages(job.metrics))
-        return {"jobGroup": ref(row.id), "status": row.status, "stages": stages}
+        answer: dict[str, Any] = {"jobGroup": ref(row.id), "status": row.status, "stages": stages}
+        streaming = (row.result or {}).get("streaming")
+        if streaming is not None:  # a streaming job: micro-batches, records/s, failures, the last error
+            answer["streaming"] = streaming
+        return answer
 
 
 def get_job_group_logs(job_group_id: int) -> str:
@@ -453,6 +458,34 @@ def fail_stale_job_groups(lease_seconds: float = HEARTBEAT_LEASE, *, only_runnin
     if retried:
         _log.warning("%s job group(s) whose worker stopped were started again", retried)
     return failed
+
+
+def stop_job_group(job_group_id: int, *, user: User | None = None) -> dict[str, Any]:
+    """Stop a streaming job: the micro-batch in flight commits and is acknowledged, then the job ends.
+
+    The job ends Complete within about one micro-batch (its origin's
+    ``batch_wait``); a job not started yet is Canceled at once. Stopping a
+    stopped (ended) job again is a no-op.
+
+    Raises:
+        NotFound: no such job group. Conflict: a batch job (cancel it instead).
+        Forbidden: a viewer.
+    """
+    require_role(user, "editor")
+    with transaction() as session:
+        row = _repo.get_group(session, job_group_id)
+        streaming = (
+            row.flow_id is not None and load_stored_flow(session, row.flow_id).flow.type == "streaming"
+        )
+        if not streaming:
+            raise Conflict(
+                f"Job group {job_group_id} runs a batch flow, which ends by itself: cancel it instead "
+                f"(POST /v4/jobGroups/{job_group_id}/cancel)"
+            )
+        ended = row.status in ("Complete", "Failed", "Canceled")
+    if ended:
+        return get_job_group(job_group_id, embed_jobs=True)
+    return cancel_job_group(job_group_id, user=user)
 
 
 def cancel_job_group(job_group_id: int, *, user: User | None = None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ __all__ = [
     "jobs_of",
     "list_groups",
     "list_jobs",
+    "record_progress",
     "request_cancel",
     "stale_groups",
     "transition",
@@ -299,6 +300,17 @@ def heartbeat(session: Session, job_group_id: int, when: datetime | None = None)
         .where(JobGroup.id == job_group_id)
         .values(heartbeat_at=when or utcnow())
         .execution_options(synchronize_session="fetch")
+    )
+
+
+def record_progress(session: Session, job_group_id: int, result: Mapping[str, Any]) -> None:
+    """Keep a running job group's result so far (a streaming job's live totals) and renew its lease."""
+    now = utcnow()
+    session.execute(
+        update(JobGroup)
+        .where(JobGroup.id == job_group_id, JobGroup.status == "InProgress")
+        .values(result=dict(result), heartbeat_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 

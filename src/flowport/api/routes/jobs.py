@@ -110,6 +110,12 @@ def download_error_records(user: Editor, job_group_id: Id) -> StreamingResponse:
     )
 
 
+@router.post("/{job_group_id}/stop", responses=answers(JobGroupRead))
+def stop_job_group(user: Editor, job_group_id: Id) -> dict[str, Any]:
+    """Stop a streaming job: the micro-batch in flight commits and is acknowledged, then it ends Complete."""
+    return jobs.stop_job_group(job_group_id, user=user)
+
+
 @router.post("/{job_group_id}/cancel", responses=answers(JobGroupRead))
 def cancel_job_group(user: Editor, job_group_id: Id) -> dict[str, Any]:
     """Cancel the job group: at once when not started, within a second when running."""
