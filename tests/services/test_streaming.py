@@ -311,3 +311,82 @@ def test_preview_reads_the_next_entries_and_leaves_the_group_as_it_was(sink: dic
     finally:
         client.close()
     assert _count(sink, "events") == (0, 0)
+
+
+def test_streaming_jobs_leave_the_local_pool_a_worker_for_batch_jobs(
+    sink: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowport.errors import Conflict
+
+    class HeldPool(_Held):
+        kind = "process"
+
+    monkeypatch.setenv("FLOWPORT_WORKERS", "3")
+    launchers.use_launcher(HeldPool(lambda task: "Pending"))
+    first, second, third = (_flow(f"s-{i}-{uuid.uuid4().hex[:6]}", "events", "upsert") for i in range(3))
+    held = [runs.run_flow(first["id"])["id"], runs.run_flow(second["id"])["id"]]
+    with pytest.raises(
+        Conflict, match="2 streaming job\\(s\\) already hold 2 of the 3 local worker processes"
+    ):
+        runs.run_flow(third["id"])
+    # A batch flow still runs; a stopped stream frees its worker.
+    batch = flow_records.create_flow(
+        {
+            "name": "Batch",
+            "stages": [
+                {"name": "Raw_01", "plugin": {"name": "dev_raw_data_source"}, "configuration": {}},
+                {"name": "Trash_01", "plugin": {"name": "trash"}},
+            ],
+            "edges": [{"from": "Raw_01", "to": "Trash_01"}],
+        }
+    )
+    assert runs.run_flow(batch["id"])["status"] == "Pending"
+    jobs.stop_job_group(held[0])  # not started yet: canceled at once
+    assert runs.run_flow(third["id"])["status"] == "Pending"
+    launchers.use_launcher("inline")
+    with pytest.raises(Conflict, match="needs a background launcher"):
+        runs.run_flow(first["id"])
+
+
+def test_reset_offsets_replays_a_stopped_stream_and_is_refused_while_it_runs(sink: dict[str, Any]) -> None:
+    from flowport.errors import Conflict
+
+    stream = f"events-{uuid.uuid4().hex[:8]}"
+    _publish(stream, 0, 50)
+    flow = _flow(stream, "appended", "append")
+    group = runs.run_flow(flow["id"])["id"]
+    with pytest.raises(Conflict, match=f"Job group {group} of this flow is running or waiting"):
+        flow_records.reset_flow_offsets(flow["id"], "earliest")
+    worker = _worker(group)
+    try:
+        _wait(lambda: _count(sink, "appended")[0] == 50 and _pending(stream) == 0)
+        jobs.stop_job_group(group)
+        assert worker.wait(30) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    answer = flow_records.reset_flow_offsets(flow["id"], "earliest")
+    assert answer == {"flow": {"id": flow["id"]}, "position": "earliest", "stages": ["Events_01"]}
+    group = runs.run_flow(flow["id"])["id"]
+    worker = _worker(group)
+    try:
+        _wait(lambda: _count(sink, "appended")[0] == 100 and _pending(stream) == 0)  # every event again
+        jobs.stop_job_group(group)
+        assert worker.wait(30) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert _count(sink, "appended") == (100, 50)
+    client = _redis()
+    try:
+        flow_records.reset_flow_offsets(flow["id"], "earliest")
+        flow_records.reset_flow_offsets(flow["id"], "latest")
+        newest = client.xrevrange(stream, count=1)[0][0]
+        group_info = {g["name"].decode(): g for g in client.xinfo_groups(stream)}["flowport"]
+        assert group_info["last-delivered-id"] == newest  # only what arrives from now is read
+    finally:
+        client.close()
+    from flowport.errors import StageError
+
+    with pytest.raises(StageError, match="cannot move the group to 'nonsense'"):
+        flow_records.reset_flow_offsets(flow["id"], "nonsense")

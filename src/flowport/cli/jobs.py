@@ -97,6 +97,15 @@ def jobs_show(job: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: 
     )
     if metrics:
         console.print(metrics_table(metrics, "Stages"))
+    streaming = (record.get("result") or {}).get("streaming")
+    if streaming:
+        console.print(
+            f"Streaming: {streaming['batches']} micro-batch(es), {streaming['records']} records, "
+            f"{streaming['recordsPerSecond']} records/s, {streaming['failures']} failure(s)"
+            + (f"; last error: {escape(str(streaming['lastError']))}" if streaming.get("lastError") else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @jobs_app.command("logs")
@@ -132,3 +141,24 @@ def jobs_cancel(job: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json
         print_json(record)
     else:
         console.print(f"Job {record['id']}: {record['status']}", highlight=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop a streaming job: the micro-batch in flight commits and is acknowledged, then the job ends.
+
+    Example: ``flowport jobs stop 42``
+    """
+    try:
+        with open_client(url, token, as_json) as client:
+            record = client.request("POST", f"/v4/jobGroups/{job}/stop").json()
+    except NotFound as exc:
+        fail(exc.message, as_json=as_json, code=2)
+    except FlowportError as exc:
+        failed(exc, as_json=as_json)
+    if as_json:
+        print_json(record)
+    else:
+        console.print(
+            f"Job {record['id']}: {record['status']} (stopping after its micro-batch)", highlight=False
+        )

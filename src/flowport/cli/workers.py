@@ -30,7 +30,8 @@ def worker(
         typer.Option(
             "--queues",
             "-Q",
-            help="Comma-separated queues to serve: jobs (flow runs), pipelines (pipeline runs), partitions.",
+            help="Comma-separated queues to serve: jobs (flow runs), pipelines (pipeline runs), partitions, "
+            "streams (streaming jobs, each holding a process until stopped).",
         ),
     ] = "jobs,pipelines,partitions",
     concurrency: Annotated[

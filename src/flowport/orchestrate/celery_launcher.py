@@ -26,8 +26,9 @@ Delivery is at least once, and safe:
   or failed by its flow's policy.
 
 Queues by kind (``flowport.jobs``, ``flowport.pipelines``,
-``flowport.partitions``): a worker serving only ``jobs`` is never blocked
-by long pipeline runs, and the other way round.
+``flowport.partitions``, ``flowport.streams``): a worker serving only
+``jobs`` is never blocked by long pipeline runs or by streaming jobs, which
+hold their worker until stopped.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ QUEUES: Mapping[str, str] = {
     "jobs": "flowport.jobs",
     "pipelines": "flowport.pipelines",
     "partitions": "flowport.partitions",
+    "streams": "flowport.streams",
 }
-_QUEUE_OF_KIND = {"flow": "jobs", "pipeline": "pipelines", "partition": "partitions"}
+_QUEUE_OF_KIND = {"flow": "jobs", "pipeline": "pipelines", "partition": "partitions", "stream": "streams"}
 VISIBILITY_TIMEOUT_ENV = "FLOWPORT_BROKER_VISIBILITY_TIMEOUT"
 _DEFAULT_VISIBILITY_TIMEOUT = 6 * 3600
 

@@ -298,6 +298,17 @@ class Origin(StagePlugin[C]):
         """True when a streaming origin has nothing more to read, ever (``stop_after_first_batch``)."""
         return False
 
+    def reset(self, position: str) -> None:
+        """Move a streaming origin's offset while its flow is stopped (called after :meth:`open`).
+
+        ``position`` is ``earliest`` (read everything again), ``latest`` (only what
+        arrives from now) or an origin-specific value (a message id, an offset).
+
+        Raises:
+            StageError: the origin keeps no offset, or the value is not one it understands.
+        """
+        raise StageError(self.context.stage_name, f"{self.label} keeps no offset to reset")
+
 
 class Processor(StagePlugin[C]):
     """Transforms batches. Records it cannot handle go in ``StageOutput.errors``."""

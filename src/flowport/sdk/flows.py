@@ -915,6 +915,17 @@ class StreamingFlow(Flow):
         job.stop()
         return job.wait(timeout=timeout, raise_on_failure=False)
 
+    def reset_offsets(self, position: str = "earliest", *, stages: list[str] | None = None) -> list[str]:
+        """Move the stopped flow's streaming origins to ``earliest``, ``latest`` or an offset value.
+
+        Returns the names of the origins reset. Raises Conflict while a job of the flow runs.
+        """
+        body: dict[str, Any] = {"position": position}
+        if stages is not None:
+            body["stages"] = list(stages)
+        answer = self._client.request("POST", f"/v4/flows/{self.flow_id}/resetOffsets", json=body).json()
+        return list(answer.get("stages", []))
+
     @property
     def status(self) -> str:
         """The status of the flow's latest job (``InProgress`` while it streams), or ``Inactive``."""

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from flowport import __version__
-from flowport.errors import FlowDocumentError, NotFound, ValidationFailed
+from flowport.errors import Conflict, FlowDocumentError, NotFound, ValidationFailed
 from flowport.model.document import flow_from_dict, flow_to_dict
 from flowport.model.flow import Flow
 from flowport.model.json_values import jsonable
@@ -37,7 +37,7 @@ from flowport.services.instance import page_bounds, ref, timestamp, transaction
 from flowport.services.parameter_sets import resolve_parameter_sets
 from flowport.services.permissions import require_flow_permissions
 from flowport.services.schemas import PARAMETER_NAME
-from flowport.services.schemas.flows import FlowRead, ValidationRead
+from flowport.services.schemas.flows import FlowRead, ResetOffsetsRead, ValidationRead
 from flowport.services.settings import DATA_DIR_ENV, data_dir
 from flowport.store import connections as _connections_repo
 from flowport.store import flows as _repo
@@ -64,6 +64,7 @@ __all__ = [
     "missing_connections",
     "preview_flow",
     "replace_flow_document",
+    "reset_flow_offsets",
     "update_flow",
     "validate_flow",
     "validation_dict",
@@ -604,6 +605,51 @@ def preview_flow(
         }
         for stage in stages
     ]
+
+
+def reset_flow_offsets(
+    flow_id: int, position: str, *, stages: list[str] | None = None, user: User | None = None
+) -> dict[str, Any]:
+    """Move the offsets of a stopped streaming flow's origins: ``earliest``, ``latest`` or a value.
+
+    Returns ``{"flow": {"id"}, "position", "stages": [names reset]}``.
+
+    Raises:
+        Conflict: a job of the flow is running or waiting (stop it first).
+        NotFound: no such flow, or a named stage is not a streaming origin of it.
+        ValidationFailed: an empty position. Forbidden: a viewer, or a restricted stage.
+        StageError: an origin refused the position.
+    """
+    require_role(user, "editor")
+    position = position.strip()
+    if not position or len(position) > 255:
+        raise ValidationFailed("position: give earliest, latest or an offset value (at most 255 characters)")
+    from flowport.store import jobs as _jobs_repo
+
+    with transaction() as session:
+        stored = load_stored_flow(session, flow_id)
+        active = _jobs_repo.active_group_of_flow(session, flow_id)
+    if active is not None:
+        raise Conflict(
+            f"Job group {active} of this flow is running or waiting: stop it before resetting offsets"
+        )
+    require_flow_permissions(user, stored.flow, action="run")
+    stored.check({})
+    from flowport.services.stage_state import StoreStageState
+
+    folder = data_dir()
+    reset = _flows.reset_offsets(
+        stored.flow,
+        position,
+        stages=stages,
+        parameter_sets=stored.parameter_sets,
+        base_dir=folder,
+        file_roots=instance_roots(),
+        connections=instance_connections(),
+        stage_state=StoreStageState(stored.flow.uuid, legacy_dir=folder),
+    )
+    _log.info("Flow %s: offsets of %s reset to %s", flow_id, ", ".join(reset) or "no origin", position)
+    return ResetOffsetsRead.shape({"flow": ref(flow_id), "position": position, "stages": reset})
 
 
 def instance_connections(*, url: str | None = None, home: Path | None = None) -> Any:

@@ -27,6 +27,7 @@ __all__ = [
     "load_flow",
     "plugin_registry",
     "preview",
+    "reset_offsets",
     "save_flow",
     "start_run",
     "validate",
@@ -160,6 +161,56 @@ def _stage_state(flow: Flow, base_dir: Path) -> StageStateStore:
     from flowport.services.stage_state import StoreStageState
 
     return StoreStageState(flow.uuid, legacy_dir=base_dir)
+
+
+def reset_offsets(
+    flow: Flow,
+    position: str,
+    *,
+    stages: list[str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+    parameter_sets: Mapping[str, Mapping[str, str]] | None = None,
+    base_dir: Path | None = None,
+    connections: ConnectionLookup | None = None,
+    file_roots: FileRoots | None = None,
+    stage_state: StageStateStore | None = None,
+) -> list[str]:
+    """Move the offsets of the flow's streaming origins (``stages``: only those) to ``position``.
+
+    Returns the names of the origins that were reset.
+
+    Raises:
+        NotFound: a named stage is not a streaming origin of the flow. StageError: an origin refused.
+    """
+    from flowport.engine.plan import build_plan
+    from flowport.plugins.contract import Origin
+
+    reg = plugin_registry()
+    folder = base_dir or Path.cwd()
+    resolved = resolve_flow(flow, _values(flow, overrides, parameter_sets))
+    context = RunContext(
+        base_dir=folder,
+        resources=_resources(connections),
+        file_roots=file_roots or FileRoots(),
+        stage_state=stage_state or _stage_state(flow, folder),
+    )
+    planned, _ = build_plan(resolved, reg, context)
+    origins = {p.name: p.plugin for p in planned if isinstance(p.plugin, Origin) and p.plugin.streaming}
+    unknown = sorted(set(stages or []) - set(origins))
+    if unknown:
+        raise NotFound(
+            f"{', '.join(unknown)}: not a streaming origin of flow '{flow.name}' "
+            f"(its streaming origins: {', '.join(sorted(origins)) or 'none'})"
+        )
+    chosen = [name for name in origins if not stages or name in stages]
+    for name in chosen:
+        plugin = origins[name]
+        plugin.open()
+        try:
+            plugin.reset(position)
+        finally:
+            plugin.close()
+    return chosen
 
 
 def preview(

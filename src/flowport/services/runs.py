@@ -18,19 +18,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowport.errors import FlowportError
+from flowport.errors import Conflict, FlowportError
 from flowport.model.parameters import known_parameters
 from flowport.orchestrate import JobTask
 from flowport.services import deployments as _deployments
 from flowport.services.auth import User, require_role
 from flowport.services.file_roots import instance_roots
 from flowport.services.flow_records import check_overrides, data_dir, load_stored_flow
+from flowport.services.flows import plugin_registry
 from flowport.services.instance import store_url, transaction
 from flowport.services.job_runner import fail_lost_job
 from flowport.services.jobs import get_job_group
-from flowport.services.launcher import launcher
+from flowport.services.launcher import configured_workers, launcher
 from flowport.services.permissions import require_flow_permissions
 from flowport.services.settings import settings
+from flowport.services.streaming import is_streaming
 from flowport.store import jobs as _repo
 from flowport.store.tables import JobTrigger
 
@@ -176,6 +178,9 @@ def start(
             known = known_parameters(stored.flow, stored.parameter_sets)
             values = {**{k: v for k, v in schedule.context().items() if k in known}, **values}
         stored.check(values)
+        streaming = is_streaming(stored.flow, plugin_registry())
+        if streaming and launch_job:
+            _check_stream_slot(session)
         group = _repo.create_group(
             session,
             flow_id=flow_id,
@@ -189,14 +194,40 @@ def start(
         _repo.create_job(session, job_group_id=group.id, flow_id=flow_id)
         group_id = group.id
     if launch_job:
-        launch(job_task(group_id, base_dir), f"flow {flow_id} ({trigger})")
+        kind = "stream" if streaming else "flow"
+        launch(job_task(group_id, base_dir, kind=kind), f"flow {flow_id} ({trigger})")
     return get_job_group(group_id, embed_jobs=True)
+
+
+def _check_stream_slot(session: Any) -> None:
+    """Refuse a streaming job that would leave batch jobs no worker (it holds its worker until stopped).
+
+    The local pool keeps one of its ``FLOWPORT_WORKERS`` processes for batch
+    jobs; Celery sends streaming jobs to their own ``streams`` queue, whose
+    workers the operator sizes; an inline launcher cannot run one at all.
+    """
+    kind = launcher().kind
+    if kind == "inline":
+        raise Conflict(
+            "A streaming job runs until it is stopped: it needs a background launcher "
+            "(process, thread or celery), not inline"
+        )
+    if kind != "process":
+        return
+    workers = configured_workers()
+    running = _repo.count_active_streams(session)
+    if running >= workers - 1:
+        raise Conflict(
+            f"{running} streaming job(s) already hold {running} of the {workers} local worker processes, "
+            "and one is kept for batch jobs: stop a streaming job, or raise FLOWPORT_WORKERS "
+            "(or [jobs] workers)"
+        )
 
 
 def job_task(group_id: int, base_dir: Path | None = None, *, kind: str = "flow") -> JobTask:
     """What travels to the worker for a job group of this instance (its store, home, folder, file roots).
 
-    ``kind``: ``flow`` or ``pipeline`` (a Celery launcher queues them apart).
+    ``kind``: ``flow``, ``pipeline`` or ``stream`` (a Celery launcher queues them apart).
     """
     roots = instance_roots()
     assert roots.roots is not None

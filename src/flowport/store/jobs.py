@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from flowport.errors import ValidationFailed
@@ -30,7 +30,9 @@ __all__ = [
     "ACTIVE_STATUSES",
     "FINAL_STATUSES",
     "TRANSITIONS",
+    "active_group_of_flow",
     "children_of",
+    "count_active_streams",
     "count_groups",
     "count_jobs",
     "create_group",
@@ -300,6 +302,34 @@ def heartbeat(session: Session, job_group_id: int, when: datetime | None = None)
         .where(JobGroup.id == job_group_id)
         .values(heartbeat_at=when or utcnow())
         .execution_options(synchronize_session="fetch")
+    )
+
+
+def active_group_of_flow(session: Session, flow_id: int) -> int | None:
+    """The id of a job group of the flow that has not ended, if any."""
+    found = session.scalar(
+        select(JobGroup.id)
+        .where(JobGroup.flow_id == flow_id, JobGroup.status.in_(sorted(ACTIVE_STATUSES)))
+        .limit(1)
+    )
+    return int(found) if found is not None else None
+
+
+def count_active_streams(session: Session) -> int:
+    """Streaming flows' jobs not ended yet (each holds a worker while it runs)."""
+    from flowport.store.tables import FlowRecord
+
+    return int(
+        session.scalar(
+            select(func.count(JobGroup.id))
+            .join(FlowRecord, FlowRecord.id == JobGroup.flow_id)
+            .where(
+                FlowRecord.type == "streaming",
+                JobGroup.status.in_(sorted(ACTIVE_STATUSES)),
+                JobGroup.parent_id.is_(None),
+            )
+        )
+        or 0
     )
 
 

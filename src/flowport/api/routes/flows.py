@@ -23,7 +23,15 @@ from flowport.api.errors import ERROR_RESPONSES
 from flowport.api.presenters import FlowView, answers, flow_view, page
 from flowport.model.flow import Flow
 from flowport.services import flow_records, runs
-from flowport.services.schemas.flows import DuplicateBody, FlowChanges, PreviewBody, RunBody, ValidationRead
+from flowport.services.schemas.flows import (
+    DuplicateBody,
+    FlowChanges,
+    PreviewBody,
+    ResetOffsetsBody,
+    ResetOffsetsRead,
+    RunBody,
+    ValidationRead,
+)
 from flowport.services.schemas.jobs import JobGroupRead
 
 __all__ = ["router"]
@@ -125,6 +133,12 @@ def preview_flow(
     given = body or PreviewBody()
     stages = flow_records.preview_flow(flow_id, rows=given.rows, overrides=given.parameters, user=user)
     return {"data": stages, "count": len(stages)}
+
+
+@router.post("/{flow_id}/resetOffsets", responses=answers(ResetOffsetsRead))
+def reset_offsets(user: Editor, flow_id: Id, body: ResetOffsetsBody) -> dict[str, Any]:
+    """Move a stopped streaming flow's origins to earliest, latest or an offset (409 while a job runs)."""
+    return flow_records.reset_flow_offsets(flow_id, body.position, stages=body.stages, user=user)
 
 
 @router.post("/{flow_id}/run", status_code=201, responses=answers(JobGroupRead, 201))

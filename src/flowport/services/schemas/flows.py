@@ -23,6 +23,8 @@ __all__ = [
     "ParameterValue",
     "Parameters",
     "PreviewBody",
+    "ResetOffsetsBody",
+    "ResetOffsetsRead",
     "RunBody",
     "ValidationIssue",
     "ValidationRead",
@@ -52,6 +54,29 @@ class PreviewBody(_Body):
 
     rows: int = Field(default=10, ge=1, le=100_000, description="Records to read from each origin.")
     parameters: Parameters = Field(default_factory=dict, description="Parameter overrides.")
+
+
+class ResetOffsetsBody(_Body):
+    """The body of ``POST /v4/flows/{id}/resetOffsets``."""
+
+    position: str = Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra={"pattern": r"\S"},
+        description="earliest (read everything again), latest (only what arrives from now) or an "
+        "origin-specific offset (a Redis entry id, ...).",
+    )
+    stages: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
+        default=None, description="Only these streaming origins (default: every one)."
+    )
+
+
+class ResetOffsetsRead(ReadModel):
+    """What ``POST /v4/flows/{id}/resetOffsets`` answers."""
+
+    flow: Ref
+    position: str
+    stages: list[str]
 
 
 class _Override(_Body):

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowport.errors import StageError
 from flowport.plugins.contract import Origin, StageConfig, setting
 
 __all__ = ["DevDataGenerator", "DevDataGeneratorConfig"]
@@ -121,6 +122,15 @@ class DevDataGenerator(Origin[DevDataGeneratorConfig]):
             "records": int(self._state.get("records", 0)) + getattr(self, "_generated", 0),
         }
         self.context.save_state(self._state)
+
+    def reset(self, position: str) -> None:
+        """Forget the batches sent: the flow starts over (``earliest``); ``latest`` does the same here."""
+        if position not in ("earliest", "latest"):
+            raise StageError(
+                self.context.stage_name, f"{self.label} resets to earliest or latest, not {position!r}"
+            )
+        self._state = {}
+        self.context.save_state({})
 
     @property
     def exhausted(self) -> bool:

@@ -117,6 +117,15 @@ class DevRawDataSource(Origin[DevRawDataSourceConfig]):
         self._state = {"batches": int(self._state.get("batches", 0)) + 1}
         self.context.save_state(self._state)
 
+    def reset(self, position: str) -> None:
+        """Forget the batches sent: the flow starts over (``earliest``); ``latest`` does the same here."""
+        if position not in ("earliest", "latest"):
+            raise StageError(
+                self.context.stage_name, f"{self.label} resets to earliest or latest, not {position!r}"
+            )
+        self._state = {}
+        self.context.save_state({})
+
     @property
     def exhausted(self) -> bool:
         """Done once the first batch was committed, when asked to stop after it."""

@@ -194,6 +194,32 @@ class RedisStreamsOrigin(Origin[RedisStreamsOriginConfig]):
         )
         self._ids = []
 
+    def reset(self, position: str) -> None:
+        """Move the consumer group: ``earliest`` (every entry again), ``latest`` (new ones) or an entry id.
+
+        Entries read and not acknowledged are dropped from the group's pending list.
+        """
+        import redis
+
+        target = {"earliest": "0", "latest": "$"}.get(position, position)
+        try:
+            for pending in self._redis.xpending_range(
+                self.config.stream, self.config.group, min="-", max="+", count=1_000_000
+            ):
+                self._redis.xack(self.config.stream, self.config.group, pending["message_id"])
+            self._redis.xgroup_setid(self.config.stream, self.config.group, target)
+        except redis.ResponseError as exc:
+            raise StageError(
+                self.context.stage_name,
+                f"cannot move the group to {position!r}: use earliest, latest or an entry id such as "
+                f"1700000000000-0 ({self._scrub(str(exc))})",
+            ) from None
+        except redis.RedisError as exc:
+            raise self._failed(exc) from None
+        self.context.save_state(
+            {"stream": self.config.stream, "group": self.config.group, "reset_to": position}
+        )
+
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
