@@ -24,8 +24,11 @@ __all__ = [
     "TestResult",
     "adbc_uri",
     "allow_local_infile",
+    "amqp_connection",
     "connect_adbc",
     "connect_dbapi",
+    "mqtt_client",
+    "nats_connect_options",
     "postgres_conninfo",
     "scrub_message",
     "sqlalchemy_url",
@@ -301,6 +304,19 @@ def test_connection(spec: ConnectionSpec, *, timeout: float = 10.0) -> TestResul
             finally:
                 client.close()
             return TestResult(True, f"Connected to redis '{spec.name}'")
+        if spec.vendor == "nats":
+            return _test_nats(spec, timeout)
+        if spec.vendor == "rabbitmq":
+            conn = amqp_connection(spec, timeout)
+            try:
+                conn.connect()
+                server = conn.server_properties.get("product", "AMQP server")
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.collect()
+            return TestResult(True, f"Connected to {_text(server)} '{spec.name}'")
+        if spec.vendor == "mqtt":
+            return _test_mqtt(spec, timeout)
         if spec.vendor == "filesystem":
             folder = Path(str(spec.params.get("path") or spec.host or "")).expanduser()
             if folder.is_dir():
@@ -311,3 +327,134 @@ def test_connection(spec: ConnectionSpec, *, timeout: float = 10.0) -> TestResul
     except Exception as exc:
         return TestResult(False, spec.scrub(f"{type(exc).__name__}: {exc}"))
     return TestResult(False, f"Unknown vendor {spec.vendor}")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def nats_connect_options(spec: ConnectionSpec, timeout: float) -> dict[str, Any]:
+    """The keyword arguments of ``nats.connect`` for a nats connection (no reconnects, quiet callbacks).
+
+    A user name and password, or a ``token`` credential; ``ssl`` connects over TLS.
+    """
+
+    async def _quiet(*_args: Any) -> None:
+        return None
+
+    scheme = "tls" if spec.ssl else "nats"
+    options: dict[str, Any] = {
+        "servers": [f"{scheme}://{spec.host or '127.0.0.1'}:{spec.effective_port() or 4222}"],
+        "connect_timeout": timeout,
+        "allow_reconnect": False,
+        "max_reconnect_attempts": 0,
+        "error_cb": _quiet,
+        "disconnected_cb": _quiet,
+        "closed_cb": _quiet,
+    }
+    if spec.username:
+        options["user"] = spec.username
+        options["password"] = spec.password or ""
+    token = spec.secret("token")
+    if token:
+        options["token"] = token
+    if spec.ssl:
+        import ssl
+
+        options["tls"] = ssl.create_default_context()
+    return options
+
+
+def _test_nats(spec: ConnectionSpec, timeout: float) -> TestResult:
+    import asyncio
+
+    import nats
+
+    async def probe() -> str:
+        client = await nats.connect(**nats_connect_options(spec, timeout))
+        try:
+            try:
+                await client.jetstream(timeout=timeout).account_info()
+                jetstream = "JetStream enabled"
+            except Exception:
+                jetstream = "JetStream not enabled for this account"
+            return f"Connected to NATS {client.connected_server_version} '{spec.name}' ({jetstream})"
+        finally:
+            await client.close()
+
+    try:
+        return TestResult(True, asyncio.run(asyncio.wait_for(probe(), timeout + 5)))
+    except Exception as exc:
+        where = f"{spec.host or '127.0.0.1'}:{spec.effective_port()}"
+        reason = spec.scrub(str(exc).strip()) or type(exc).__name__
+        return TestResult(False, f"No NATS server let '{spec.name}' in at {where}: {reason}")
+
+
+def amqp_connection(spec: ConnectionSpec, timeout: float) -> Any:
+    """An unopened ``amqp.Connection`` (py-amqp, AMQP 0-9-1) for a rabbitmq connection.
+
+    ``params.virtualHost`` (default ``/``); ``ssl`` connects over TLS.
+    """
+    import amqp
+
+    return amqp.Connection(
+        host=f"{spec.host or '127.0.0.1'}:{spec.effective_port() or 5672}",
+        userid=spec.username or "guest",
+        password=spec.password if spec.password is not None else ("guest" if not spec.username else ""),
+        virtual_host=str(spec.params.get("virtualHost") or spec.params.get("vhost") or "/"),
+        ssl=spec.ssl,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        write_timeout=timeout,
+        heartbeat=0,
+    )
+
+
+def mqtt_client(spec: ConnectionSpec, client_id: str, *, clean: bool, manual_ack: bool = False) -> Any:
+    """A paho-mqtt 2.x client (MQTT 3.1.1) for an mqtt connection, not yet connected.
+
+    ``clean=False`` keeps a persistent session under ``client_id``: the broker
+    keeps its subscriptions and the QoS 1 messages it did not get an
+    acknowledgement for, and sends them again on the next connect.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if spec.username:
+        client.username_pw_set(spec.username, spec.password)
+    if spec.ssl:
+        client.tls_set()
+    return client
+
+
+def _test_mqtt(spec: ConnectionSpec, timeout: float) -> TestResult:
+    import threading
+    import uuid
+
+    connected = threading.Event()
+    answer: list[str] = []
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        answer.append(str(reason))
+        connected.set()
+
+    client = mqtt_client(spec, f"flowport-test-{uuid.uuid4().hex[:12]}", clean=True)
+    client.on_connect = on_connect
+    client.connect(spec.host or "127.0.0.1", spec.effective_port() or 1883, keepalive=max(int(timeout), 5))
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            return TestResult(False, f"No answer from the MQTT broker of '{spec.name}' in {timeout:g}s")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if answer and answer[0] == "Success":
+        return TestResult(True, f"Connected to the MQTT broker '{spec.name}'")
+    return TestResult(False, f"The MQTT broker of '{spec.name}' refused the connection: {answer[0]}")

@@ -24,10 +24,30 @@ __all__ = [
     "Vendor",
 ]
 
-Vendor = Literal["postgresql", "redshift", "mysql", "sqlite", "duckdb", "http", "filesystem", "redis"]
+Vendor = Literal[
+    "postgresql",
+    "redshift",
+    "mysql",
+    "sqlite",
+    "duckdb",
+    "http",
+    "filesystem",
+    "redis",
+    "nats",
+    "rabbitmq",
+    "mqtt",
+]
 VENDORS: tuple[str, ...] = get_args(Vendor)
 PUBLIC_CREDENTIAL_KEYS = frozenset({"user", "username"})
-DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "redshift": 5439, "mysql": 3306, "redis": 6379}
+DEFAULT_PORTS: dict[str, int] = {
+    "postgresql": 5432,
+    "redshift": 5439,
+    "mysql": 3306,
+    "redis": 6379,
+    "nats": 4222,
+    "rabbitmq": 5672,
+    "mqtt": 1883,
+}
 
 
 class ConnectionSpec(BaseModel):

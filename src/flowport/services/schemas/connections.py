@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.alias_generators import to_camel
 
 from flowport.connections.spec import PUBLIC_CREDENTIAL_KEYS, VENDORS
-from flowport.services.schemas.common import ReadModel, Ref, Timestamp, Unset
+from flowport.services.schemas.common import NOT_BLANK, ReadModel, Ref, Timestamp, Unset
 
 __all__ = ["VENDOR_ALIASES", "ConnectionCreate", "ConnectionRead", "ConnectionUpdate", "CredentialUser"]
 
@@ -129,7 +129,7 @@ class ConnectionCreate(_Body):
     must agree with ``vendor``, ``type`` is derived from the vendor on output.
     """
 
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255, pattern=NOT_BLANK)
     vendor: str = Field(json_schema_extra=_VENDOR_NAMES)
     vendor_name: str | None = Field(default=None, json_schema_extra=_VENDOR_NAMES)
     type: str | None = None
@@ -139,7 +139,7 @@ class ConnectionCreate(_Body):
     port: int | None = Field(default=None, ge=1, le=65535)
     params: dict[str, Any] = Field(default_factory=dict)
     ssl: bool = False
-    credential_type: str = Field(default="basic", min_length=1, max_length=64)
+    credential_type: str = Field(default="basic", min_length=1, max_length=64, pattern=NOT_BLANK)
     credentials: list[dict[str, Any]] = Field(
         default_factory=list, repr=False, json_schema_extra=_CREDENTIALS
     )
@@ -155,7 +155,7 @@ class ConnectionUpdate(_Body):
     a whole (``[]`` removes them).
     """
 
-    name: Annotated[str, Field(min_length=1, max_length=255)] | Unset = None
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=NOT_BLANK)] | Unset = None
     vendor: Annotated[str, Field(json_schema_extra=_VENDOR_NAMES)] | Unset = None
     vendor_name: str | None = Field(default=None, json_schema_extra=_VENDOR_NAMES)
     type: str | None = None
@@ -164,7 +164,7 @@ class ConnectionUpdate(_Body):
     port: int | None = Field(default=None, ge=1, le=65535)
     params: dict[str, Any] | Unset = None
     ssl: bool | Unset = None
-    credential_type: Annotated[str, Field(min_length=1, max_length=64)] | Unset = None
+    credential_type: Annotated[str, Field(min_length=1, max_length=64, pattern=NOT_BLANK)] | Unset = None
     credentials: list[dict[str, Any]] | None = Field(default=None, repr=False, json_schema_extra=_CREDENTIALS)
     is_global: bool | Unset = None
 

@@ -1,0 +1,317 @@
+"""Streaming origins on the real brokers of this machine, into the real PostgreSQL.
+
+As in ``test_streaming.py``: a streaming job runs in a worker process that
+is SIGKILLed mid-stream; a new job of the same flow picks up what the killed
+one had read and not acknowledged. Into an upsert keyed on the message id
+every event lands exactly once; into an append at least once, with at most
+one micro-batch of duplicates. A stop lets the micro-batch in flight commit
+and acknowledge: what the sink holds plus what still waits at the broker is
+exactly what was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from tests.conftest import require_service
+from tests.connections.live_servers import PG_HOST, PG_PORT, postgres_database
+
+from flowport.orchestrate import JobLauncher, JobTask
+from flowport.services import connections, flow_records, instance, jobs, runs
+from flowport.services import launcher as launchers
+from flowport.services.settings import settings
+from flowport.store.database import DATABASE_URL_ENV
+
+TIMEOUT = 60.0
+EVENTS, BATCH = 1_000, 100
+
+
+class _Held(JobLauncher):
+    """Keeps jobs Pending: the test runs each in a worker process it can kill."""
+
+    kind = "held"
+
+    def submit(self, task: JobTask) -> None:
+        del task
+
+
+# -- brokers ------------------------------------------------------------------------------------
+
+
+class Broker:
+    """One origin's broker as the test drives it: publish events, see what still waits there."""
+
+    plugin = ""
+    #: Whether a record carries an id of its event (an upsert key for exactly-once loads).
+    keyed = True
+
+    def stage_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def publish(self, start: int, count: int) -> None:
+        raise NotImplementedError
+
+    def waiting(self) -> int:
+        """Events published and not acknowledged (read or not): 0 once everything is checkpointed."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Remove what the test made."""
+
+
+class Nats(Broker):
+    plugin = "nats_jetstream_origin"
+
+    def __init__(self) -> None:
+        require_service("NATS", "127.0.0.1", 4222)
+        self.stream = f"events_{uuid.uuid4().hex[:8]}"
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self._setup())
+
+    async def _setup(self) -> None:
+        import nats
+
+        self.nc = await nats.connect("nats://127.0.0.1:4222")
+        self.js = self.nc.jetstream()
+        await self.js.add_stream(name=self.stream, subjects=[f"{self.stream}.>"])
+
+    def stage_config(self) -> dict[str, Any]:
+        return {
+            "connection": "nats",
+            "stream": self.stream,
+            "subject": f"{self.stream}.>",
+            "batch_wait": 0.2,
+            "ack_wait": 1.0,
+        }
+
+    def publish(self, start: int, count: int) -> None:
+        async def send() -> None:
+            for i in range(start, start + count):
+                await self.js.publish(f"{self.stream}.e", json.dumps({"n": str(i)}).encode())
+
+        self.loop.run_until_complete(send())
+
+    def waiting(self) -> int:
+        from nats.js.errors import NotFoundError
+
+        try:
+            info = self.loop.run_until_complete(self.js.consumer_info(self.stream, "flowport"))
+        except NotFoundError:  # no consumer yet: every message waits
+            stream = self.loop.run_until_complete(self.js.stream_info(self.stream))
+            return int(stream.state.messages)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    def close(self) -> None:
+        async def drop() -> None:
+            await self.js.delete_stream(self.stream)
+            await self.nc.close()
+
+        self.loop.run_until_complete(drop())
+        self.loop.close()
+
+
+BROKERS: dict[str, type[Broker]] = {"nats": Nats}
+
+
+# -- fixtures and helpers -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name in (DATABASE_URL_ENV, "FLOWPORT_LAUNCHER", "FLOWPORT_BROKER_URL", "FLOWPORT_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with postgres_database("flowport_origins") as name:
+        dsn = {"host": PG_HOST, "port": PG_PORT, "user": "postgres", "dbname": name}
+        instance.init_instance()
+        connections.add_connection(
+            {
+                "name": "warehouse",
+                "vendor": "postgresql",
+                "host": PG_HOST,
+                "port": PG_PORT,
+                "params": {"database": name},
+                "credentials": [{"name": "username", "value": "postgres"}],
+            }
+        )
+        for ref, port in (("nats", 4222), ("rabbitmq", 5672), ("mqtt", 1883)):
+            connections.add_connection({"name": ref, "vendor": ref, "host": "127.0.0.1", "port": port})
+        launchers.use_launcher(_Held(lambda task: "Pending"))
+        try:
+            yield dsn
+        finally:
+            launchers.use_launcher(None)
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    made = BROKERS[request.param]()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def _flow(broker: Broker, table: str, mode: str) -> dict[str, Any]:
+    load: dict[str, Any] = {"connection": "warehouse", "table": table, "mode": mode}
+    if mode == "upsert":
+        load["keys"] = ["_message_id"]
+    return flow_records.create_flow(
+        {
+            "name": f"Stream {uuid.uuid4().hex[:6]}",
+            "type": "streaming",
+            "configuration": {"batch_size": BATCH, "retry_initial_wait": 0.2, "retry_max_wait": 0.5},
+            "stages": [
+                {
+                    "name": "Events_01",
+                    "plugin": {"name": broker.plugin},
+                    "configuration": broker.stage_config(),
+                },
+                {"name": "Load_01", "plugin": {"name": "sql_table_destination"}, "configuration": load},
+            ],
+            "edges": [{"from": "Events_01", "to": "Load_01"}],
+        }
+    )
+
+
+def _worker(group_id: int) -> subprocess.Popen[bytes]:
+    code = (
+        "from flowport.services.runs import job_task; "
+        "from flowport.services.pipeline_runner import run_job_group; "
+        f"run_job_group(job_task({group_id}))"
+    )
+    env = {**os.environ, "FLOWPORT_HOME": str(settings().home)}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+
+
+def _count(dsn: dict[str, Any], table: str) -> tuple[int, int]:
+    with psycopg.connect(**dsn) as conn:
+        try:
+            found = conn.execute(f"SELECT count(*), count(DISTINCT n) FROM {table}").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0, 0
+    assert found is not None
+    return int(found[0]), int(found[1])
+
+
+def _wait(condition: Any, timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+def _end(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+KILL_CASES = [("nats", "upsert"), ("nats", "append")]
+
+
+@pytest.mark.parametrize(("broker", "mode"), KILL_CASES, indirect=["broker"])
+def test_a_sigkilled_stream_resumes_without_losing_an_event(
+    sink: dict[str, Any], broker: Broker, mode: str
+) -> None:
+    table = f"events_{mode}"
+    broker.publish(0, EVENTS)
+    flow = _flow(broker, table, mode)
+    first = runs.run_flow(flow["id"])["id"]
+    worker = _worker(first)
+    try:
+        _wait(lambda: _count(sink, table)[0] >= EVENTS // 3)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        _end(worker)
+    loaded_before_restart = _count(sink, table)[0]
+    assert loaded_before_restart < EVENTS  # killed mid-stream
+    broker.publish(EVENTS, EVENTS)  # more arrive while nothing runs
+    second = runs.run_flow(flow["id"])["id"]
+    worker = _worker(second)
+    try:
+        _wait(lambda: _count(sink, table)[1] == 2 * EVENTS and broker.waiting() == 0)
+        assert jobs.stop_job_group(second)["id"] == second
+        assert worker.wait(30) == 0
+    finally:
+        _end(worker)
+    rows, distinct = _count(sink, table)
+    assert distinct == 2 * EVENTS
+    if mode == "upsert":
+        assert rows == 2 * EVENTS  # effectively once
+    else:
+        assert 2 * EVENTS <= rows <= 2 * EVENTS + BATCH  # at least once, at most one micro-batch twice
+    done = jobs.get_job_group(second)
+    assert done["status"] == "Complete" and done["error"] is None
+    assert done["result"]["streaming"]["stopped"] is True
+
+
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)
+def test_stop_drains_the_micro_batch_in_flight_and_acknowledges_it(
+    sink: dict[str, Any], broker: Broker
+) -> None:
+    flow = _flow(broker, "events", "append")
+    group = runs.run_flow(flow["id"])["id"]
+    worker = _worker(group)
+    try:
+        _wait(lambda: jobs.get_job_group(group)["status"] == "InProgress")
+        broker.publish(0, 5 * EVENTS)
+        _wait(lambda: _count(sink, "events")[0] > 0)
+        jobs.stop_job_group(group)
+        assert worker.wait(30) == 0
+    finally:
+        _end(worker)
+    # Whatever was read was committed and acknowledged; what was not read waits at the broker.
+    loaded, distinct = _count(sink, "events")
+    assert loaded == distinct and loaded > 0
+    assert loaded + broker.waiting() == 5 * EVENTS
+    metrics = jobs.get_job_group_metrics(group)
+    assert metrics["status"] == "Complete" and metrics["streaming"]["records"] == loaded
+
+
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)
+def test_preview_shows_the_next_events_and_leaves_the_broker_as_it_was(
+    sink: dict[str, Any], broker: Broker
+) -> None:
+    broker.publish(0, 30)
+    flow = _flow(broker, "events", "append")
+    for _ in range(2):  # a second preview shows the same: nothing was consumed
+        stages = {s["instanceName"]: s for s in flow_records.preview_flow(flow["id"], rows=10)}
+        shown = stages["Events_01"]["output"]
+        assert [r["n"] for r in shown] == [str(i) for i in range(10)]
+    assert broker.waiting() == 30
+    assert _count(sink, "events") == (0, 0)
+
+
+@pytest.mark.parametrize(("vendor", "port"), [("nats", 4222), ("rabbitmq", 5672), ("mqtt", 1883)])
+def test_connection_tests_reach_the_real_broker_and_scrub_a_refused_password(vendor: str, port: int) -> None:
+    from flowport.connections.drivers import test_connection
+    from flowport.connections.spec import ConnectionSpec
+
+    require_service(vendor, "127.0.0.1", port)
+    ok = test_connection(ConnectionSpec(name="b", vendor=vendor, host="127.0.0.1"), timeout=5)
+    assert ok.ok, ok.message
+    closed = test_connection(ConnectionSpec(name="b", vendor=vendor, host="127.0.0.1", port=1), timeout=2)
+    assert not closed.ok
+    planted = "Pl4nted-Br0ker-pw!"
+    wrong = ConnectionSpec(
+        name="b", vendor=vendor, host="127.0.0.1", username="nobody", secrets={"password": planted}
+    )
+    refused = test_connection(wrong, timeout=5)
+    assert planted not in refused.message
+    if vendor == "rabbitmq":  # the only broker here that checks passwords
+        assert not refused.ok and "ACCESS_REFUSED" in refused.message
