@@ -312,3 +312,43 @@ def test_a_pipeline_page_shows_its_graph_and_the_task_states_of_a_run(
         assert page.locator(f'svg.tasks g.stage[data-stage="{task}"]').get_attribute("data-state") == status
     page.screenshot(path=str(artifacts / "pipeline-page.png"), full_page=True)
     assert pipeline["id"] == run["pipeline"]["id"]
+
+
+def test_a_streaming_job_shows_its_totals_live_and_is_stopped_from_its_page(
+    running: Server, browser: Any, admin: httpx.Client, artifacts: Path
+) -> None:
+    document = {
+        "name": "Live stream",
+        "type": "streaming",
+        "stages": [
+            {
+                "name": "Raw",
+                "plugin": {"name": "dev_raw_data_source"},
+                "configuration": {"raw_data": '{"n": 1}\n{"n": 2}', "batch_wait": 0.1},
+            },
+            {"name": "Out", "plugin": {"name": "trash"}},
+        ],
+        "edges": [{"from": "Raw", "to": "Out"}],
+    }
+    made = admin.post("/v4/flows", json=document)
+    assert made.status_code == 201, made.text
+    group = admin.post(f"/v4/flows/{made.json()['id']}/run", json={}).json()
+    page = sign_in(browser, running.url, "admin", ADMIN_PASSWORD)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{running.url}/ui/#/jobs/{group['id']}")
+    # The totals grow without a reload.
+    grown = "/Streaming: ([3-9]|\\d\\d+) micro-batches/"
+    page.wait_for_function(
+        f"() => {grown}.test(document.getElementById('stream-stats')?.textContent)", timeout=60_000
+    )
+    assert page.get_by_role("button", name="Cancel run").is_hidden()
+    page.screenshot(path=str(artifacts / "streaming-job.png"), full_page=True)
+    page.get_by_role("button", name="Stop").click()
+    page.wait_for_function(
+        "() => document.getElementById('job-status')?.textContent === 'Complete'", timeout=60_000
+    )
+    assert "(stopped)" in (page.text_content("#stream-stats") or "")
+    assert page.get_by_role("button", name="Stop").is_hidden()
+    ended = admin.get(f"/v4/jobGroups/{group['id']}/metrics").json()
+    assert ended["status"] == "Complete" and ended["streaming"]["stopped"] is True
+    assert ended["stages"]["Out"]["inputRecords"] == 2 * ended["streaming"]["batches"]

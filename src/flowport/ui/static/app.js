@@ -529,7 +529,14 @@ async function jobPage(id) {
     if (!confirm(`Cancel run #${id}? Its destinations are left as they were.`)) return;
     try { await api("POST", `/v4/jobGroups/${id}/cancel`); } catch (error) { message.textContent = error.message; }
   } }, "Cancel run");
-  show(title, state, what, parameters, message, canEdit() ? el("div", { class: "toolbar" }, cancel) : null,
+  // A streaming job: its totals while it runs, and Stop (drains the micro-batch in flight) instead of Cancel.
+  const stream = el("p", { id: "stream-stats", role: "status" });
+  const stop = el("button", { id: "stop", type: "button", hidden: true, onclick: async () => {
+    if (!confirm(`Stop run #${id}? The micro-batch in flight is committed and acknowledged first.`)) return;
+    try { await api("POST", `/v4/jobGroups/${id}/stop`); } catch (error) { message.textContent = error.message; }
+  } }, "Stop");
+  show(title, state, what, parameters, stream, message,
+    canEdit() ? el("div", { class: "toolbar" }, stop, cancel) : null,
     el("h2", {}, "Stages"),
     el("table", {}, el("thead", {}, el("tr", {}, ["Stage", "Input", "Output", "Errors"].map((h) => el("th", { scope: "col" }, h)))), metrics),
     canEdit() ? errors : null,
@@ -551,6 +558,14 @@ async function jobPage(id) {
       el("td", {}, m.errorRecords ?? ""))));
     log.textContent = await api("GET", `/v4/jobGroups/${id}/logs`);
     const ended = FINAL.has(group.status);
+    const streaming = live.streaming;
+    if (streaming) {
+      stream.textContent = `Streaming: ${streaming.batches} micro-batches, ${streaming.records} records, ` +
+        `${streaming.recordsPerSecond} records/s, ${streaming.failures} failures` +
+        (streaming.lastError ? `; last error: ${streaming.lastError}` : "") + (streaming.stopped ? " (stopped)" : "");
+      stop.hidden = ended;
+      cancel.hidden = true;
+    }
     cancel.disabled = ended;
     if (ended && canEdit() && !errorsShown && !group.pipeline) {
       errorsShown = true;
