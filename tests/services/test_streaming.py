@@ -209,6 +209,7 @@ def test_stop_drains_the_micro_batch_in_flight_and_checkpoints_it(sink: dict[str
         client.close()
     metrics = jobs.get_job_group_metrics(group)
     assert metrics["status"] == "Complete" and metrics["streaming"]["records"] == loaded
+    assert metrics["streaming"]["lag"] == 500 - loaded  # what the last micro-batch left waiting
     assert metrics["stages"]["Load_01"]["inputRecords"] == loaded
 
 

@@ -102,6 +102,7 @@ def jobs_show(job: JobArg, url: UrlOpt = None, token: TokenOpt = None, as_json: 
         console.print(
             f"Streaming: {streaming['batches']} micro-batch(es), {streaming['records']} records, "
             f"{streaming['recordsPerSecond']} records/s, {streaming['failures']} failure(s)"
+            + (f", lag {streaming['lag']}" if streaming.get("lag") is not None else "")
             + (f"; last error: {escape(str(streaming['lastError']))}" if streaming.get("lastError") else ""),
             highlight=False,
             soft_wrap=True,

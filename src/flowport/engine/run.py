@@ -158,6 +158,8 @@ class FlowRun:
         self.fused: dict[str, FusedChain] = {}
         #: Set when the run succeeded and a streaming origin has nothing more to read, ever.
         self.exhausted = False
+        #: Records waiting in each streaming origin after this run's micro-batch, where it knows.
+        self.lag: dict[str, int] = {}
 
     # -- public API -------------------------------------------------------
     def start(self) -> FlowRun:
@@ -621,6 +623,13 @@ class FlowRun:
                     log.warning("stage %s could not acknowledge what it read: %s", p.name, exc)
                 if p.plugin.exhausted:
                     self.exhausted = True
+                try:
+                    waiting = p.plugin.lag()
+                except Exception as exc:
+                    log.debug("stage %s could not tell its lag: %s", p.name, exc)
+                    waiting = None
+                if waiting is not None:
+                    self.lag[p.name] = waiting
 
     def _abort(self, stages: list[PlannedStage]) -> None:
         for p in stages:

@@ -298,6 +298,13 @@ class Origin(StagePlugin[C]):
         """True when a streaming origin has nothing more to read, ever (``stop_after_first_batch``)."""
         return False
 
+    def lag(self) -> int | None:
+        """How many records wait to be read after the micro-batch just acknowledged (None: unknown).
+
+        Called right after :meth:`acknowledge`; a streaming job shows it live.
+        """
+        return None
+
     def reset(self, position: str) -> None:
         """Move a streaming origin's offset while its flow is stopped (called after :meth:`open`).
 

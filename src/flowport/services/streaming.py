@@ -65,6 +65,8 @@ class StreamState:
     last_error: str | None = None
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: bool = False
+    #: Records waiting in the streaming origins after the last micro-batch (None: unknown).
+    lag: int | None = None
 
     def add(self, metrics: Mapping[str, Mapping[str, Any]], origin_names: set[str]) -> None:
         """Add one committed micro-batch's metrics to the totals."""
@@ -100,6 +102,7 @@ class StreamState:
                 "failures": self.failures,
                 "failuresInRow": self.failures_in_row,
                 "lastError": self.last_error,
+                "lag": self.lag,
                 "stopped": self.stopped,
             },
         }
@@ -154,6 +157,8 @@ def run_stream(
         if result.status == "Complete":
             state.failures_in_row = 0
             state.add({name: m.to_dict() for name, m in result.stages.items()}, origins)
+            if run.lag:
+                state.lag = sum(run.lag.values())
             if run.exhausted:
                 _log.info("The streaming origin has nothing more to read: the job ends")
                 return "Complete", None, state

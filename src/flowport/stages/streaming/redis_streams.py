@@ -201,6 +201,14 @@ class RedisStreamsOrigin(Origin[RedisStreamsOriginConfig]):
         )
         self._ids = []
 
+    def lag(self) -> int | None:
+        """Entries of the stream the group has not read yet (Redis 7's XINFO GROUPS ``lag``)."""
+        for group in self._redis.xinfo_groups(self.config.stream):
+            if _text(group.get("name")) == self.config.group:
+                value = group.get("lag")
+                return int(value) if value is not None else None
+        return None
+
     def reset(self, position: str) -> None:
         """Move the consumer group: ``earliest`` (every entry again), ``latest`` (new ones) or an entry id.
 

@@ -562,6 +562,7 @@ async function jobPage(id) {
     if (streaming) {
       stream.textContent = `Streaming: ${streaming.batches} micro-batches, ${streaming.records} records, ` +
         `${streaming.recordsPerSecond} records/s, ${streaming.failures} failures` +
+        (streaming.lag !== null && streaming.lag !== undefined ? `, lag ${streaming.lag}` : "") +
         (streaming.lastError ? `; last error: ${streaming.lastError}` : "") + (streaming.stopped ? " (stopped)" : "");
       stop.hidden = ended;
       cancel.hidden = true;
