@@ -27,12 +27,26 @@ A stage whose SQL does not bind against its input (a syntax or binder
 error, a function the sandbox refuses) ends the chain before it: the stage
 then runs on its own and fails under its own name, instead of the origin
 being blamed for a query it did not write.
+
+When the chain's only output is a destination that offers to have its file
+written by the query feeding it (the Parquet File destination), the chain
+writes that file itself: ``COPY (fused select) TO <the destination's
+temporary file>`` in the origin's connection, so the records never cross
+into Arrow and back (:class:`FusedCopy`). Only the rows the fused query
+cannot settle alone (an error message or an undecided filter verdict) are
+read again, streamed as above and split as above; rows dropped by a filter
+are counted by the COPY itself (one DuckDB sequence per filter), and the
+engine is handed one batch without data that stands for the written and
+dropped rows, so every stage's metrics are those of a streamed run. The
+destination still publishes (renames) the file only on commit.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -45,11 +59,13 @@ from flowport.errors import StageError
 from flowport.model.flow import ErrorRecordPolicy, StageKind
 from flowport.plugins.contract import HIDDEN_PREFIX, ErrorBatch, FusedSql, Origin, Processor
 
-__all__ = ["FusedChain", "FusedStep", "plan_fusion"]
+__all__ = ["FusedChain", "FusedCopy", "FusedStep", "plan_fusion"]
 
 _POSITION = "__fp_pos"
 # Stands for the origin's SELECT while the fused query is built.
 _SOURCE = "__fp_source_7f3a9c__"
+# Marks the batches that stand for rows a fused COPY wrote (or dropped) itself.
+_COPIED = b"flowport.fused_copy"
 
 
 @dataclass
@@ -78,6 +94,8 @@ class FusedChain:
     origin: PlannedStage
     steps: list[FusedStep]
     columns: list[str]
+    #: Set when the chain writes its destination's file itself.
+    copy: FusedCopy | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -162,6 +180,136 @@ class FusedChain:
         return pa.array(kept)
 
 
+class FusedCopy:
+    """A fused chain that writes its destination's file in the same DuckDB query.
+
+    The origin runs :meth:`copy_statement` (after :meth:`prepare`) in its own
+    connection: the rows every fused stage settles alone (no error message,
+    every filter verdict TRUE) go straight into ``path``; a row dropped by a
+    filter (verdict FALSE) bumps that filter's sequence; a row the chain
+    cannot settle in SQL (an error message, or a verdict SQL could not
+    decide) bumps ``__fp_special`` and is left out. :meth:`counts_query`
+    then says how many of each there were. When some rows were left out, the
+    origin reads them again with :meth:`special_select` and hands them to the
+    engine as ordinary fused batches, so they become exactly the error
+    records, re-checks and metrics of a streamed run (a row the stage itself
+    keeps on re-check reaches the destination's ``write``, which adds it to
+    the file). :meth:`placeholder` is one batch without data standing for the
+    rows the COPY wrote or dropped: split like any fused batch, it gives every
+    fused stage and the destination the counts of a streamed run, and the
+    destination recognises it (:meth:`is_placeholder`) and writes nothing.
+    """
+
+    _SPECIAL = "__fp_special"
+
+    def __init__(self, chain: FusedChain, path: Path, options: str, destination: str) -> None:
+        self.chain = chain
+        self.path = path
+        self.options = options
+        self.destination = destination
+        #: Set by the origin once the COPY wrote ``path`` (from then on the destination publishes it).
+        self.copied = False
+        self._filters = [s for s in chain.steps if s.sql.keep_column is not None]
+        # (condition, outcome) in the order a streamed split looks at them; outcome is None for
+        # "left out for the engine", else the index of the filter that drops the row.
+        self._cases: list[tuple[str, int | None]] = []
+        for step in chain.steps:
+            if step.sql.error_column is not None:
+                self._cases.append((f"{_quote(step.sql.error_column)} IS NOT NULL", None))
+            if step.sql.keep_column is not None:
+                keep = _quote(step.sql.keep_column)
+                self._cases.append((f"{keep} IS NULL", None))
+                self._cases.append((f"NOT {keep}", self._filters.index(step)))
+
+    def _sequence(self, outcome: int | None) -> str:
+        return self._SPECIAL if outcome is None else f"__fp_dropped{outcome}"
+
+    def _sequences(self) -> list[str]:
+        return [self._SPECIAL] + [self._sequence(i) for i in range(len(self._filters))]
+
+    def accepts(self, types: dict[str, str]) -> bool:
+        """Whether the fused query (its column types) allows the COPY: every verdict a BOOLEAN.
+
+        Otherwise the chain streams, and a verdict of another type fails as it does there.
+        """
+        self._types = types
+        return all(types.get(step.sql.keep_column or "") == "BOOLEAN" for step in self._filters)
+
+    def prepare(self) -> list[str]:
+        """Statements that create the counters (each used once, so ``currval`` - 1 is its count)."""
+        statements = []
+        for name in self._sequences():
+            statements.append(f"CREATE TEMP SEQUENCE {name}")
+            statements.append(f"SELECT nextval('{name}')")
+        return statements
+
+    def copy_statement(self, select: str) -> str:
+        """``COPY`` of the rows of ``select`` (the fused query) that the chain settles alone."""
+        whens = " ".join(
+            f"WHEN {condition} THEN nextval('{self._sequence(outcome)}') IS NULL"
+            for condition, outcome in self._cases
+        )
+        # Written as a streamed run writes them: JSON crosses Arrow as text.
+        types = getattr(self, "_types", {})
+        data = ", ".join(
+            f"CAST({_quote(c)} AS VARCHAR) AS {_quote(c)}" if types.get(c) == "JSON" else _quote(c)
+            for c in self.chain.columns
+        )
+        where = f"CASE {whens} ELSE TRUE END" if whens else "TRUE"
+        target = "'" + str(self.path).replace("'", "''") + "'"
+        return f"COPY (SELECT {data} FROM ({select}) WHERE {where}) TO {target} ({self.options})"
+
+    def counts_query(self) -> str:
+        """One row: how many rows were left out, then how many each filter dropped."""
+        return "SELECT " + ", ".join(f"currval('{name}') - 1" for name in self._sequences())
+
+    def special_select(self, select: str) -> str:
+        """The rows of ``select`` the COPY left out, with every column of the fused query."""
+        whens = " ".join(
+            f"WHEN {condition} THEN {'TRUE' if outcome is None else 'FALSE'}"
+            for condition, outcome in self._cases
+        )
+        return f"SELECT * FROM ({select}) WHERE CASE {whens} ELSE FALSE END"
+
+    def placeholder(self, written: int, dropped: list[int]) -> pa.RecordBatch | None:
+        """One batch without data for ``written`` rows and, per filter, the rows it ``dropped``.
+
+        Rows are laid out as the written ones, then those the last filter
+        dropped, ..., then those the first filter dropped; each filter's
+        verdict is TRUE up to its own dropped rows and FALSE from there on.
+        """
+        total = written + sum(dropped)
+        if total == 0:
+            return None
+        names: list[str] = list(self.chain.columns)
+        arrays: list[pa.Array[Any]] = [pa.nulls(total) for _ in names]
+        for step in self.chain.steps:
+            for name in (step.sql.error_column, step.sql.input_column):
+                if name is not None:
+                    names.append(name)
+                    arrays.append(pa.nulls(total))
+            if step.sql.keep_column is not None:
+                index = self._filters.index(step)
+                kept = written + sum(dropped[index + 1 :])
+                names.append(step.sql.keep_column)
+                arrays.append(
+                    pa.concat_arrays(
+                        [
+                            pa.repeat(pa.scalar(True), kept),
+                            pa.repeat(pa.scalar(False), total - kept),
+                        ]
+                    )
+                )
+        schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
+        return pa.RecordBatch.from_arrays(arrays, schema=schema.with_metadata({_COPIED: b"1"}))
+
+    @staticmethod
+    def is_placeholder(batch: pa.RecordBatch) -> bool:
+        """Whether ``batch`` stands for rows the COPY wrote itself (nothing to write)."""
+        metadata = batch.schema.metadata
+        return bool(metadata) and _COPIED in metadata
+
+
 def _visible(batch: pa.RecordBatch | pa.Table, columns: list[str]) -> pa.Table:
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     return table.select(columns)
@@ -173,6 +321,14 @@ def _quote(name: str) -> str:
 
 def plan_fusion(planned: list[PlannedStage], policy: ErrorRecordPolicy) -> list[FusedChain]:
     """Fuse every origin that can with the chain of processors after it."""
+    probe = _Probe()
+    try:
+        return _plan(planned, policy, probe)
+    finally:
+        probe.close()
+
+
+def _plan(planned: list[PlannedStage], policy: ErrorRecordPolicy, probe: _Probe) -> list[FusedChain]:
     by_name = {p.name: p for p in planned}
     inputs_of = {p.name: p.inputs for p in planned}
     chains: list[FusedChain] = []
@@ -195,7 +351,7 @@ def plan_fusion(planned: list[PlannedStage], policy: ErrorRecordPolicy) -> list[
             if fused is None:
                 break
             is_filter = fused.keep_column is not None
-            if not _binds(_substitute(fused.query, _probe_source(origin_columns))):
+            if not probe.binds(_substitute(fused.query, _probe_source(origin_columns))):
                 break
             if (not is_filter and seen_filter) or (
                 not is_filter and policy == "ORIGINAL_RECORD" and mapped >= 1
@@ -213,8 +369,42 @@ def plan_fusion(planned: list[PlannedStage], policy: ErrorRecordPolicy) -> list[
         if policy == "ORIGINAL_RECORD" and not _only_destinations_after(steps[-1].stage, by_name):
             continue
         origin.plugin.fuse(partial(_substitute, source))
-        chains.append(FusedChain(origin, steps, columns))
+        chain = FusedChain(origin, steps, columns)
+        if probe.repeatable(source):
+            chain.copy = _copy_into_destination(chain, by_name, inputs_of)
+        chains.append(chain)
     return chains
+
+
+def _copy_into_destination(
+    chain: FusedChain, by_name: dict[str, PlannedStage], inputs_of: dict[str, list[str]]
+) -> FusedCopy | None:
+    """Let the chain write its destination's file itself, when both sides offer it.
+
+    The destination must be the chain's only output and have no other
+    input; it offers ``copy_target()`` (its temporary file and the COPY
+    options) and ``take_copy(copy)``, the origin ``fuse_copy(copy)``.
+    """
+    if len(chain.outputs) != 1:
+        return None
+    target = by_name.get(chain.outputs[0])
+    if target is None or target.kind != StageKind.DESTINATION:
+        return None
+    if inputs_of[target.name] != [chain.steps[-1].stage.name]:
+        return None
+    offer = getattr(target.plugin, "copy_target", None)
+    take = getattr(target.plugin, "take_copy", None)
+    accept = getattr(chain.origin.plugin, "fuse_copy", None)
+    if not (callable(offer) and callable(take) and callable(accept)):
+        return None
+    offered = offer()
+    if offered is None:
+        return None
+    path, options = offered
+    copy = FusedCopy(chain, Path(path), str(options), target.name)
+    take(copy)
+    accept(copy)
+    return copy
 
 
 def _probe_source(columns: list[str]) -> str:
@@ -222,20 +412,73 @@ def _probe_source(columns: list[str]) -> str:
     return "SELECT " + ", ".join(f"CAST(NULL AS VARCHAR) AS {_quote(c)}" for c in columns) + " LIMIT 0"
 
 
-def _binds(query: str) -> bool:
-    """Whether ``query`` binds (parses, names known columns and functions) in a sandboxed DuckDB."""
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET autoinstall_known_extensions = false")
-        con.execute("SET autoload_known_extensions = false")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        con.sql(query).columns  # noqa: B018 - binding is the point
-    except duckdb.Error:
-        return False
-    finally:
-        con.close()
-    return True
+class _Probe:
+    """One sandboxed in-memory DuckDB connection for every check of one plan (connecting costs ~20 ms)."""
+
+    def __init__(self) -> None:
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            con = duckdb.connect(":memory:")
+            con.execute("SET autoinstall_known_extensions = false")
+            con.execute("SET autoload_known_extensions = false")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+            self._con = con
+        return self._con
+
+    def binds(self, query: str) -> bool:
+        """Whether ``query`` binds (parses, names known columns and functions)."""
+        try:
+            self._connection().sql(query).columns  # noqa: B018 - binding is the point
+        except duckdb.Error:
+            return False
+        return True
+
+    def repeatable(self, query: str) -> bool:
+        """Whether ``query`` calls only functions that give the same result every time (no random()).
+
+        A fused COPY reads the rows it could not settle a second time and
+        must find exactly the same ones. Unknown or unparsable: not repeatable.
+        """
+        con = self._connection()
+        try:
+            tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
+            if tree.get("error"):
+                return False
+            names = sorted(_function_names(tree))
+            if not names:
+                return True
+            # Every overload of every name called must be CONSISTENT (a NULL stability is not).
+            consistent = con.execute(
+                "SELECT function_name FROM duckdb_functions() WHERE list_contains(?, function_name) "
+                "GROUP BY function_name HAVING bool_and(coalesce(stability = 'CONSISTENT', false))",
+                [names],
+            ).fetchall()
+        except (duckdb.Error, ValueError, IndexError):
+            return False
+        return {name for (name,) in consistent} == set(names)
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _function_names(node: Any) -> set[str]:
+    """Every function a parsed statement (``json_serialize_sql``) calls."""
+    found: set[str] = set()
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if item.get("class") == "FUNCTION" and isinstance(item.get("function_name"), str):
+                found.add(item["function_name"].lower())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def _substitute(query: str, select: str) -> str:

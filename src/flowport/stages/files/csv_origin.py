@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -168,6 +170,22 @@ def _first_line_ending_change(path: Path) -> int | None:
     return None
 
 
+class FusedCopy(Protocol):
+    """What the engine hands an origin whose fused query writes its destination's file (see
+    ``flowport.engine.fusion.FusedCopy``)."""
+
+    path: Path
+    destination: str
+    copied: bool
+
+    def accepts(self, types: dict[str, str]) -> bool: ...
+    def prepare(self) -> list[str]: ...
+    def copy_statement(self, select: str) -> str: ...
+    def counts_query(self) -> str: ...
+    def special_select(self, select: str) -> str: ...
+    def placeholder(self, written: int, dropped: list[int]) -> pa.RecordBatch | None: ...
+
+
 def _column_names(raw: list[str]) -> list[str]:
     """Usable, distinct column names from a header line (blank ones become ``columnN``)."""
     names: list[str] = []
@@ -207,8 +225,13 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         self._files, self._columns = self._plan()
         wanted = self.config.normalize_line_endings
         mixed = [p for p in self._files if wanted or (wanted is None and _mixed_line_endings(p))]
-        self._session = DuckSession(files=self._files, scratch=self.config.infer_types or bool(mixed))
+        # Made on first use (see _duck) unless a scratch folder is needed now.
+        self._session: DuckSession | None = None
+        self._session_writes = False
+        if self.config.infer_types or mixed:
+            self._session = DuckSession(files=self._files, scratch=True)
         if mixed:
+            assert self._session is not None
             # Copies keep the file's name, so error records still name the file the user gave.
             directory = self._session.directory
             assert directory is not None
@@ -220,11 +243,26 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
             self._files = [copies.get(p, p) for p in self._files]
             self._originals = {str(copy): str(path) for path, copy in copies.items()}
 
+    def _duck(self) -> DuckSession:
+        """The origin's DuckDB connection, made on first use.
+
+        When the engine fused a COPY into the destination's file (a run, not a
+        preview), this connection may also write that file, so the COPY needs
+        no connection of its own.
+        """
+        if self._session is None:
+            copy: FusedCopy | None = getattr(self, "_copy", None)
+            writes = [copy.path] if copy is not None and self.context.record_limit is None else []
+            self._session = DuckSession(files=[*self._files, *writes])
+            self._session_writes = bool(writes)
+        return self._session
+
     def close(self) -> None:
-        """Close the DuckDB connection."""
-        session = getattr(self, "_session", None)
-        if session is not None:
-            session.close()
+        """Close the DuckDB connections."""
+        for name in ("_copy_session", "_session"):
+            session = getattr(self, name, None)
+            if session is not None:
+                session.close()
 
     def _plan(self) -> tuple[list[Path], list[str]]:
         cfg = self.config
@@ -271,6 +309,10 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         """Read through ``wrap(select)``: the engine fuses the stages after this one into the query."""
         self._wrap = wrap
 
+    def fuse_copy(self, copy: FusedCopy) -> None:
+        """Write the fused query's result into the destination's file with one COPY (after :meth:`fuse`)."""
+        self._copy = copy
+
     def _read_sql(self, types: list[str], *, rejects: bool) -> str:
         cfg = self.config
         files = "[" + ", ".join(sql_literal(str(p)) for p in self._files) + "]"
@@ -299,15 +341,16 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         """
         varchar = ["VARCHAR"] * len(self._columns)
         # The session's own scratch folder: the only place besides the input files its sandbox allows.
-        directory = self._session.directory
+        session = self._duck()
+        directory = session.directory
         assert directory is not None
         sample = str(directory / "sample.csv")
         try:
-            self._session.execute(
+            session.execute(
                 f"COPY ({self._read_sql(varchar, rejects=False)} LIMIT {_SAMPLE_ROWS}) "
                 f"TO {sql_literal(sample)} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"')"
             )
-            relation = self._session.relation(
+            relation = session.relation(
                 f"SELECT * FROM read_csv({sql_literal(sample)}, header = true, delim = ',', "
                 "quote = '\"', escape = '\"', sample_size = -1)"
             )
@@ -325,16 +368,112 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
             types = self._infer_types() if self.config.infer_types else ["VARCHAR"] * len(self._columns)
             query = self._read_sql(types, rejects=True)
             wrap = getattr(self, "_wrap", None)
-            reader = self._session.reader(wrap(query) if wrap else query, self.context.batch_size)
+            if wrap is not None:
+                query = wrap(query)
+            copied = self._copy_to_file(query)
+            if copied is None:
+                reader = self._duck().reader(query, self.context.batch_size)
         except duckdb.Error as exc:
             raise self._read_error(exc) from None
+        if copied is not None:
+            yield from self._copied(*copied, query, types)
+            return
         try:
             yield from limited(self.context, self._guarded(reader))
             if self.context.cancelled or not self._drained(reader):
                 return
         finally:
             reader.close()
-        yield from self._rejects()
+        yield from self._rejects(self._duck())
+
+    def _copy_to_file(self, query: str) -> tuple[FusedCopy, DuckSession] | None:
+        """The engine's offer to write the destination's file with the fused query, if it holds.
+
+        Only in a run (not a preview), and only when every filter verdict of
+        the fused query is a BOOLEAN (otherwise the streamed run fails as usual).
+        The COPY runs on the only connection that may write the destination's
+        temporary file: the origin's own, or one of its own when the origin
+        needed a scratch folder before the engine fused the COPY.
+        """
+        copy: FusedCopy | None = getattr(self, "_copy", None)
+        if copy is None or getattr(self, "_wrap", None) is None or self.context.record_limit is not None:
+            return None
+        session = self._duck()
+        if not self._session_writes:
+            session = self._copy_session = DuckSession(files=[*self._files, copy.path])
+        relation = session.relation(query)
+        types = {name: str(kind) for name, kind in zip(relation.columns, relation.types, strict=True)}
+        if not copy.accepts(types):
+            return None
+        return copy, session
+
+    def _copied(
+        self, copy: FusedCopy, session: DuckSession, query: str, types: list[str]
+    ) -> Iterator[pa.RecordBatch | StageOutput]:
+        """Write the destination's file with one COPY, then hand the engine what it still needs:
+
+        the batch standing for the rows written or dropped, the rows the COPY
+        left out (read again, as fused batches), and the malformed rows.
+        """
+        try:
+            for statement in copy.prepare():
+                session.con.execute(statement).fetchall()
+            written = self._interruptible(session, copy.copy_statement(query))
+            counts = session.con.execute(copy.counts_query()).fetchall()[0]
+        except duckdb.Error as exc:
+            if self.context.cancelled:
+                return
+            if str(copy.path) in str(exc):
+                raise StageError(copy.destination, f"cannot write the file: {duckdb_message(exc)}") from None
+            raise self._read_error(exc) from None
+        copy.copied = True
+        special, dropped = int(counts[0]), [int(n) for n in counts[1:]]
+        placeholder = copy.placeholder(written, dropped)
+        if placeholder is not None:
+            yield placeholder
+        if special:
+            wrap = self._wrap
+            # The same rows again, without recording the malformed ones a second time.
+            again = copy.special_select(wrap(self._read_sql(types, rejects=False)))
+            try:
+                reader = session.reader(again, self.context.batch_size)
+            except duckdb.Error as exc:
+                raise self._read_error(exc) from None
+            seen = 0
+            try:
+                for batch in limited(self.context, self._guarded(reader)):
+                    seen += batch.num_rows
+                    yield batch
+            finally:
+                reader.close()
+            if self.context.cancelled:
+                return
+            if seen != special:
+                raise StageError(
+                    self.context.stage_name,
+                    f"the input changed while it was read: {special} records needed a second look, "
+                    f"{seen} came back",
+                )
+        yield from self._rejects(session)
+
+    def _interruptible(self, session: DuckSession, statement: str) -> int:
+        """Run a COPY (its row count), interrupted when the run is cancelled or fails elsewhere."""
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.05):
+                if self.context.cancelled:
+                    session.con.interrupt()
+                    return
+
+        watcher = threading.Thread(target=watch, name="flowport-copy-watch", daemon=True)
+        watcher.start()
+        try:
+            rows = session.con.execute(statement).fetchall()
+        finally:
+            done.set()
+            watcher.join()
+        return int(rows[0][0]) if rows else 0
 
     def _guarded(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         """The reader's batches, with read failures (I/O, encoding) turned into a StageError."""
@@ -378,7 +517,7 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
                     return False
         return True
 
-    def _rejects(self) -> Iterator[StageOutput]:
+    def _rejects(self, session: DuckSession) -> Iterator[StageOutput]:
         """Malformed rows from DuckDB's reject tables, one error record per line."""
         where = "e.scan_id = s.scan_id AND e.file_id = s.file_id"
         prefix = "parse_filename(s.file_path) || ' line ' || e.line || ': '"
@@ -403,7 +542,7 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         """
         limit = self.context.record_limit
         try:
-            reader = self._session.reader(query, self.context.batch_size)
+            reader = session.reader(query, self.context.batch_size)
         except duckdb.CatalogException:
             return  # the scan did not finish, so DuckDB wrote no reject tables
         except duckdb.Error as exc:
