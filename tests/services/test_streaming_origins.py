@@ -53,8 +53,8 @@ class Broker:
     """One origin's broker as the test drives it: publish events, see what still waits there."""
 
     plugin = ""
-    #: Whether a record carries an id of its event (an upsert key for exactly-once loads).
-    keyed = True
+    #: Whether the origin tells its lag (what waits after each micro-batch).
+    lag_known = True
 
     def stage_config(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -121,7 +121,39 @@ class Nats(Broker):
         self.loop.close()
 
 
-BROKERS: dict[str, type[Broker]] = {"nats": Nats}
+class RabbitMq(Broker):
+    plugin = "rabbitmq_origin"
+
+    def __init__(self) -> None:
+        require_service("RabbitMQ", "127.0.0.1", 5672)
+        import amqp
+
+        self.queue = f"events-{uuid.uuid4().hex[:8]}"
+        self.conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+        self.conn.connect()
+        self.channel = self.conn.channel()
+        self.channel.queue_declare(self.queue, durable=True, auto_delete=False)
+
+    def stage_config(self) -> dict[str, Any]:
+        return {"connection": "rabbitmq", "queue": self.queue, "batch_wait": 0.2}
+
+    def publish(self, start: int, count: int) -> None:
+        import amqp
+
+        for i in range(start, start + count):
+            message = amqp.Message(json.dumps({"n": str(i)}), message_id=f"m-{i}", delivery_mode=2)
+            self.channel.basic_publish(message, exchange="", routing_key=self.queue)
+
+    def waiting(self) -> int:
+        # Ready messages; a live consumer's unacknowledged ones are back here once its channel closed.
+        return int(self.channel.queue_declare(self.queue, passive=True).message_count)
+
+    def close(self) -> None:
+        self.channel.queue_delete(self.queue)
+        self.conn.close()
+
+
+BROKERS: dict[str, type[Broker]] = {"nats": Nats, "rabbitmq": RabbitMq}
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------
@@ -220,7 +252,8 @@ def _end(worker: subprocess.Popen[bytes]) -> None:
 
 # -- tests --------------------------------------------------------------------------------------
 
-KILL_CASES = [("nats", "upsert"), ("nats", "append")]
+KILL_CASES = [("nats", "upsert"), ("nats", "append"), ("rabbitmq", "upsert"), ("rabbitmq", "append")]
+ORIGINS = ["nats", "rabbitmq"]
 
 
 @pytest.mark.parametrize(("broker", "mode"), KILL_CASES, indirect=["broker"])
@@ -260,7 +293,7 @@ def test_a_sigkilled_stream_resumes_without_losing_an_event(
     assert done["result"]["streaming"]["stopped"] is True
 
 
-@pytest.mark.parametrize("broker", ["nats"], indirect=True)
+@pytest.mark.parametrize("broker", ORIGINS, indirect=True)
 def test_stop_drains_the_micro_batch_in_flight_and_acknowledges_it(
     sink: dict[str, Any], broker: Broker
 ) -> None:
@@ -281,9 +314,11 @@ def test_stop_drains_the_micro_batch_in_flight_and_acknowledges_it(
     assert loaded + broker.waiting() == 5 * EVENTS
     metrics = jobs.get_job_group_metrics(group)
     assert metrics["status"] == "Complete" and metrics["streaming"]["records"] == loaded
+    if broker.lag_known:
+        assert metrics["streaming"]["lag"] == broker.waiting()
 
 
-@pytest.mark.parametrize("broker", ["nats"], indirect=True)
+@pytest.mark.parametrize("broker", ORIGINS, indirect=True)
 def test_preview_shows_the_next_events_and_leaves_the_broker_as_it_was(
     sink: dict[str, Any], broker: Broker
 ) -> None:
@@ -315,3 +350,32 @@ def test_connection_tests_reach_the_real_broker_and_scrub_a_refused_password(ven
     assert planted not in refused.message
     if vendor == "rabbitmq":  # the only broker here that checks passwords
         assert not refused.ok and "ACCESS_REFUSED" in refused.message
+
+
+RESETS = {"nats": ("11", 10)}  # an origin's own position, and the first event it then reads
+
+
+@pytest.mark.parametrize("broker", sorted(RESETS), indirect=True)
+def test_reset_offsets_moves_where_the_next_micro_batch_starts(sink: dict[str, Any], broker: Broker) -> None:
+    from flowport.errors import StageError
+
+    broker.publish(0, 30)
+    flow = _flow(broker, "events", "append")
+
+    def shown() -> list[int]:
+        stages = {s["instanceName"]: s for s in flow_records.preview_flow(flow["id"], rows=5)}
+        return [int(r["n"]) for r in stages["Events_01"]["output"]]
+
+    assert flow_records.reset_flow_offsets(flow["id"], "latest")["stages"] == ["Events_01"]
+    assert shown() == [] and broker.waiting() == 0
+    flow_records.reset_flow_offsets(flow["id"], "earliest")
+    assert shown() == [0, 1, 2, 3, 4] and broker.waiting() == 30
+    own, first = RESETS[request_name(broker)]
+    flow_records.reset_flow_offsets(flow["id"], own)
+    assert shown() == list(range(first, first + 5)) and broker.waiting() == 30 - first
+    with pytest.raises(StageError, match="resets to"):
+        flow_records.reset_flow_offsets(flow["id"], "nonsense")
+
+
+def request_name(broker: Broker) -> str:
+    return next(name for name, cls in BROKERS.items() if isinstance(broker, cls))

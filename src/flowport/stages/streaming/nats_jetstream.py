@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 
@@ -101,7 +102,6 @@ class NatsJetStreamOrigin(Origin[NatsJetStreamOriginConfig]):
 
     async def _connect(self, spec: ConnectionSpec) -> None:
         import nats
-        from nats.js import api
         from nats.js.errors import NotFoundError
 
         cfg = self.config
@@ -113,20 +113,48 @@ class NatsJetStreamOrigin(Origin[NatsJetStreamOriginConfig]):
         try:
             await self._js.consumer_info(cfg.stream, cfg.durable)
         except NotFoundError:
-            await self._js.add_consumer(
-                cfg.stream,
-                api.ConsumerConfig(
-                    durable_name=cfg.durable,
-                    ack_policy=api.AckPolicy.EXPLICIT,
-                    deliver_policy=api.DeliverPolicy.ALL
-                    if cfg.start_from == "earliest"
-                    else api.DeliverPolicy.NEW,
-                    filter_subject=cfg.subject,
-                    ack_wait=cfg.ack_wait,
-                    max_ack_pending=max(1000, 2 * self.context.batch_size),
-                ),
-            )
+            await self._js.add_consumer(cfg.stream, self._consumer_config(cfg.start_from))
         self._sub = await self._js.pull_subscribe_bind(durable=cfg.durable, stream=cfg.stream)
+
+    def _consumer_config(self, position: str) -> Any:
+        from nats.js import api
+
+        cfg = self.config
+        options: dict[str, Any] = {"deliver_policy": api.DeliverPolicy.ALL}
+        if position == "latest":
+            options = {"deliver_policy": api.DeliverPolicy.NEW}
+        elif position != "earliest":
+            options = {"deliver_policy": api.DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": int(position)}
+        return api.ConsumerConfig(
+            durable_name=cfg.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            filter_subject=cfg.subject,
+            ack_wait=cfg.ack_wait,
+            max_ack_pending=max(1000, 2 * self.context.batch_size),
+            **options,
+        )
+
+    def reset(self, position: str) -> None:
+        """Make the durable consumer again at ``earliest``, ``latest`` or a stream sequence (a number).
+
+        What it delivered and nobody acknowledged is forgotten with it.
+        """
+        if position not in ("earliest", "latest") and not (position.isdigit() and int(position) > 0):
+            raise StageError(
+                self.context.stage_name,
+                f"{self.label} resets to earliest, latest or a stream sequence number, not {position!r}",
+            )
+        self._run(self._recreate(position))
+        self.context.save_state(
+            {"stream": self.config.stream, "durable": self.config.durable, "reset_to": position}
+        )
+
+    async def _recreate(self, position: str) -> None:
+        from nats.js.errors import NotFoundError
+
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_consumer(self.config.stream, self.config.durable)
+        await self._js.add_consumer(self.config.stream, self._consumer_config(position))
 
     def close(self) -> None:
         """Give back what was read and not acknowledged (a failed run's), then disconnect."""
@@ -209,6 +237,13 @@ class NatsJetStreamOrigin(Origin[NatsJetStreamOriginConfig]):
         self.context.save_state(
             {"stream": self.config.stream, "durable": self.config.durable, "last_sequence": last}
         )
+
+    def lag(self) -> int | None:
+        """The stream's messages the consumer has not delivered yet."""
+        if self.context.preview or self._nc is None:
+            return None
+        info = self._run(self._js.consumer_info(self.config.stream, self.config.durable))
+        return int(info.num_pending or 0)
 
     async def _ack(self) -> None:
         for msg in self._msgs:
