@@ -180,3 +180,43 @@ def test_a_file_that_leads_outside_the_roots_is_refused(target: dict[str, Any], 
     group = jobs.wait_for_job_group(runs.run_flow(_flow(2)["id"])["id"], timeout=TIMEOUT)
     assert group["status"] == "Failed" and "outside the instance's file roots" in group["error"]
     assert _rows(target) == before and _children(group["id"]) == []
+
+
+def test_a_table_is_read_by_key_ranges_in_parallel(target: dict[str, Any]) -> None:
+    n = FILES * ROWS
+    with psycopg.connect(**target, autocommit=True) as conn:
+        conn.execute("CREATE TABLE source (id integer, customer text, total numeric(10,2))")
+        conn.execute(f"INSERT INTO source SELECT i, 'c' || i, i % 100 FROM generate_series(0, {n - 1}) i")
+    _gate(target, 2)  # the range holding GATED_ID fails twice, then loads
+    flow = flow_records.create_flow(
+        {
+            "name": "Key ranges",
+            "configuration": {"partitions": 4},
+            "stages": [
+                {
+                    "name": "Source_01",
+                    "plugin": {"name": "sql_table_origin"},
+                    "configuration": {"connection": "warehouse", "table": "source", "partition_column": "id"},
+                },
+                {
+                    "name": "Load_01",
+                    "plugin": {"name": "sql_table_destination"},
+                    "configuration": {"connection": "warehouse", "table": "orders", "mode": "replace"},
+                },
+            ],
+            "edges": [{"from": "Source_01", "to": "Load_01"}],
+        }
+    )
+    group = jobs.wait_for_job_group(runs.run_flow(flow["id"])["id"], timeout=TIMEOUT)
+    assert group["status"] == "Complete", group["error"]
+    assert _rows(target) == (n, n * (n - 1) // 2, [])
+    parts = group["result"]["partitions"]
+    assert [p["part"] for p in parts] == [f"id in [{i * ROWS}, {(i + 1) * ROWS})" for i in range(4)]
+    assert [p["tries"] for p in parts] == [1, 1, 3, 1] and [p["rows"] for p in parts] == [ROWS] * 4
+    # A row without a key would be read by no range: the run refuses, the target stays.
+    with psycopg.connect(**target, autocommit=True) as conn:
+        conn.execute("INSERT INTO source VALUES (NULL, 'lost?', 1)")
+    before = _rows(target)
+    refused = jobs.wait_for_job_group(runs.run_flow(flow["id"])["id"], timeout=TIMEOUT)
+    assert refused["status"] == "Failed" and "1 row(s) of source have no id" in refused["error"]
+    assert _rows(target) == before

@@ -300,10 +300,10 @@ def _run_partitioned(
 ) -> str | None:
     """Run a job as partition tasks when its flow can be split (None: it runs as one task)."""
     values = parameter_values(stored.flow, stored.parameter_sets, overrides)
-    split = plan(stored.flow, values, base_dir, roots)
+    lookup = _ScrubbingLookup(task.database_url, Path(task.home), capture, roots, base_dir)
+    split = plan(stored.flow, values, base_dir, roots, lookup)
     spec = None
     if not isinstance(split, str):
-        lookup = _ScrubbingLookup(task.database_url, Path(task.home), capture, roots, base_dir)
         spec = lookup.get(split.connection)
         if spec.vendor != "postgresql":
             split = f"a partitioned load needs a PostgreSQL destination, not {spec.vendor}"

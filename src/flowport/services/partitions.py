@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from flowport.connections.spec import ConnectionSpec
+from flowport.connections.spec import ConnectionLookup, ConnectionSpec
 from flowport.errors import FlowportError
 from flowport.model.flow import Flow
 from flowport.model.parameters import resolve_flow
@@ -55,31 +55,80 @@ _POLL = 0.1
 
 @dataclass(frozen=True)
 class Split:
-    """How a run splits: the origin and destination stages, the files, the destination's table."""
+    """How a run splits: the origin and destination stages, the partitions, the destination's table.
+
+    Each partition is ``(label, settings)``: what the logs call it and the origin settings it reads
+    with (``{"path": file}`` for a file glob, ``{"partition_range": [low, high]}`` for a key range).
+    """
 
     origin: str
     destination: str
-    files: tuple[str, ...]
+    parts: tuple[tuple[str, dict[str, Any]], ...]
     connection: str
     table: str
     mode: str
 
 
-def plan(flow: Flow, values: Mapping[str, str], base_dir: Path, roots: FileRoots) -> Split | str:
+def _key_ranges(
+    origin: Any, count: int, connections: ConnectionLookup | None
+) -> list[tuple[str, dict[str, Any]]] | str:
+    from flowport.stages.sql.table_origin import key_ranges
+    from flowport.stages.sql.vendors import open_connection
+
+    column = str(origin.configuration["partition_column"])
+    if connections is None:
+        return "key ranges need the instance's connections"
+    conn = open_connection(connections.get(str(origin.configuration.get("connection", ""))))
+    try:
+        ranges = key_ranges(conn, str(origin.configuration.get("table", "")), column, count)
+    except ValueError as exc:
+        raise FlowportError(f"stage '{origin.name}': {exc}") from None
+    finally:
+        conn.close()
+    return [(f"{column} in [{low}, {high})", {"partition_range": [low, high]}) for low, high in ranges]
+
+
+def plan(
+    flow: Flow,
+    values: Mapping[str, str],
+    base_dir: Path,
+    roots: FileRoots,
+    connections: ConnectionLookup | None = None,
+) -> Split | str:
     """The split of a run of ``flow``, or why it runs as one task."""
     resolved = resolve_flow(flow, values)
     sources = {edge.from_ for edge in resolved.edges}
     targets = {edge.to for edge in resolved.edges}
     origins = [s for s in resolved.stages if s.name not in targets]
     destinations = [s for s in resolved.stages if s.name not in sources]
-    if len(origins) != 1 or origins[0].plugin.name not in SPLITTABLE_ORIGINS:
-        return "only a flow with one file origin (CSV, JSON or Parquet) is split"
+    keyed = (
+        len(origins) == 1
+        and origins[0].plugin.name == "sql_table_origin"
+        and origins[0].configuration.get("partition_column")
+    )
+    if len(origins) != 1 or (origins[0].plugin.name not in SPLITTABLE_ORIGINS and not keyed):
+        return (
+            "only a flow with one file origin (CSV, JSON or Parquet) or one SQL Table origin with a "
+            "partition_column is split"
+        )
     if len(destinations) != 1 or destinations[0].plugin.name != _DESTINATION:
         return "only a flow with one Write SQL Table destination is split"
     origin, destination = origins[0], destinations[0]
     mode = str(destination.configuration.get("mode", "append"))
     if mode not in ("replace", "append"):
         return f"a partitioned load replaces or appends; this destination's mode is {mode}"
+    target = (
+        str(destination.configuration.get("connection", "")),
+        str(destination.configuration.get("table", "")),
+        mode,
+    )
+    if keyed:
+        ranges = _key_ranges(origin, int(flow.configuration.partitions), connections)
+        if isinstance(ranges, str):
+            return ranges
+        if len(ranges) < 2:
+            return f"the partition column's values make {len(ranges)} range(s); partitions need two or more"
+        return Split(origin.name, destination.name, tuple(ranges), *target)
     pattern = str(origin.configuration.get("path", ""))
     import glob
 
@@ -93,22 +142,15 @@ def plan(flow: Flow, values: Mapping[str, str], base_dir: Path, roots: FileRoots
     )
     if len(files) < 2:
         return f"its origin's path '{pattern}' matches {len(files)} file(s); partitions need two or more"
-    return Split(
-        origin.name,
-        destination.name,
-        tuple(files),
-        str(destination.configuration.get("connection", "")),
-        str(destination.configuration.get("table", "")),
-        mode,
-    )
+    return Split(origin.name, destination.name, tuple((f, {"path": f}) for f in files), *target)
 
 
 def partition_flow(flow: Flow, partition: Mapping[str, Any]) -> Flow:
-    """The flow one partition runs: its origin reads one file, its destination appends to the staging."""
+    """The flow one partition runs: its origin reads its part, its destination appends to the staging."""
     copy = flow.model_copy(deep=True)
     copy.configuration.partitions = 1
     origin = copy.stage(str(partition["origin"]))
-    origin.configuration = {**origin.configuration, "path": str(partition["file"])}
+    origin.configuration = {**origin.configuration, **dict(partition["settings"])}
     destination = copy.stage(str(partition["destination"]))
     destination.configuration = {
         **destination.configuration,
@@ -122,7 +164,8 @@ def partition_flow(flow: Flow, partition: Mapping[str, Any]) -> Flow:
 @dataclass
 class _Partition:
     index: int
-    file: str
+    label: str
+    settings: dict[str, Any]
     tries: int = 0
     group_id: int | None = None
     task: JobTask | None = None
@@ -192,9 +235,9 @@ def run_partitioned(
 
     started = time.perf_counter()
     config = flow.configuration
-    at_once = min(int(config.partitions), len(split.files))
+    at_once = min(int(config.partitions), len(split.parts))
     allowed_tries = int(config.partition_retries) + 1
-    parts = [_Partition(i, f) for i, f in enumerate(split.files)]
+    parts = [_Partition(i, label, settings) for i, (label, settings) in enumerate(split.parts)]
     load = PartitionedLoad(spec, split.table, split.mode, f"j{task.job_group_id}", stage=split.destination)
     distributed = configured_kind() == "celery"
     runner: JobLauncher = launcher() if distributed else _local_launcher(task, at_once)
@@ -203,7 +246,8 @@ def run_partitioned(
         load.prepare()
         first_alone = not load.exists  # the first partition creates the staging table, then the others run
         log(
-            f"Partitioned load of {len(parts)} file(s) into {load.staging_name}, at most {at_once} at once "
+            f"Partitioned load of {len(parts)} partition(s) into {load.staging_name}, at most {at_once} "
+            "at once "
             f"({'Celery workers' if distributed else 'local processes'})"
         )
         waiting: deque[_Partition] = deque(parts)
@@ -221,7 +265,8 @@ def run_partitioned(
                     kind="partition",
                     partition={
                         "index": part.index,
-                        "file": part.file,
+                        "label": part.label,
+                        "settings": part.settings,
                         "origin": split.origin,
                         "destination": split.destination,
                         "table": load.staging_name,
@@ -236,15 +281,14 @@ def run_partitioned(
                 if child_status == "Complete":
                     part.rows, part.result = _loaded_rows(result, split.destination), result
                     first_alone = False
-                    log(
-                        f"Partition {part.index} ({Path(part.file).name}): {part.rows} rows, try {part.tries}"
-                    )
+                    shown = Path(part.label).name  # a file's name; a key range as it is
+                    log(f"Partition {part.index} ({shown}): {part.rows} rows, try {part.tries}")
                     continue
                 if child_status == "Canceled":
                     raise _Failed(f"partition {part.index} was canceled")
                 if part.tries >= allowed_tries:
                     raise _Failed(
-                        f"partition {part.index} ({part.file}) failed {part.tries} time(s): {child_error}"
+                        f"partition {part.index} ({part.label}) failed {part.tries} time(s): {child_error}"
                     )
                 log(f"Partition {part.index} failed (try {part.tries}): {child_error}; running it again")
                 waiting.appendleft(part)
@@ -339,7 +383,7 @@ def _result(
         "error": {"stage": split.destination, "message": error} if error else None,
         "stages": list(totals.values()),
         "partitions": [
-            {"index": p.index, "file": p.file, "jobGroup": p.group_id, "tries": p.tries, "rows": p.rows}
+            {"index": p.index, "part": p.label, "jobGroup": p.group_id, "tries": p.tries, "rows": p.rows}
             for p in parts
         ],
     }

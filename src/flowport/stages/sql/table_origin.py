@@ -18,7 +18,13 @@ from flowport.stages.sql._common import SqlConnectionConfig, driver_errors, open
 from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._identifiers import TableName, check_identifier, parse_table_name
 
-__all__ = ["SqlTableOrigin", "SqlTableOriginConfig", "decode_offset", "encode_offset"]
+__all__ = [
+    "SqlTableOrigin",
+    "SqlTableOriginConfig",
+    "decode_offset",
+    "encode_offset",
+    "key_ranges",
+]
 
 _OFFSET_PARAMETER = "fp_offset"
 
@@ -46,11 +52,31 @@ class SqlTableOriginConfig(SqlConnectionConfig):
         description="With an offset column: where the first run starts (exclusive). Default: the beginning.",
     )
 
+    partition_column: str | None = setting(
+        None,
+        label="Partition column",
+        description="An integer column whose value ranges split the reading when the flow's configuration "
+        "asks for partitions: each partition reads one range, in parallel.",
+    )
+    partition_range: list[int] | None = setting(
+        None,
+        label="Partition range",
+        description="Set by a partitioned run for one partition: [low, high] reads the rows whose "
+        "partition column is at least low and below high.",
+        min_length=2,
+        max_length=2,
+    )
+
     @field_validator("table")
     @classmethod
     def _table(cls, value: str) -> str:
         parse_table_name(value)
         return value
+
+    @field_validator("partition_column")
+    @classmethod
+    def _partition_column(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value, what="partition column")
 
     @field_validator("columns")
     @classmethod
@@ -74,6 +100,10 @@ class SqlTableOriginConfig(SqlConnectionConfig):
     def _initial_needs_column(self) -> SqlTableOriginConfig:
         if self.initial_offset is not None and self.offset_column is None:
             raise ValueError("initial_offset needs an offset_column")
+        if self.partition_range is not None and self.partition_column is None:
+            raise ValueError("partition_range needs a partition_column")
+        if self.partition_column is not None and self.offset_column is not None:
+            raise ValueError("a table is read by partitions or incrementally (offset_column), not both")
         return self
 
 
@@ -225,6 +255,10 @@ class SqlTableOrigin(Origin[SqlTableOriginConfig]):
         select = ", ".join(q(n) for n in names) if names else "*"
         sql = f"SELECT {select} FROM {conn.table_sql(self._table)}"
         parameters: dict[str, Any] = {}
+        if self.config.partition_range is not None and self.config.partition_column is not None:
+            low, high = self.config.partition_range
+            column = q(self.config.partition_column)
+            sql += f" WHERE {column} >= {int(low)} AND {column} < {int(high)}"
         if offset_column is not None:
             sql += f" WHERE {q(offset_column)} IS NOT NULL"
             if self._offset is not None:
@@ -273,3 +307,25 @@ class SqlTableOrigin(Origin[SqlTableOriginConfig]):
                     self._exhausted = not self.context.cancelled and self.context.record_limit is None
             finally:
                 stream.close()
+
+
+def key_ranges(conn: SqlConnection, table: str, column: str, count: int) -> list[tuple[int, int]]:
+    """Split an integer column's values into at most ``count`` ranges ``[low, high)`` of equal width.
+
+    Rows whose value is NULL belong to no range: a partitioned run refuses such a table (ValueError),
+    since they would not be read. An empty table gives no range.
+    """
+    name = conn.table_sql(parse_table_name(table))
+    q = conn.quote(check_identifier(column, what="partition column"))
+    found = conn.query(f"SELECT min({q}), max({q}), count(*) - count({q}) FROM {name}")
+    conn.rollback()
+    low, high, nulls = found[0]
+    if nulls:
+        raise ValueError(
+            f"{int(nulls)} row(s) of {table} have no {column}: a partitioned read would skip them"
+        )
+    if low is None:
+        return []
+    low, high = int(low), int(high) + 1
+    width = max(1, -(-(high - low) // max(count, 1)))
+    return [(start, min(start + width, high)) for start in range(low, high, width)]
