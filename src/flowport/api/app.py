@@ -10,8 +10,10 @@ import json
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,7 +37,7 @@ from flowport.api.routes import (
     users,
     webhooks,
 )
-from flowport.errors import FlowportError
+from flowport.errors import FlowportError, StoreNotReady
 from flowport.services import auth, sessions
 from flowport.services.schemas import NO_NUL
 
@@ -47,6 +49,33 @@ _API_PREFIX: Final = "/v4"
 # Packages are the largest bodies; the archive reader allows 256 MiB once
 # decompressed, a compressed upload of 64 MiB is plenty.
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+
+# What SQLite says when its lock stayed taken past the busy timeout (other processes writing).
+_STORE_BUSY: Final = ("database is locked", "database table is locked", "database is busy")
+# Seconds a client is asked to wait before sending the request again.
+_RETRY_AFTER: Final = "2"
+
+
+def _busy_store(exc: BaseException) -> StoreNotReady | None:
+    """A 503 for a store too busy to take this request now; None for any other error."""
+    if isinstance(exc, OperationalError) and any(text in str(exc.orig) for text in _STORE_BUSY):
+        return StoreNotReady("The metadata store is busy with other writers: send the request again shortly")
+    return None
+
+
+def _busy_response(error: StoreNotReady) -> JSONResponse:
+    response = error_response(error)
+    response.headers["retry-after"] = _RETRY_AFTER
+    return response
+
+
+async def _operational_error(_request: Request, exc: Exception) -> JSONResponse:
+    """Load is never a 500: a locked store answers 503 with Retry-After; other database errors stay 500s."""
+    busy = _busy_store(exc)
+    if busy is None:
+        raise exc  # the app's handler of unexpected errors (500, traceback to the log only)
+    return _busy_response(busy)
+
 
 _DESCRIPTION = """\
 The REST API of a Flowport instance: flows, packages, connections, parameter
@@ -181,8 +210,14 @@ class _AuthenticateFirst:
                 )
             else:
                 user = await run_in_threadpool(auth.authenticate, authorization)
-        except FlowportError as exc:
-            response = error_response(exc)
+        except (FlowportError, OperationalError) as exc:
+            busy = _busy_store(exc)
+            if busy is not None:
+                response = _busy_response(busy)
+            elif isinstance(exc, FlowportError):
+                response = error_response(exc)
+            else:
+                raise
             if headers.get("transfer-encoding") or headers.get("content-length", "0").strip() != "0":
                 response.headers["connection"] = "close"
             await response(scope, receive, send)
@@ -300,6 +335,7 @@ def create_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    app.add_exception_handler(OperationalError, _operational_error)
     install_docs(app, "/openapi.json")
     for module in (
         projects,
