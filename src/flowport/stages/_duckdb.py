@@ -137,27 +137,64 @@ class DuckSession:
     ``scratch=True`` makes that directory without a database in it (for a
     stage's own temporary files). The connection may touch only ``files``
     (the files the stage itself reads) and its own temporary directory: see
-    :func:`sandbox`.
+    :func:`sandbox`. ``memory_limit`` caps DuckDB's own memory (its default is
+    most of the machine's).
     """
 
-    def __init__(self, *, on_disk: bool = False, files: Sequence[Path] = (), scratch: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        on_disk: bool = False,
+        files: Sequence[Path] = (),
+        scratch: bool = False,
+        memory_limit: str | None = None,
+    ) -> None:
         self._directory: Path | None = None
         if on_disk or scratch:
             self._directory = Path(tempfile.mkdtemp(prefix="flowport-duckdb-"))
-        if on_disk:
-            assert self._directory is not None
-            self.con = duckdb.connect(str(self._directory / "stage.duckdb"))
-            self.con.execute(f"SET temp_directory = {sql_literal(str(self._directory / 'spill'))}")
-        else:
-            self.con = duckdb.connect(":memory:")
-        # Timestamps with time zone are rendered (JSON, text) in UTC so output
-        # does not depend on the machine that ran the flow (set by sandbox()).
-        sandbox(
-            self.con,
-            paths=list(files),
-            directories=[self._directory] if self._directory is not None else [],
-        )
+        self._on_disk = on_disk
+        self._files = list(files)
+        self._memory_limit = memory_limit
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._closed = False
+        if on_disk:
+            self._connect()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The sandboxed connection, made on first use.
+
+        Opening a DuckDB database costs tens of milliseconds, and a stage
+        fused into another's query never uses its own.
+        """
+        if self._con is None:
+            if self._closed:
+                raise duckdb.ConnectionException("the stage's DuckDB connection is closed")
+            self._connect()
+        assert self._con is not None
+        return self._con
+
+    def _connect(self) -> None:
+        if self._on_disk:
+            assert self._directory is not None
+            con = duckdb.connect(str(self._directory / "stage.duckdb"))
+            con.execute(f"SET temp_directory = {sql_literal(str(self._directory / 'spill'))}")
+        else:
+            con = duckdb.connect(":memory:")
+        try:
+            if self._memory_limit is not None:
+                con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
+            # Timestamps with time zone are rendered (JSON, text) in UTC so output
+            # does not depend on the machine that ran the flow (set by sandbox()).
+            sandbox(
+                con,
+                paths=self._files,
+                directories=[self._directory] if self._directory is not None else [],
+            )
+        except BaseException:
+            con.close()
+            raise
+        self._con = con
 
     @property
     def directory(self) -> Path | None:
@@ -200,7 +237,8 @@ class DuckSession:
             return
         self._closed = True
         try:
-            self.con.close()
+            if self._con is not None:
+                self._con.close()
         finally:
             if self._directory is not None:
                 shutil.rmtree(self._directory, ignore_errors=True)

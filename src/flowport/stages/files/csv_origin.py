@@ -122,6 +122,10 @@ def _first_record(path: Path, delimiter: str, quote: str) -> list[str] | None:
 _SNIFF_BYTES = 1 << 20
 _COPY_BYTES = 1 << 22
 _PARSER_STATE = "state machine reached an invalid state"
+# DuckDB's memory while a fused COPY writes the destination's file. Left to its default (most of
+# the machine), DuckDB's ordered Parquet writer holds ever more finished row groups as the input
+# grows; capped, it writes them as it goes and the process's peak stays flat (issue 16).
+_COPY_MEMORY = "256MB"
 
 
 def _mixed_line_endings(path: Path) -> bool:
@@ -253,7 +257,9 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         if self._session is None:
             copy: FusedCopy | None = getattr(self, "_copy", None)
             writes = [copy.path] if copy is not None and self.context.record_limit is None else []
-            self._session = DuckSession(files=[*self._files, *writes])
+            self._session = DuckSession(
+                files=[*self._files, *writes], memory_limit=_COPY_MEMORY if writes else None
+            )
             self._session_writes = bool(writes)
         return self._session
 
@@ -400,7 +406,9 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
             return None
         session = self._duck()
         if not self._session_writes:
-            session = self._copy_session = DuckSession(files=[*self._files, copy.path])
+            session = self._copy_session = DuckSession(
+                files=[*self._files, copy.path], memory_limit=_COPY_MEMORY
+            )
         relation = session.relation(query)
         types = {name: str(kind) for name, kind in zip(relation.columns, relation.types, strict=True)}
         if not copy.accepts(types):
