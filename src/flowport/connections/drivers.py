@@ -410,22 +410,19 @@ def amqp_connection(spec: ConnectionSpec, timeout: float) -> Any:
     )
 
 
-def mqtt_client(spec: ConnectionSpec, client_id: str, *, clean: bool, manual_ack: bool = False) -> Any:
-    """A paho-mqtt 2.x client (MQTT 3.1.1) for an mqtt connection, not yet connected.
+def mqtt_client(spec: ConnectionSpec, client_id: str, *, manual_ack: bool = False) -> Any:
+    """A paho-mqtt 2.x client speaking MQTT 5 for an mqtt connection, not yet connected.
 
-    ``clean=False`` keeps a persistent session under ``client_id``: the broker
-    keeps its subscriptions and the QoS 1 messages it did not get an
-    acknowledgement for, and sends them again on the next connect.
+    Connect it with ``clean_start=False`` and a session expiry interval to
+    keep a persistent session under ``client_id``: the broker keeps its
+    subscriptions and the QoS 1 messages it got no acknowledgement for, and
+    sends them again on the next connect. ``ssl`` connects over TLS.
     """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=clean,
-        protocol=mqtt.MQTTv311,
-        manual_ack=manual_ack,
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack
     )
     if spec.username:
         client.username_pw_set(spec.username, spec.password)
@@ -445,7 +442,7 @@ def _test_mqtt(spec: ConnectionSpec, timeout: float) -> TestResult:
         answer.append(str(reason))
         connected.set()
 
-    client = mqtt_client(spec, f"flowport-test-{uuid.uuid4().hex[:12]}", clean=True)
+    client = mqtt_client(spec, f"flowport-test-{uuid.uuid4().hex[:12]}")
     client.on_connect = on_connect
     client.connect(spec.host or "127.0.0.1", spec.effective_port() or 1883, keepalive=max(int(timeout), 5))
     client.loop_start()
