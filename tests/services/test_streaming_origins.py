@@ -75,6 +75,15 @@ class Broker:
     def close(self) -> None:
         """Remove what the test made."""
 
+    #: The column an upsert is keyed on.
+    key = "_message_id"
+
+    def attach(self, sink: dict[str, Any]) -> None:
+        """The test's PostgreSQL database (the sink) is there."""
+
+    def flow_made(self, flow: dict[str, Any]) -> None:
+        """The test's flow was created."""
+
 
 class Nats(Broker):
     plugin = "nats_jetstream_origin"
@@ -237,7 +246,43 @@ class Mqtt(Broker):
         self._leave(self._session(expiry=0))  # a clean start with no expiry: the session is gone
 
 
-BROKERS: dict[str, type[Broker]] = {"nats": Nats, "rabbitmq": RabbitMq, "mqtt": Mqtt}
+class Table(Broker):
+    """A PostgreSQL table (in the sink's database) with a bigserial id: each event one inserted row."""
+
+    plugin = "sql_table_stream_origin"
+    key = "id"
+    lag_known = False
+
+    def attach(self, sink: dict[str, Any]) -> None:
+        self.dsn = sink
+        with psycopg.connect(**sink, autocommit=True) as conn:
+            conn.execute("CREATE TABLE source (id bigserial PRIMARY KEY, n text)")
+
+    def flow_made(self, flow: dict[str, Any]) -> None:
+        self.flow_uuid = flow["uuid"]
+
+    def stage_config(self) -> dict[str, Any]:
+        return {"connection": "warehouse", "table": "source", "offset_column": "id", "batch_wait": 0.2}
+
+    def publish(self, start: int, count: int) -> None:
+        with psycopg.connect(**self.dsn, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO source (n) SELECT i::text FROM generate_series(%s::int, %s::int) AS i",
+                (start, start + count - 1),
+            )
+
+    def waiting(self) -> int:
+        from flowport.services.stage_state import StoreStageState
+
+        state = StoreStageState(self.flow_uuid).load("Events_01") or {}
+        offset = (state.get("offset") or {}).get("value") or 0
+        with psycopg.connect(**self.dsn) as conn:
+            found = conn.execute("SELECT count(*) FROM source WHERE id > %s", (offset,)).fetchone()
+        assert found is not None
+        return int(found[0])
+
+
+BROKERS: dict[str, type[Broker]] = {"nats": Nats, "rabbitmq": RabbitMq, "mqtt": Mqtt, "table": Table}
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------
@@ -270,8 +315,9 @@ def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+def broker(request: pytest.FixtureRequest, sink: dict[str, Any]) -> Iterator[Broker]:
     made = BROKERS[request.param]()
+    made.attach(sink)
     try:
         yield made
     finally:
@@ -281,8 +327,8 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 def _flow(broker: Broker, table: str, mode: str) -> dict[str, Any]:
     load: dict[str, Any] = {"connection": "warehouse", "table": table, "mode": mode}
     if mode == "upsert":
-        load["keys"] = ["_message_id"]
-    return flow_records.create_flow(
+        load["keys"] = [broker.key]
+    flow = flow_records.create_flow(
         {
             "name": f"Stream {uuid.uuid4().hex[:6]}",
             "type": "streaming",
@@ -298,6 +344,8 @@ def _flow(broker: Broker, table: str, mode: str) -> dict[str, Any]:
             "edges": [{"from": "Events_01", "to": "Load_01"}],
         }
     )
+    broker.flow_made(flow)
+    return flow
 
 
 def _worker(group_id: int) -> subprocess.Popen[bytes]:
@@ -342,9 +390,15 @@ KILL_CASES = [
     ("rabbitmq", "upsert"),
     ("rabbitmq", "append"),
     ("mqtt", "append"),  # MQTT has no message id: an upsert would need a key in the payload
+    ("table", "upsert"),
+    ("table", "append"),
 ]
-ORIGINS = ["nats", "rabbitmq", "mqtt"]
-PREVIEWED = ["nats", "rabbitmq"]  # an MQTT preview shows what arrives while it listens, not the queue
+ORIGINS = ["nats", "rabbitmq", "mqtt", "table"]
+PREVIEWED = [
+    "nats",
+    "rabbitmq",
+    "table",
+]  # an MQTT preview shows what arrives while it listens, not the queue
 
 
 @pytest.mark.parametrize(("broker", "mode"), KILL_CASES, indirect=["broker"])
@@ -449,7 +503,10 @@ def test_connection_tests_reach_the_real_broker_and_scrub_a_refused_password(ven
         assert not refused.ok and "ACCESS_REFUSED" in refused.message
 
 
-RESETS = {"nats": ("11", 10)}  # an origin's own position, and the first event it then reads
+RESETS = {
+    "nats": ("11", 10),
+    "table": ("10", 10),
+}  # an origin's own position, and the first event it then reads
 
 
 @pytest.mark.parametrize("broker", sorted(RESETS), indirect=True)
