@@ -282,7 +282,63 @@ class Table(Broker):
         return int(found[0])
 
 
-BROKERS: dict[str, type[Broker]] = {"nats": Nats, "rabbitmq": RabbitMq, "mqtt": Mqtt, "table": Table}
+class Directory(Broker):
+    """A folder in the instance's file roots; each publish writes files of 50 JSON lines, named in
+    order and renamed into place complete. Read files are moved to a done folder."""
+
+    plugin = "directory_origin"
+    lag_known = False
+    per_file = 50
+    moved = True
+
+    def attach(self, sink: dict[str, Any]) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.folder = settings().data_dir / f"inbox-{tag}"
+        self.done = settings().data_dir / f"done-{tag}"
+        self.folder.mkdir(parents=True)
+
+    def flow_made(self, flow: dict[str, Any]) -> None:
+        self.flow_uuid = flow["uuid"]
+
+    def stage_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"directory": str(self.folder), "settle_seconds": 0, "batch_wait": 0.2}
+        if self.moved:
+            config["done_directory"] = str(self.done)
+        return config
+
+    def publish(self, start: int, count: int) -> None:
+        for first in range(start, start + count, self.per_file):
+            lines = [
+                json.dumps({"n": str(i)}) for i in range(first, min(first + self.per_file, start + count))
+            ]
+            temp = self.folder / f".events-{first:08d}.jsonl"
+            temp.write_text("\n".join(lines) + "\n")
+            temp.rename(self.folder / f"events-{first:08d}.jsonl")
+
+    def waiting(self) -> int:
+        done: set[str] = set()
+        if not self.moved:
+            from flowport.services.stage_state import StoreStageState
+
+            done = set((StoreStageState(self.flow_uuid).load("Events_01") or {}).get("done", []))
+        waiting = [p for p in self.folder.iterdir() if p.name not in done and not p.name.startswith(".")]
+        return sum(len(p.read_text().splitlines()) for p in waiting)
+
+
+class RecordedDirectory(Directory):
+    """The same folder, files left in place: the names read are kept in the stage's state."""
+
+    moved = False
+
+
+BROKERS: dict[str, type[Broker]] = {
+    "nats": Nats,
+    "rabbitmq": RabbitMq,
+    "mqtt": Mqtt,
+    "table": Table,
+    "directory": Directory,
+    "directory-recorded": RecordedDirectory,
+}
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------
@@ -392,13 +448,13 @@ KILL_CASES = [
     ("mqtt", "append"),  # MQTT has no message id: an upsert would need a key in the payload
     ("table", "upsert"),
     ("table", "append"),
+    ("directory", "upsert"),
+    ("directory", "append"),
+    ("directory-recorded", "append"),
 ]
-ORIGINS = ["nats", "rabbitmq", "mqtt", "table"]
-PREVIEWED = [
-    "nats",
-    "rabbitmq",
-    "table",
-]  # an MQTT preview shows what arrives while it listens, not the queue
+ORIGINS = ["nats", "rabbitmq", "mqtt", "table", "directory", "directory-recorded"]
+# An MQTT preview shows what arrives while it listens, not what the session holds.
+PREVIEWED = ["nats", "rabbitmq", "table", "directory"]
 
 
 @pytest.mark.parametrize(("broker", "mode"), KILL_CASES, indirect=["broker"])
@@ -503,10 +559,12 @@ def test_connection_tests_reach_the_real_broker_and_scrub_a_refused_password(ven
         assert not refused.ok and "ACCESS_REFUSED" in refused.message
 
 
-RESETS = {
+# An origin's own position, and the first event it then reads (None: earliest and latest only).
+RESETS: dict[str, tuple[str, int] | None] = {
     "nats": ("11", 10),
     "table": ("10", 10),
-}  # an origin's own position, and the first event it then reads
+    "directory-recorded": None,
+}
 
 
 @pytest.mark.parametrize("broker", sorted(RESETS), indirect=True)
@@ -524,12 +582,13 @@ def test_reset_offsets_moves_where_the_next_micro_batch_starts(sink: dict[str, A
     assert shown() == [] and broker.waiting() == 0
     flow_records.reset_flow_offsets(flow["id"], "earliest")
     assert shown() == [0, 1, 2, 3, 4] and broker.waiting() == 30
-    own, first = RESETS[request_name(broker)]
-    flow_records.reset_flow_offsets(flow["id"], own)
-    assert shown() == list(range(first, first + 5)) and broker.waiting() == 30 - first
+    own = RESETS[request_name(broker)]
+    if own is not None:
+        flow_records.reset_flow_offsets(flow["id"], own[0])
+        assert shown() == list(range(own[1], own[1] + 5)) and broker.waiting() == 30 - own[1]
     with pytest.raises(StageError, match="resets to"):
         flow_records.reset_flow_offsets(flow["id"], "nonsense")
 
 
 def request_name(broker: Broker) -> str:
-    return next(name for name, cls in BROKERS.items() if isinstance(broker, cls))
+    return next(name for name, cls in BROKERS.items() if type(broker) is cls)
