@@ -41,9 +41,14 @@ HOME_FOLDER = ".flowport"
 SETTINGS_FILE = "flowport.toml"
 
 
-def locate_home(cwd: Path | None = None) -> tuple[Path, str]:
-    """The instance folder and, in words, why it is that one."""
-    configured = os.environ.get(HOME_ENV, "").strip()
+# locate_home() answers, by what they depend on: FLOWPORT_HOME as set, the working
+# directory (unless FLOWPORT_HOME is an absolute path) and $HOME. Services ask for
+# the instance on every transaction: a server must not walk the file system per request.
+_located: dict[tuple[str, str, str], tuple[Path, str]] = {}
+_LOCATED_MAX = 64
+
+
+def _locate(configured: str, cwd: Path | None) -> tuple[Path, str]:
     if configured:
         return Path(configured).expanduser().resolve(), f"{HOME_ENV}"
     start = (cwd or Path.cwd()).resolve()
@@ -52,6 +57,29 @@ def locate_home(cwd: Path | None = None) -> tuple[Path, str]:
         if candidate.is_dir():
             return candidate, f"the nearest {HOME_FOLDER} folder above {start}"
     return (Path.home() / HOME_FOLDER).resolve(), f"the default (~/{HOME_FOLDER})"
+
+
+def locate_home(cwd: Path | None = None) -> tuple[Path, str]:
+    """The instance folder and, in words, why it is that one.
+
+    Found once per process for each value of ``FLOWPORT_HOME``, working
+    directory and ``$HOME`` (a change to any of them is seen at once): a
+    ``.flowport`` folder made later, nearer to the working directory, or a
+    symbolic link changed along the way, is seen by the next process, never
+    in the middle of a running one. ``cwd`` given: looked for from there, afresh.
+    """
+    configured = os.environ.get(HOME_ENV, "").strip()
+    if cwd is not None:
+        return _locate(configured, cwd)
+    relative = not configured or not (configured.startswith("/") or os.path.isabs(configured))
+    key = (configured, os.getcwd() if relative else "", os.environ.get("HOME", ""))
+    found = _located.get(key)
+    if found is None:
+        found = _locate(configured, None)
+        if len(_located) >= _LOCATED_MAX:
+            _located.clear()
+        _located[key] = found
+    return found
 
 
 def instance_home() -> Path:

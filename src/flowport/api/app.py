@@ -7,6 +7,7 @@ services own the transactions and the rules. See ``docs/api-v4.md``.
 from __future__ import annotations
 
 import json
+import weakref
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final
 
@@ -236,6 +237,27 @@ def _session_cookie(headers: Headers) -> str | None:
     return morsel.value if morsel is not None and morsel.value else None
 
 
+# The routes of each app that are not AuthenticatedRoutes, as (path regex, methods), with the
+# number of top-level routes they were listed from: listed again when a route is added.
+_public_routes: weakref.WeakKeyDictionary[Any, tuple[int, list[tuple[Any, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _public(app: Any) -> list[tuple[Any, Any]]:
+    known = _public_routes.get(app)
+    if known is not None and known[0] == len(app.routes):
+        return known[1]
+    public = [
+        (regex, route.methods)
+        for route in iter_route_contexts(app.routes)
+        if not isinstance(route.original_route, AuthenticatedRoute)
+        and (regex := getattr(route, "path_regex", None)) is not None
+    ]
+    _public_routes[app] = (len(app.routes), public)
+    return public
+
+
 def _needs_credentials(scope: Scope) -> bool:
     path = route_path(scope)
     if path != _API_PREFIX and not path.startswith(_API_PREFIX + "/"):
@@ -244,14 +266,9 @@ def _needs_credentials(scope: Scope) -> bool:
     if app is None:
         return True
     method = scope["method"]
-    for route in iter_route_contexts(app.routes):
-        if isinstance(route.original_route, AuthenticatedRoute):
-            continue
-        regex = getattr(route, "path_regex", None)
-        methods = route.methods
-        if regex is not None and regex.match(path) and (not methods or method in methods):
-            return False
-    return True
+    return not any(
+        regex.match(path) and (not methods or method in methods) for regex, methods in _public(app)
+    )
 
 
 def _state_text_rules(app: FastAPI) -> None:

@@ -46,6 +46,7 @@ from typing import Any, Final, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flowport.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
@@ -485,9 +486,18 @@ def authenticate_token(token: str, *, name: str | None = None, max_age: timedelt
         raise failure
     digest = _token_hash(token)
     with transaction() as session:
-        row = _tokens.get_by_hash(session, digest)
-        # The lookup is by hash (an index); compare again in constant time anyway.
-        if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+        # One query on every request: the token by its hash (a unique index) with its user. The store
+        # is read each time, so a revocation or a role change takes effect at once in every process.
+        found = session.execute(
+            select(ApiToken, UserRow)
+            .join(UserRow, UserRow.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == digest)
+        ).first()
+        if found is None:
+            raise failure
+        row, owner = found
+        # Compare again in constant time anyway.
+        if not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
             raise failure
         now = utcnow()
         if name is not None and row.name != name:
@@ -496,7 +506,7 @@ def authenticate_token(token: str, *, name: str | None = None, max_age: timedelt
             raise failure
         if row.last_used_at is None or now - row.last_used_at >= _TOUCH_EVERY:
             _tokens.touch(session, row, now)
-        return _user(_users.get_by_id(session, row.user_id))
+        return _user(owner)
 
 
 def authenticate(authorization: str | None) -> User:
