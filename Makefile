@@ -1,5 +1,8 @@
 # Flowport: the two quick-start commands are `make run` and `make test`.
 VENV ?= .venv
+# Test processes (pytest-xdist; each test file stays in one): the suite waits on servers, brokers and
+# databases as much as it computes, so two keep both cores of a small machine busy.
+TEST_WORKERS ?= 2
 PY := $(VENV)/bin/python
 export FLOWPORT_HOME ?= $(CURDIR)/.flowport
 # dbt tasks run the dbt of the environment `make setup` makes for it (see scripts/bootstrap.sh).
@@ -23,7 +26,7 @@ example: setup
 ## browser tests use Debian's chromium, installed here when missing)
 test: setup lint
 	@scripts/install-chromium.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
