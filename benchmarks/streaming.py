@@ -131,7 +131,11 @@ def _flow(stream: str, table: str, mode: str, wait: float) -> dict[str, Any]:
                         {"source": "id", "target": "id", "type": "integer"},
                         {"source": "customer", "target": "customer", "type": "string"},
                         {"source": "total", "target": "total", "type": "decimal(10,2)"},
-                        *([{"source": "sent", "target": "sent", "type": "bigint"}] if table == "timed" else []),
+                        *(
+                            [{"source": "sent", "target": "sent", "type": "bigint"}]
+                            if table == "timed"
+                            else []
+                        ),
                     ]
                 },
             },
