@@ -392,7 +392,9 @@ def list_flows(
             "name_contains": name_contains,
             "flow_type": flow_type,
         }
-        rows = _repo.list_(session, **filters, limit=row_limit, offset=row_offset)
+        rows = _repo.list_(
+            session, **filters, limit=row_limit, offset=row_offset, with_document=include_document
+        )
         total = _repo.count(session, **filters)
         return {"data": [flow_dict(r, include_document=include_document) for r in rows], "count": total}
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from flowport.errors import Conflict
 from flowport.store import _lookup
@@ -137,9 +137,16 @@ def list_(
     flow_type: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    with_document: bool = True,
 ) -> Sequence[FlowRecord]:
-    """Flows in id order, filtered by project, exact name, name substring (any case) and type."""
+    """Flows in id order, filtered by project, exact name, name substring (any case) and type.
+
+    ``with_document=False`` leaves each flow's document unread (a listing that does not show it):
+    the rows must then not be asked for it once the session has ended.
+    """
     query = _filtered(select(FlowRecord), project_id, name, name_contains, flow_type)
+    if not with_document:
+        query = query.options(defer(FlowRecord.document, raiseload=True))
     return _lookup.listed(session, query.order_by(FlowRecord.id), limit=limit, offset=offset)
 
 
