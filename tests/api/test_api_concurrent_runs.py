@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -70,7 +71,10 @@ def test_concurrent_runs_on_sqlite_all_answer_and_every_job_is_recorded(tmp_path
             flow_ids.append(int(created.json()["id"]))
         token = admin.post("/v4/apiTokens", json={"name": "concurrent"}).json()["token"]
 
-        answers = asyncio.run(_start_runs(server.url, token, flow_ids))
+        # In a thread of its own: an earlier test of this process (Playwright's sync API) may have left
+        # an event loop running in the main thread, where asyncio.run() refuses to start another.
+        with ThreadPoolExecutor(max_workers=1) as runner:
+            answers = runner.submit(asyncio.run, _start_runs(server.url, token, flow_ids)).result()
 
         failed = [(a.status_code, a.text[:300]) for a in answers if a.status_code != 201]
         assert failed == [], f"{len(failed)} of {len(answers)} run requests failed, first: {failed[0]}"
