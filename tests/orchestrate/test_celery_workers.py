@@ -298,8 +298,9 @@ def test_a_worker_sigkilled_during_a_replace_load_never_leaves_partial_data(clus
             assert ended.tries <= (2 if retries else 1)
         else:
             assert not retries, f"round {round_}: a retried flow failed: {ended.error}"
+            # Unchanged, or complete when the kill came after the target's commit and before the job
+            # recorded its end (the job cannot know the commit happened): never partial (asserted above).
             assert ended.status == "Failed" and "worker running the job stopped" in ended.error
-            assert target == unchanged
         # Nothing stays InProgress, and the move back for a retry is in the job's history.
         if ended.tries > 1:
             with instance.transaction() as session:
