@@ -172,12 +172,17 @@ def _orders_csv(rows: int, name: str = "orders.csv") -> Path:
 
 
 def _load_flow(
-    name: str, retries: int, path: str = "orders.csv", table: str = "orders", mode: str = "replace"
+    name: str,
+    retries: int,
+    path: str = "orders.csv",
+    table: str = "orders",
+    mode: str = "replace",
+    batch_size: int = 65536,
 ) -> dict[str, Any]:
     return flow_records.create_flow(
         {
             "name": name,
-            "configuration": {"worker_lost_retries": retries},
+            "configuration": {"worker_lost_retries": retries, "batch_size": batch_size},
             "stages": [
                 {"name": "Orders_01", "plugin": {"name": "csv_file_origin"}, "configuration": {"path": path}},
                 {
@@ -259,8 +264,9 @@ def _pool_process(worker: subprocess.Popen[bytes]) -> int:
 def test_a_worker_sigkilled_during_a_replace_load_never_leaves_partial_data(cluster: Cluster) -> None:
     """Ten kills at random moments of a load: target unchanged or complete, the job retried or failed."""
     _orders_csv(ROWS)
-    retried_flow = _load_flow("Retried", 1)
-    failing_flow = _load_flow("Not retried", 0)
+    # Batches of 10,000: the load takes long enough for most kills to land while it runs.
+    retried_flow = _load_flow("Retried", 1, batch_size=10_000)
+    failing_flow = _load_flow("Not retried", 0, batch_size=10_000)
     before = runs.run_flow(retried_flow["id"])["id"]
     assert _ended(before).status == "Complete"
     complete = _table(cluster)
@@ -275,7 +281,7 @@ def test_a_worker_sigkilled_during_a_replace_load_never_leaves_partial_data(clus
         unchanged = _table(cluster)
         group_id = runs.run_flow((retried_flow if retries else failing_flow)["id"])["id"]
         wait_until(lambda g=group_id: _group_row(g).status != "Pending")
-        time.sleep(pick.uniform(0.0, 0.8))
+        time.sleep(pick.uniform(0.0, 0.5))
         row = _group_row(group_id)
         whole = cluster.broker == "rabbitmq" and round_ % 4 == 1
         if row.status == "InProgress":

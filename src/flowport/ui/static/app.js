@@ -545,29 +545,31 @@ async function jobPage(id) {
     const [group, live] = await Promise.all([api("GET", `/v4/jobGroups/${id}`), api("GET", `/v4/jobGroups/${id}/metrics`)]);
     const badge = document.getElementById("job-status");
     if (!badge) return false;
-    badge.textContent = group.status;
-    const given = Object.entries(group.parameters || {});
-    parameters.textContent = given.length ? `Parameters: ${given.map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
-    if (!names) names = await targetNames(group);
-    what.replaceChildren("Ran ", runTarget(group, names), group.trigger ? ` (${group.trigger})` : "",
-      group.logicalDate ? ` for ${group.logicalDate}` : "");
-    badge.className = `status ${group.status}`;
-    if (group.error) message.textContent = group.error;
-    metrics.replaceChildren(...Object.entries(live.stages || {}).map(([name, m]) => el("tr", {},
-      el("td", {}, name), el("td", {}, m.inputRecords ?? ""), el("td", {}, m.outputRecords ?? ""),
-      el("td", {}, m.errorRecords ?? ""))));
-    log.textContent = await api("GET", `/v4/jobGroups/${id}/logs`);
-    const ended = FINAL.has(group.status);
+    // The status, the buttons and a stream's totals come from one answer (the metrics'), shown at once
+    // (before the awaits below): never a step apart.
+    const status = live.status || group.status;
+    badge.textContent = status;
+    const ended = FINAL.has(status);
+    cancel.disabled = ended;
+    if (live.streaming) { stop.hidden = ended; cancel.hidden = true; }
     const streaming = live.streaming;
     if (streaming) {
       stream.textContent = `Streaming: ${streaming.batches} micro-batches, ${streaming.records} records, ` +
         `${streaming.recordsPerSecond} records/s, ${streaming.failures} failures` +
         (streaming.lag !== null && streaming.lag !== undefined ? `, lag ${streaming.lag}` : "") +
         (streaming.lastError ? `; last error: ${streaming.lastError}` : "") + (streaming.stopped ? " (stopped)" : "");
-      stop.hidden = ended;
-      cancel.hidden = true;
     }
-    cancel.disabled = ended;
+    const given = Object.entries(group.parameters || {});
+    parameters.textContent = given.length ? `Parameters: ${given.map(([k, v]) => `${k}=${v}`).join(", ")}` : "";
+    if (!names) names = await targetNames(group);
+    what.replaceChildren("Ran ", runTarget(group, names), group.trigger ? ` (${group.trigger})` : "",
+      group.logicalDate ? ` for ${group.logicalDate}` : "");
+    badge.className = `status ${status}`;
+    if (group.error) message.textContent = group.error;
+    metrics.replaceChildren(...Object.entries(live.stages || {}).map(([name, m]) => el("tr", {},
+      el("td", {}, name), el("td", {}, m.inputRecords ?? ""), el("td", {}, m.outputRecords ?? ""),
+      el("td", {}, m.errorRecords ?? ""))));
+    log.textContent = await api("GET", `/v4/jobGroups/${id}/logs`);
     if (ended && canEdit() && !errorsShown && !group.pipeline) {
       errorsShown = true;
       await errorRecordsSection(id, errors).catch((error) => errors.replaceChildren(el("p", { class: "message" }, error.message)));
