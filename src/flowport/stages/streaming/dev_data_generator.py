@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowport.errors import StageError
 from flowport.plugins.contract import Origin, StageConfig, setting
+from flowport.stages.streaming._dev import DevOrigin
 
 __all__ = ["DevDataGenerator", "DevDataGeneratorConfig"]
 
@@ -54,14 +54,13 @@ class DevDataGeneratorConfig(StageConfig):
     seed: int | None = setting(None, label="Seed", description="Random seed, for repeatable data.")
 
 
-class DevDataGenerator(Origin[DevDataGeneratorConfig]):
+class DevDataGenerator(DevOrigin, Origin[DevDataGeneratorConfig]):
     """Random records of the declared fields; ``id``-like LONG fields count up across batches."""
 
     name = "dev_data_generator"
     label = "Dev Data Generator"
     description = "Development origin: random records of declared fields, a batch every so often."
     config_model = DevDataGeneratorConfig
-    streaming = True
 
     def open(self) -> None:
         """Pick up the count of records already generated (so LONG fields keep counting up)."""
@@ -85,10 +84,7 @@ class DevDataGenerator(Origin[DevDataGeneratorConfig]):
         """One batch of ``records_per_batch`` records (after the delay, unless previewing)."""
         if self.exhausted:
             return
-        if not self.context.preview and self._state.get("batches") and self.config.batch_wait:
-            deadline = time.monotonic() + self.config.batch_wait
-            while time.monotonic() < deadline and not self.context.cancelled:
-                time.sleep(min(0.05, self.config.batch_wait))
+        self._pause()
         n = self.config.records_per_batch
         if self.context.record_limit is not None:
             n = min(n, self.context.record_limit)
@@ -122,15 +118,6 @@ class DevDataGenerator(Origin[DevDataGeneratorConfig]):
             "records": int(self._state.get("records", 0)) + getattr(self, "_generated", 0),
         }
         self.context.save_state(self._state)
-
-    def reset(self, position: str) -> None:
-        """Forget the batches sent: the flow starts over (``earliest``); ``latest`` does the same here."""
-        if position not in ("earliest", "latest"):
-            raise StageError(
-                self.context.stage_name, f"{self.label} resets to earliest or latest, not {position!r}"
-            )
-        self._state = {}
-        self.context.save_state({})
 
     @property
     def exhausted(self) -> bool:

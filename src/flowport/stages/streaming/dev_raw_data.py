@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from typing import Literal
 
@@ -13,6 +12,7 @@ import pyarrow.csv as pacsv
 
 from flowport.errors import StageError
 from flowport.plugins.contract import Origin, StageConfig, setting
+from flowport.stages.streaming._dev import DevOrigin
 
 __all__ = ["DevRawDataSource", "DevRawDataSourceConfig"]
 
@@ -80,14 +80,13 @@ def parse_raw(data_format: str, raw: str, stage: str) -> pa.Table:
         raise StageError(stage, f"the JSON records do not share field types: {exc}") from None
 
 
-class DevRawDataSource(Origin[DevRawDataSourceConfig]):
+class DevRawDataSource(DevOrigin, Origin[DevRawDataSourceConfig]):
     """Sends the records written in its settings: once (stop after first batch), or again every batch."""
 
     name = "dev_raw_data_source"
     label = "Dev Raw Data Source"
     description = "Development origin: records written inline in a data format (JSON, delimited, text)."
     config_model = DevRawDataSourceConfig
-    streaming = True
 
     def open(self) -> None:
         """Parse the raw data once (a mistake fails validation-time opening with where it is)."""
@@ -103,10 +102,7 @@ class DevRawDataSource(Origin[DevRawDataSourceConfig]):
         """One micro-batch: the data (after waiting batch_wait since the last one, unless previewing)."""
         if self.exhausted:
             return
-        if not self.context.preview and self._state.get("batches") and self.config.batch_wait:
-            deadline = time.monotonic() + self.config.batch_wait
-            while time.monotonic() < deadline and not self.context.cancelled:
-                time.sleep(min(0.05, self.config.batch_wait))
+        self._pause()
         table = self._table
         if self.context.record_limit is not None:
             table = table.slice(0, self.context.record_limit)
@@ -116,15 +112,6 @@ class DevRawDataSource(Origin[DevRawDataSourceConfig]):
         """Count the batch as sent (the state says whether a stop-after-first-batch flow is done)."""
         self._state = {"batches": int(self._state.get("batches", 0)) + 1}
         self.context.save_state(self._state)
-
-    def reset(self, position: str) -> None:
-        """Forget the batches sent: the flow starts over (``earliest``); ``latest`` does the same here."""
-        if position not in ("earliest", "latest"):
-            raise StageError(
-                self.context.stage_name, f"{self.label} resets to earliest or latest, not {position!r}"
-            )
-        self._state = {}
-        self.context.save_state({})
 
     @property
     def exhausted(self) -> bool:
