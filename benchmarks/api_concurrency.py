@@ -13,6 +13,9 @@ other: ``GET /v4/flows`` (the first page, 25 flows, and the total), then
 ``POST /v4/flows/{id}/run`` (validate the flow, record a job group, start
 the job). Prints p50/p99 latency of each and how many requests did not
 answer 200/201 (the first such answer is printed). The goal for the list is p99 <= 50 ms.
+The clients are lean keep-alive HTTP/1.1 clients (``load_client.py``): they
+share the machine's two cores with the server, and httpx's own cost per
+request would otherwise be most of what is measured.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from auth_concurrency import ADMIN_PASSWORD, Latencies, flowport_server
+from load_client import run_client
 
 FLOWS = 1000
 GOAL_LIST_P99_MS = 50.0
@@ -114,23 +118,11 @@ def create_token(url: str) -> str:
 async def _client(
     url: str, token: str, method: str, paths: list[str], start: asyncio.Event, failures: list[str]
 ) -> list[float]:
-    samples = []
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300
-    ) as client:
-        await start.wait()
-        for path in paths:
-            began = time.perf_counter()
-            try:
-                response = await client.request(method, path)
-            except httpx.TransportError as exc:
-                samples.append(time.perf_counter() - began)
-                failures.append(f"{method} {path}: {type(exc).__name__} {exc}")
-                continue
-            samples.append(time.perf_counter() - began)
-            if response.status_code not in (200, 201):
-                failures.append(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
-    return samples
+    try:
+        return await run_client(url, method, paths, {"Authorization": f"Bearer {token}"}, start, failures)
+    except (OSError, RuntimeError, asyncio.IncompleteReadError) as exc:
+        failures.append(f"{method}: {type(exc).__name__} {exc}")
+        return []
 
 
 async def _phase(url: str, token: str, method: str, paths: list[list[str]], failures: list[str]) -> Latencies:

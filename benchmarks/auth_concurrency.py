@@ -10,7 +10,8 @@ Starts a real ``flowport server`` on a free loopback port with a temporary
 argon2), then with an API token (``Authorization: Bearer``) of the same
 user. Prints p50/p99 latency of both and their ratio (Basic / bearer).
 Latencies include the client's own time (the clients share the machine
-with the server); a request that does not answer 200 fails the benchmark.
+with the server; they are lean keep-alive clients, ``load_client.py``); a
+request that does not answer 200 fails the benchmark.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_client import run_client
 
 ADMIN_PASSWORD = "Bench-admin-password-1"
 BENCH_USER = ("bench", "Bench-user-password-1")
@@ -151,16 +155,11 @@ def create_token(url: str) -> str:
 
 
 async def _client(url: str, headers: dict[str, str], requests: int, start: asyncio.Event) -> list[float]:
-    samples = []
     # One connection per client, as separate programs would have.
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
-        await start.wait()
-        for _ in range(requests):
-            began = time.perf_counter()
-            response = await client.get("/v4/flows")
-            samples.append(time.perf_counter() - began)
-            if response.status_code != 200:
-                raise SystemExit(f"GET /v4/flows answered {response.status_code}: {response.text}")
+    failures: list[str] = []
+    samples = await run_client(url, "GET", ["/v4/flows"] * requests, headers, start, failures)
+    if failures:
+        raise SystemExit(failures[0])
     return samples
 
 

@@ -194,7 +194,7 @@ def _empty(url: str) -> None:
     metadata.reflect(engine)
     with engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
-            if table.name != "alembic_version":
+            if table.name not in ("alembic_version", "store_changes"):
                 connection.execute(table.delete())
 
 

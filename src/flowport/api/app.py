@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowport import __version__
+from flowport.api import kept_answers
 from flowport.api.deps import AuthenticatedRoute, remember_user
 from flowport.api.docs import install_docs
 from flowport.api.errors import error_response, install_error_handlers, route_path
@@ -203,12 +204,18 @@ class _AuthenticateFirst:
         headers = Headers(scope=scope)
         authorization = headers.get("authorization")
         session = _session_cookie(headers) if not authorization else None
+        topic = kept_answers.kept_topic(scope, authorization)
+        kept: kept_answers.Kept | None = None
         try:
             if session:
                 # The web UI: its session cookie, with the CSRF token on a change.
                 user = await run_in_threadpool(
                     sessions.user_of, session, scope["method"], headers.get(sessions.CSRF_HEADER)
                 )
+            elif topic is not None:
+                # One worker call: the credentials, then the generation the answer is kept under.
+                user, url, generation = await kept_answers.run_probe(authorization, topic)
+                kept = kept_answers.Kept(scope, user, url, generation)
             else:
                 user = await run_in_threadpool(auth.authenticate, authorization)
         except (FlowportError, OperationalError) as exc:
@@ -224,6 +231,10 @@ class _AuthenticateFirst:
             await response(scope, receive, send)
             return
         remember_user(scope, user)
+        if kept is not None:
+            if await kept.replay(send):
+                return
+            send = kept.keeping(send)
         await self.app(scope, receive, send)
 
 

@@ -50,7 +50,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flowport.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
-from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services import read_cache
+from flowport.services.instance import page_bounds, ref, store_url, timestamp, transaction
+from flowport.services.read_cache import GenerationCache
 from flowport.services.schemas.users import USER_NAME_PATTERN, TokenRead, UserRead
 from flowport.store import tokens as _tokens
 from flowport.store import users as _users
@@ -102,6 +104,8 @@ _TOUCH_EVERY = timedelta(minutes=1)
 # bounds how long a verified password stays in effect in memory.
 BASIC_CACHE_SECONDS: Final = 120.0
 BASIC_CACHE_SIZE: Final = 4096
+# API tokens checked, per store generation of users and tokens: (user, when the token was last used).
+_verified_tokens: GenerationCache[tuple[User, datetime]] = GenerationCache(BASIC_CACHE_SIZE)
 
 
 @lru_cache(maxsize=1)
@@ -473,7 +477,9 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def authenticate_token(token: str, *, name: str | None = None, max_age: timedelta | None = None) -> User:
+def authenticate_token(
+    token: str, *, name: str | None = None, max_age: timedelta | None = None, url: str | None = None
+) -> User:
     """The user an API token belongs to; Unauthorized for an unknown or revoked token.
 
     ``name`` and ``max_age``: only a token of that name, created less than ``max_age`` ago
@@ -485,31 +491,54 @@ def authenticate_token(token: str, *, name: str | None = None, max_age: timedelt
     if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
         raise failure
     digest = _token_hash(token)
-    with transaction() as session:
-        # One query on every request: the token by its hash (a unique index) with its user. The store
-        # is read each time, so a revocation or a role change takes effect at once in every process.
-        found = session.execute(
-            select(ApiToken, UserRow)
-            .join(UserRow, UserRow.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == digest)
-        ).first()
-        if found is None:
-            raise failure
-        row, owner = found
-        # Compare again in constant time anyway.
-        if not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
-            raise failure
-        now = utcnow()
-        if name is not None and row.name != name:
-            raise failure
-        if max_age is not None and _aware(row.created_at) < now - max_age:
-            raise failure
-        if row.last_used_at is None or now - row.last_used_at >= _TOUCH_EVERY:
-            _tokens.touch(session, row, now)
-        return _user(owner)
+    if name is None and max_age is None:
+        # An API token: its check is kept per generation of the users and tokens tables, which the
+        # store's triggers move on every write to them in any process (a revocation, a role change,
+        # a deleted user), so the store is still asked on every request, for one row.
+        url = url or store_url()
+
+        def check() -> tuple[User, datetime]:
+            with transaction(url) as session:
+                return _check_token(session, digest, failure, name=None, max_age=None)
+
+        user, used_at = _verified_tokens.get(
+            (url, digest), read_cache.generation(read_cache.AUTH, url), check
+        )
+        if utcnow() - used_at < _TOUCH_EVERY:
+            return user
+    with transaction(url) as session:
+        return _check_token(session, digest, failure, name=name, max_age=max_age)[0]
 
 
-def authenticate(authorization: str | None) -> User:
+def _check_token(
+    session: Session, digest: str, failure: Unauthorized, *, name: str | None, max_age: timedelta | None
+) -> tuple[User, datetime]:
+    """The user of the token whose hash is ``digest``, and when it was last used (now if touched)."""
+    # The token by its hash (a unique index) with its user.
+    found = session.execute(
+        select(ApiToken, UserRow)
+        .join(UserRow, UserRow.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == digest)
+    ).first()
+    if found is None:
+        raise failure
+    row, owner = found
+    # Compare again in constant time anyway.
+    if not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+        raise failure
+    now = utcnow()
+    if name is not None and row.name != name:
+        raise failure
+    if max_age is not None and _aware(row.created_at) < now - max_age:
+        raise failure
+    used_at = row.last_used_at
+    if used_at is None or now - used_at >= _TOUCH_EVERY:
+        _tokens.touch(session, row, now)
+        used_at = now
+    return _user(owner), used_at
+
+
+def authenticate(authorization: str | None, *, url: str | None = None) -> User:
     """The user of an HTTP ``Authorization`` header: ``Basic`` (name and password) or ``Bearer`` (token).
 
     Raises:
@@ -520,7 +549,7 @@ def authenticate(authorization: str | None) -> User:
     scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:
-        return authenticate_token(value)
+        return authenticate_token(value, url=url)
     if scheme.lower() == "basic" and value:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")

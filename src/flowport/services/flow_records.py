@@ -31,11 +31,13 @@ from flowport.model.json_values import jsonable
 from flowport.model.package import stage_connection_references
 from flowport.model.validation import ValidationIssue, ValidationResult
 from flowport.services import flows as _flows
+from flowport.services import read_cache
 from flowport.services.auth import User, require_role
 from flowport.services.file_roots import instance_roots
-from flowport.services.instance import page_bounds, ref, timestamp, transaction
+from flowport.services.instance import page_bounds, ref, store_url, timestamp, transaction
 from flowport.services.parameter_sets import resolve_parameter_sets
 from flowport.services.permissions import require_flow_permissions
+from flowport.services.read_cache import GenerationCache
 from flowport.services.schemas import PARAMETER_NAME
 from flowport.services.schemas.flows import FlowRead, ResetOffsetsRead, ValidationRead
 from flowport.services.settings import DATA_DIR_ENV, data_dir
@@ -71,6 +73,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+# Flow lists without documents, per store generation of the flows (GET /v4/flows, the UI's lists).
+_listings: GenerationCache[tuple[list[dict[str, Any]], int]] = GenerationCache(256)
 
 _MAX_NAME = 255
 _PATCHABLE = frozenset({"name", "description"})
@@ -384,19 +388,31 @@ def list_flows(
     if flow_type is not None and flow_type not in FLOW_TYPES:
         raise ValidationFailed(f"Unknown flow type '{flow_type}'; expected one of {', '.join(FLOW_TYPES)}")
     row_limit, row_offset = page_bounds(limit, offset, no_limit)
-    with transaction() as session:
-        project_id = _projects.find(session, project).id if project is not None else None
-        filters: dict[str, Any] = {
-            "project_id": project_id,
-            "name": name,
-            "name_contains": name_contains,
-            "flow_type": flow_type,
-        }
-        rows = _repo.list_(
-            session, **filters, limit=row_limit, offset=row_offset, with_document=include_document
-        )
-        total = _repo.count(session, **filters)
-        return {"data": [flow_dict(r, include_document=include_document) for r in rows], "count": total}
+    url = store_url()
+
+    def read() -> tuple[list[dict[str, Any]], int]:
+        with transaction(url) as session:
+            project_id = _projects.find(session, project).id if project is not None else None
+            filters: dict[str, Any] = {
+                "project_id": project_id,
+                "name": name,
+                "name_contains": name_contains,
+                "flow_type": flow_type,
+            }
+            rows = _repo.list_(
+                session, **filters, limit=row_limit, offset=row_offset, with_document=include_document
+            )
+            total = _repo.count(session, **filters)
+            return [flow_dict(r, include_document=include_document) for r in rows], total
+
+    if include_document:
+        data, total = read()
+    else:
+        # Lists without documents are kept per store generation of the flows (read before the rows).
+        key = (url, project, name, name_contains, flow_type, row_limit, row_offset)
+        data, total = _listings.get(key, read_cache.generation(read_cache.FLOWS, url), read)
+    # Each caller gets its own dicts (nested values are shared and never changed).
+    return {"data": [dict(flow) for flow in data], "count": total}
 
 
 # -- change, duplicate, delete -----------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "describe_instance",
     "init_instance",
     "page_bounds",
+    "ready",
     "ref",
     "store_url",
     "timestamp",
@@ -53,14 +54,19 @@ def store_url() -> str:
 def transaction(url: str | None = None) -> Iterator[Session]:
     """One transaction on the instance's store, committed on success; StoreNotReady before ``init``."""
     url = url or store_url()
+    ready(url)
+    with _store_transaction(url) as session:
+        yield session
+
+
+def ready(url: str) -> None:
+    """StoreNotReady unless the store at ``url`` is at the schema this Flowport needs (checked once)."""
     with _ready_lock:
-        ready = url in _ready
-    if not ready:
+        known = url in _ready
+    if not known:
         _schema.require_head(url)
         with _ready_lock:
             _ready.add(url)
-    with _store_transaction(url) as session:
-        yield session
 
 
 def describe_instance() -> dict[str, Any]:

@@ -41,6 +41,7 @@ __all__ = [
     "dispose_engines",
     "get_engine",
     "parse_url",
+    "reader_engine",
     "session_factory",
     "transaction",
 ]
@@ -74,6 +75,8 @@ _engines: dict[str, Engine] = {}
 # The writers of each SQLite engine (tests look at whose turn it is).
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, _SQLiteWriters] = weakref.WeakKeyDictionary()
 _factories: dict[str, sessionmaker[Session]] = {}
+# Engines for one-row reads on a database server (see reader_engine), by URL.
+_readers: dict[str, Engine] = {}
 _lock = threading.Lock()
 
 
@@ -207,7 +210,7 @@ class _SQLiteWriters:
         dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(url: str, *, reader: bool = False) -> Engine:
     parsed = parse_url(url)
     # The store holds (encrypted) secrets and user names: keep bound
     # parameters out of SQLAlchemy's log lines and error messages.
@@ -226,6 +229,15 @@ def _create_engine(url: str) -> Engine:
         if file:
             # Overflow connections are closed when given back: keep one per API worker thread.
             kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_POOL_SIZE)
+    elif reader:
+        # One round trip per read: no ping before each use (the reader retries once instead), and
+        # autocommit (no BEGIN before it, no ROLLBACK when the connection goes back to the pool).
+        kwargs.update(
+            pool_size=2,
+            max_overflow=SERVER_POOL_OVERFLOW,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+        )
     else:
         kwargs.update(pool_pre_ping=True, pool_size=SERVER_POOL_SIZE, max_overflow=SERVER_POOL_OVERFLOW)
     engine = create_engine(parsed, **kwargs)
@@ -243,6 +255,20 @@ def get_engine(url: str | None = None) -> Engine:
         engine = _engines.get(key)
         if engine is None:
             engine = _engines[key] = _create_engine(key)
+        return engine
+
+
+def reader_engine(url: str) -> Engine:
+    """An engine for one-statement reads that retry once on a lost connection (no ping before each).
+
+    SQLite's is :func:`get_engine`'s (a file has no connection to lose).
+    """
+    if parse_url(url).get_backend_name() == "sqlite":
+        return get_engine(url)
+    with _lock:
+        engine = _readers.get(url)
+        if engine is None:
+            engine = _readers[url] = _create_engine(url, reader=True)
         return engine
 
 
@@ -271,8 +297,9 @@ def transaction(url: str | None = None) -> Iterator[Session]:
 def dispose_engines() -> None:
     """Close every pooled connection (before dropping a database, at shutdown, in tests)."""
     with _lock:
-        engines = list(_engines.values())
+        engines = [*_engines.values(), *_readers.values()]
         _engines.clear()
+        _readers.clear()
         _factories.clear()
     for engine in engines:
         engine.dispose()
@@ -288,9 +315,10 @@ def _forget_engines_after_fork() -> None:
     """
     global _lock
     _lock = threading.Lock()  # the parent may have held it while forking
-    for engine in list(_engines.values()):
+    for engine in [*_engines.values(), *_readers.values()]:
         engine.dispose(close=False)
     _engines.clear()
+    _readers.clear()
     _factories.clear()
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -743,3 +744,19 @@ class TaskLock(Base):
     pipeline_id: Mapped[int | None] = mapped_column(Integer)
     task: Mapped[str] = mapped_column(String(128))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoreChange(Base):
+    """How often the rows behind a topic changed: a counter the database's own triggers move.
+
+    Migration 0012 creates a trigger on each table of a topic (``flows``:
+    ``flows`` and ``projects``) that adds one to the topic's ``generation``
+    in the transaction of every insert, update and delete, whoever writes
+    (any process, any interface, a migration). A reader that saw the same
+    generation before may answer from what it read then.
+    """
+
+    __tablename__ = "store_changes"
+
+    topic: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
