@@ -222,9 +222,11 @@ _MAX_SLICE_BYTES = 1 << 29
 def encode_batch(batch: pa.RecordBatch | pa.Table) -> pa.Buffer:
     """The tuples of ``batch`` in binary COPY form (no header or trailer), one buffer.
 
-    Each column becomes one binary array of fields; the arrays are laid end
-    to end and one ``take`` gathers them in row order (the field count, then
-    the row's fields), so the gathered values buffer is the tuples.
+    Each column becomes one binary array of fields (two for text: the length
+    prefixes, then the bytes); Arrow's ``binary_join_element_wise`` with an
+    empty separator then lays each row's fields end to end (the field count
+    first), so the joined values buffer is the tuples, in one pass (about
+    half the time of gathering them with ``take``).
     """
     n = batch.num_rows
     if n and batch.nbytes > _MAX_SLICE_BYTES:
@@ -236,14 +238,15 @@ def encode_batch(batch: pa.RecordBatch | pa.Table) -> pa.Buffer:
     count = np.full(n, len(columns), dtype=">i2")
     fields = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(2), n, [None, _buffer(count)]).cast(pa.binary())]
     fields += [f for c in columns for f in _field(c)]
-    if any(pa.types.is_large_binary(f.type) for f in fields):
+    large = any(pa.types.is_large_binary(f.type) for f in fields)
+    if large:
         fields = [_pc.cast(f, pa.large_binary()) for f in fields]
-    pool = pa.concat_arrays(fields)
-    order = (
-        np.arange(n, dtype=np.int64)[:, None] + np.arange(len(fields), dtype=np.int64)[None, :] * n
-    ).ravel()
-    rows = pc.take(pool, pa.array(order))
-    offsets_type = np.int64 if pa.types.is_large_binary(rows.type) else np.int32
+    separator = pa.scalar(b"", pa.large_binary() if large else pa.binary())
+    # A NULL text's bytes field is null: nothing (its prefix alone, -1, is the field).
+    rows: pa.Array[Any] = _pc.binary_join_element_wise(
+        *fields, separator, null_handling="replace", null_replacement=""
+    )
+    offsets_type = np.int64 if large else np.int32
     offsets = _view(rows.buffers()[1], offsets_type, rows.offset + len(rows) + 1)
     start, end = int(offsets[rows.offset]), int(offsets[rows.offset + len(rows)])
     data = rows.buffers()[2]
