@@ -30,8 +30,9 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 __all__ = [
     "BACKFILL_STATUSES",
@@ -94,7 +95,6 @@ def utcnow() -> datetime:
 
 # MySQL's DATETIME drops fractions of a second unless asked for them.
 _TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-_JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
 # MySQL's TEXT holds 64 KiB only: job logs and errors can be longer.
 _LONG_TEXT = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 # MySQL's BLOB holds 64 KiB only: a release keeps its whole package ZIP.
@@ -149,6 +149,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+class JSONDocument(TypeDecorator[Any]):
+    """JSON; ``JSONB`` on PostgreSQL.
+
+    A decorator rather than ``JSON().with_variant(postgresql.JSONB())``: that
+    imports SQLAlchemy's PostgreSQL dialect package (its asyncpg, psycopg and
+    pg8000 modules, 80 ms) in every process that touches the store, SQLite
+    included; here it is imported by an engine that talks to PostgreSQL.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``JSONB`` on PostgreSQL, the generic JSON elsewhere."""
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
+_JSON = JSONDocument()
 
 
 class Base(DeclarativeBase):
