@@ -5,15 +5,20 @@ and reports ``sys.modules`` when it ends. No timing is asserted: the import
 set is what makes start-up slow, and it does not depend on the machine.
 With those imports inside the command bodies, every command's ``--help``
 must still render (Typer resolves the signatures' annotations); each
-carries an example (issue 10).
+carries an example (issue 10). ``flowport --help`` imports none of the
+sub-commands' modules: it lists them from a table (``flowport.cli.lazy``)
+and shows what Typer would show with them all imported.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,9 +56,26 @@ FLOWPORT_HEAVY = (
 )
 # What no local command needs unless it talks to the store or a server.
 NO_STORE = ("flowport.store", "flowport.sdk", "flowport.api")
+# What the top-level help needs none of: the models (pydantic; Typer 0.29 converts option values with it,
+# the help option exits before), rich's Markdown and syntax renderers (typer.rich_utils imports them).
+NOT_FOR_HELP = (
+    "sqlalchemy",
+    "duckdb",
+    "pyarrow",
+    "httpx",
+    "fastapi",
+    "pydantic",
+    "markdown_it",
+    "rich.markdown",
+    "pygments",
+    "typer.rich_utils",
+)
 
 
-def _imports(tmp_path: Path, *args: str) -> set[str]:
+def _run(
+    tmp_path: Path, *args: str, code: int = 0, env: dict[str, str] | None = None
+) -> tuple[set[str], str]:
+    """The modules ``flowport ARGS`` loaded, and what it printed on stdout."""
     report = tmp_path / f"modules-{len(list(tmp_path.glob('modules-*')))}.json"
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, str(report), *args],
@@ -62,11 +84,29 @@ def _imports(tmp_path: Path, *args: str) -> set[str]:
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, **(env or {})},
     )
     assert report.is_file(), done.stderr
     data: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
-    assert data["code"] == 0, f"flowport {' '.join(args)} exited {data['code']}: {done.stdout}{done.stderr}"
-    return set(data["modules"])
+    assert data["code"] == code, (
+        f"flowport {' '.join(args)} exited {data['code']}: {done.stdout}{done.stderr}"
+    )
+    return set(data["modules"]), done.stdout
+
+
+def _imports(tmp_path: Path, *args: str) -> set[str]:
+    return _run(tmp_path, *args)[0]
+
+
+def _cli_modules(modules: set[str]) -> list[str]:
+    return sorted(name for name in modules if name.startswith("flowport.cli."))
+
+
+def _command_modules() -> set[str]:
+    """The modules of the commands and groups the top-level group imports on use."""
+    from flowport.cli.main import FlowportGroup
+
+    return {entry.target.partition(":")[0] for entry in FlowportGroup.lazy_commands}
 
 
 def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
@@ -99,6 +139,95 @@ def file_flow(tmp_path: Path) -> Path:
 def test_help_imports_no_heavy_library(tmp_path: Path, args: list[str]) -> None:
     modules = _imports(tmp_path, *args)
     assert _loaded(modules, SERVER_SIDE + DATA_PLANE + HTTP_CLIENT + FLOWPORT_HEAVY) == []
+
+
+def test_top_level_help_imports_no_command_module(tmp_path: Path) -> None:
+    modules, shown = _run(tmp_path, "--help")
+    assert _cli_modules(modules) == ["flowport.cli.lazy", "flowport.cli.main"]
+    assert _loaded(modules, NOT_FOR_HELP) == []
+    assert "connections" in shown and "Connections to databases" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "module"),
+    [(["connections", "--help"], "flowport.cli.connections"), (["login", "--help"], "flowport.cli.flows")],
+    ids=" ".join,
+)
+def test_a_command_imports_its_own_module_only(tmp_path: Path, args: list[str], module: str) -> None:
+    modules = _imports(tmp_path, *args)
+    assert module in modules
+    assert sorted(_command_modules() & modules) == [module]
+
+
+def test_completing_a_top_level_name_imports_no_command_module(tmp_path: Path) -> None:
+    completing = {"_FLOWPORT_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "flowport con"}
+    modules, shown = _run(tmp_path, env=completing)
+    assert '"connections":"Connections to databases' in shown
+    assert _cli_modules(modules) == ["flowport.cli.lazy", "flowport.cli.main"]
+    # Below a group, its commands are completed: the group's module is imported then.
+    completing["_TYPER_COMPLETE_ARGS"] = "flowport connections "
+    modules, shown = _run(tmp_path, env=completing)
+    assert '"add":' in shown and "flowport.cli.connections" in modules
+
+
+def test_the_table_shows_each_command_s_own_help() -> None:
+    import importlib
+    import inspect
+
+    import typer
+
+    from flowport.cli.main import FlowportGroup, app
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, FlowportGroup)
+    names = group.list_commands(typer.Context(group))
+    assert len(names) == len(set(names))
+    for entry in FlowportGroup.lazy_commands:
+        module, _, attribute = entry.target.partition(":")
+        target = getattr(importlib.import_module(module), attribute)
+        assert isinstance(target, typer.Typer) == entry.group, entry.name
+        command = group.commands[entry.name]
+        own = inspect.cleandoc(command.short_help or command.help or "").split("\n\n")[0].replace("\n", " ")
+        assert entry.help == own, entry.name
+        assert isinstance(command, typer.core.TyperGroup) == entry.group
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["plain", "color"])
+@pytest.mark.parametrize("columns", ["60", "100", "200"])
+def test_top_level_help_is_what_typer_shows(
+    monkeypatch: pytest.MonkeyPatch, columns: str, color: bool
+) -> None:
+    """The help rendered from the table is Typer's own rendering of the group with every command imported."""
+    import typer
+    from typer import rich_utils
+
+    from flowport.cli.main import app
+
+    monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.delenv("TERMINAL_WIDTH", raising=False)
+    monkeypatch.setattr(rich_utils, "MAX_WIDTH", None)
+    for name in ("FORCE_COLOR", "NO_COLOR", "GITHUB_ACTIONS", "PY_COLORS", "_TYPER_FORCE_DISABLE_TERMINAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(rich_utils, "FORCE_TERMINAL", True if color else None)
+    if color:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("TERM", "xterm-256color")
+
+    def shown(render: Any) -> str:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            render()
+        return out.getvalue()
+
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group, info_name="flowport")
+    from_table = shown(lambda: group.format_help(ctx, ctx.make_formatter()))
+    for name in group.list_commands(ctx):
+        group.get_command(ctx, name)  # every module imported
+    by_typer = shown(lambda: rich_utils.rich_format_help(obj=group, ctx=ctx, markup_mode="rich"))
+    assert from_table == by_typer
+    assert ("\x1b[" in from_table) == color
+    assert shown(lambda: group.format_help(ctx, ctx.make_formatter())) == by_typer
 
 
 def test_stages_list_imports_no_store_nor_server(tmp_path: Path) -> None:

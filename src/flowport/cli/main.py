@@ -16,34 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flowport.cli.artifacts import artifacts_app
-from flowport.cli.connections import connections_app
-from flowport.cli.connections import init as init_command
-from flowport.cli.datasets import datasets_app
-from flowport.cli.deployments import deployments_app
-from flowport.cli.flows import flows_app, login, logout
-from flowport.cli.info import info as info_command
-from flowport.cli.jobs import jobs_app
-from flowport.cli.output import (
-    console,
-    err_console,
-    metrics_table,
-    preview_tables,
-    print_json,
-    run_summary,
-    validation_table,
-)
-from flowport.cli.packages import packages_app
-from flowport.cli.pipelines import locks, pipelines_app
-from flowport.cli.remote import parse_params
-from flowport.cli.schedules import backfill as backfill_command
-from flowport.cli.schedules import scheduler as scheduler_command
-from flowport.cli.schedules import schedules_app
-from flowport.cli.server import server as server_command
-from flowport.cli.users import tokens_app, users_app
-from flowport.cli.webhooks import webhooks_app
-from flowport.cli.workers import worker as worker_command
-from flowport.cli.workers import workers as workers_command
+from flowport.cli.lazy import LazyCommand, LazyGroup
 from flowport.errors import FlowDocumentError, FlowInvalid, FlowportError, NotFound, UnknownParameters
 
 if TYPE_CHECKING:
@@ -55,8 +28,146 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
+
+class FlowportGroup(LazyGroup):
+    """The top-level group: the other modules' commands and groups are imported when one is used.
+
+    `flowport --help` shows the help below (a test checks it is each command's own); the
+    commands before the ones of this module, the groups after.
+    """
+
+    lazy_commands = (
+        LazyCommand(
+            "locks",
+            "flowport.cli.pipelines:locks",
+            "List held task locks: which task of which run holds each, since when.",
+        ),
+        LazyCommand(
+            "login",
+            "flowport.cli.flows:login",
+            "Sign in to a server: create an API token and store it for the `flows` commands.",
+        ),
+        LazyCommand(
+            "logout",
+            "flowport.cli.flows:logout",
+            "Revoke the stored API token (when the server can be reached) and forget it.",
+        ),
+        LazyCommand(
+            "init",
+            "flowport.cli.connections:init",
+            "Create or upgrade this instance's metadata store and secret key (safe to run again).",
+        ),
+        LazyCommand(
+            "info",
+            "flowport.cli.info:info",
+            "Show the instance: id, folder, store (no password), data folder, roots, settings file, "
+            "job launcher.",
+        ),
+        LazyCommand(
+            "server",
+            "flowport.cli.server:server",
+            "Serve the REST API v4 (and its docs) and run jobs in a local worker pool.",
+        ),
+        LazyCommand(
+            "scheduler",
+            "flowport.cli.schedules:scheduler",
+            "Run the scheduler of the local instance; one is active per instance, "
+            "another waits to take over.",
+        ),
+        LazyCommand(
+            "backfill",
+            "flowport.cli.schedules:backfill",
+            "Create a schedule's missing runs between two logical dates, in order.",
+        ),
+        LazyCommand(
+            "worker",
+            "flowport.cli.workers:worker",
+            "Run jobs from the broker (FLOWPORT_BROKER_URL) on this machine until stopped.",
+        ),
+        LazyCommand(
+            "workers",
+            "flowport.cli.workers:workers",
+            "List the instance's workers: queues, concurrency, state, last heartbeat and the jobs they run.",
+        ),
+        LazyCommand(
+            "connections",
+            "flowport.cli.connections:connections_app",
+            "Connections to databases, APIs and folders (credentials are encrypted at rest).",
+            group=True,
+        ),
+        LazyCommand(
+            "datasets",
+            "flowport.cli.datasets:datasets_app",
+            "Declarative datasets: dataset and view pipeline classes compiled to flows.",
+            group=True,
+        ),
+        LazyCommand(
+            "pipelines",
+            "flowport.cli.pipelines:pipelines_app",
+            "Pipelines on a Flowport server: DAGs of flow, deployment, shell, dbt, SQL and HTTP tasks.",
+            group=True,
+        ),
+        LazyCommand(
+            "jobs",
+            "flowport.cli.jobs:jobs_app",
+            "Jobs on a Flowport server: list, show, logs, cancel.",
+            group=True,
+        ),
+        LazyCommand(
+            "webhooks",
+            "flowport.cli.webhooks:webhooks_app",
+            "Webhooks: signed POSTs of job and pipeline events.",
+            group=True,
+        ),
+        LazyCommand(
+            "packages",
+            "flowport.cli.packages:packages_app",
+            "Package files (ZIP exports of flows).",
+            group=True,
+        ),
+        LazyCommand(
+            "users",
+            "flowport.cli.users:users_app",
+            "Users of this instance's API and their roles.",
+            group=True,
+        ),
+        LazyCommand(
+            "tokens",
+            "flowport.cli.users:tokens_app",
+            "API tokens (Authorization: Bearer ...).",
+            group=True,
+        ),
+        LazyCommand(
+            "flows",
+            "flowport.cli.flows:flows_app",
+            "Flows on a Flowport server (list, export, import, run); without a server, "
+            "flow files and packages.",
+            group=True,
+        ),
+        LazyCommand(
+            "deployments",
+            "flowport.cli.deployments:deployments_app",
+            "Deployments on a Flowport server: import rules, releases (imported packages), runs.",
+            group=True,
+        ),
+        LazyCommand(
+            "artifacts",
+            "flowport.cli.artifacts:artifacts_app",
+            "Plugin artifacts: install versions side by side into this instance, list, remove.",
+            group=True,
+        ),
+        LazyCommand(
+            "schedules",
+            "flowport.cli.schedules:schedules_app",
+            "Schedules on a Flowport server: cron or preset, timezone, catchup, max active runs, pause.",
+            group=True,
+        ),
+    )
+
+
 app = typer.Typer(
     name="flowport",
+    cls=FlowportGroup,
     help="Flowport: design, validate, preview and run data flows.",
     no_args_is_help=True,
     # `flowport --install-completion` installs shell completion for bash, zsh, fish or PowerShell.
@@ -69,28 +180,6 @@ example_app = typer.Typer(help="The example flows shipped with Flowport.", no_ar
 app.add_typer(stages_app, name="stages")
 app.add_typer(schema_app, name="schema")
 app.add_typer(example_app, name="example")
-app.add_typer(connections_app, name="connections")
-app.add_typer(datasets_app, name="datasets")
-app.add_typer(pipelines_app, name="pipelines")
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(webhooks_app, name="webhooks")
-app.command("locks")(locks)
-app.add_typer(packages_app, name="packages")
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
-app.add_typer(flows_app, name="flows")
-app.add_typer(deployments_app, name="deployments")
-app.add_typer(artifacts_app, name="artifacts")
-app.add_typer(schedules_app, name="schedules")
-app.command("login")(login)
-app.command("logout")(logout)
-app.command("init")(init_command)
-app.command("info")(info_command)
-app.command("server")(server_command)
-app.command("scheduler")(scheduler_command)
-app.command("backfill")(backfill_command)
-app.command("worker")(worker_command)
-app.command("workers")(workers_command)
 
 FlowArg = Annotated[Path, typer.Argument(help="Flow document (JSON or YAML).", show_default=False)]
 ParamOpt = Annotated[
@@ -101,6 +190,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON do
 
 
 def _fail(message: str, *, as_json: bool, code: int = 1, payload: Any = None) -> typer.Exit:
+    from flowport.cli.output import err_console, print_json
+
     if as_json:
         print_json(payload if payload is not None else {"error": message})
     else:
@@ -132,6 +223,7 @@ def _root(
     if version:
         # Looked up here: reading the package's metadata is for --version only.
         from flowport import __version__
+        from flowport.cli.output import console
 
         console.print(f"flowport {__version__}")
         raise typer.Exit(0)
@@ -143,6 +235,8 @@ def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = Fals
 
     Example: ``flowport validate orders.json --param min_total=100``
     """
+    from flowport.cli.output import console, print_json, validation_table
+    from flowport.cli.remote import parse_params
     from flowport.services import flows
 
     overrides = parse_params(param)
@@ -172,6 +266,8 @@ def preview(
 
     Example: ``flowport preview orders.json --rows 20``
     """
+    from flowport.cli.output import console, preview_tables, print_json
+    from flowport.cli.remote import parse_params
     from flowport.services import flows
 
     overrides = parse_params(param)
@@ -196,6 +292,8 @@ def _watch(run: FlowRun, show: bool) -> RunResult:
         return run.wait()
     from rich.live import Live
 
+    from flowport.cli.output import err_console, metrics_table
+
     done = threading.Event()
     result: list[RunResult] = []
 
@@ -217,6 +315,7 @@ def _watch(run: FlowRun, show: bool) -> RunResult:
 
 
 def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
+    from flowport.cli.output import console, metrics_table, print_json, run_summary
     from flowport.services import flows
 
     try:
@@ -247,6 +346,8 @@ def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) ->
 
     Example: ``flowport run orders.json --param min_total=100 --json``
     """
+    from flowport.cli.remote import parse_params
+
     overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="run")
     run_and_report(flow, overrides, Path.cwd(), as_json)
@@ -258,6 +359,7 @@ def stages_list(as_json: JsonOpt = False) -> None:
 
     Example: ``flowport stages list --json`` (names are never cut: long ones wrap).
     """
+    from flowport.cli.output import console, err_console, print_json
     from flowport.services import flows
 
     registry = flows.plugin_registry()
@@ -308,6 +410,7 @@ def stages_describe(
 
     Example: ``flowport stages describe filter``
     """
+    from flowport.cli.output import console, print_json
     from flowport.model.flow import PluginRef
     from flowport.services import flows
 
@@ -412,6 +515,7 @@ def example_run(
 
     Example: ``flowport example run orders``
     """
+    from flowport.cli.output import console
     from flowport.services import examples, flows
 
     try:
@@ -464,9 +568,13 @@ def main() -> None:
     try:
         app()
     except FlowportError as exc:  # anything not handled above is still a clean message
+        from flowport.cli.output import err_console
+
         err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
         sys.exit(1)
     except Exception as exc:
+        from flowport.cli.output import err_console
+
         where = _log_crash(exc)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         err_console.print(
