@@ -141,8 +141,9 @@ def test_help_imports_no_heavy_library(tmp_path: Path, args: list[str]) -> None:
     assert _loaded(modules, SERVER_SIDE + DATA_PLANE + HTTP_CLIENT + FLOWPORT_HEAVY) == []
 
 
-def test_top_level_help_imports_no_command_module(tmp_path: Path) -> None:
-    modules, shown = _run(tmp_path, "--help")
+@pytest.mark.parametrize(("args", "code"), [(["--help"], 0), ([], 2)], ids=["--help", "no arguments"])
+def test_top_level_help_imports_no_command_module(tmp_path: Path, args: list[str], code: int) -> None:
+    modules, shown = _run(tmp_path, *args, code=code)
     assert _cli_modules(modules) == ["flowport.cli.lazy", "flowport.cli.main"]
     assert _loaded(modules, NOT_FOR_HELP) == []
     assert "connections" in shown and "Connections to databases" in shown

@@ -170,6 +170,14 @@ class LazyGroup(TyperGroup):
                     [(name, _short_help(name, text, deprecated, limit)) for name, text, deprecated in rows]
                 )
 
+    def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing and self._rich_help():
+            # Typer's NoArgsIsHelpError would print the same help and exit 2, importing typer.rich_utils
+            # on the way only to find it has no error to show.
+            ctx.get_help()
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
     def _rich_help(self) -> bool:
         return HAS_RICH and self.rich_markup_mode == "rich"
 
