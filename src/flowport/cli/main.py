@@ -7,7 +7,6 @@ JSON document on stdout.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -410,6 +409,8 @@ def stages_describe(
 
     Example: ``flowport stages describe filter``
     """
+    import json
+
     from flowport.cli.output import console, print_json
     from flowport.model.flow import PluginRef
     from flowport.services import flows
@@ -490,6 +491,8 @@ def schema_pipeline() -> None:
 
     Example: ``flowport schema pipeline > pipeline.schema.json``
     """
+    import json
+
     from flowport.model.pipeline import pipeline_json_schema
 
     sys.stdout.write(json.dumps(pipeline_json_schema(), indent=2) + "\n")
@@ -501,6 +504,8 @@ def schema_flow() -> None:
 
     Example: ``flowport schema flow > flow.schema.json``
     """
+    import json
+
     from flowport.model.document import flow_json_schema
 
     sys.stdout.write(json.dumps(flow_json_schema(), indent=2) + "\n")
