@@ -27,7 +27,8 @@ WRITES = {
         ),
         (
             "flows",
-            "INSERT INTO flows (id, uuid, project_id, name, description, type, document, created_at, updated_at) "
+            "INSERT INTO flows (id, uuid, project_id, name, description, type, document, "
+            "created_at, updated_at) "
             "VALUES (91, :uuid, 90, 'F', '', 'batch', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
             "UPDATE flows SET name = 'F2' WHERE id = 91",
             "DELETE FROM flows WHERE id = 91",
@@ -76,9 +77,12 @@ def test_a_write_rolled_back_moves_nothing(store: str) -> None:
         transaction = connection.begin()
         connection.execute(text(WRITES[changes.FLOWS][0][1]))
         # Inside the writing transaction the move is visible, to it alone.
-        assert connection.execute(
-            text("SELECT generation FROM store_changes WHERE topic = 'flows'")
-        ).scalar_one() > before
+        assert (
+            connection.execute(
+                text("SELECT generation FROM store_changes WHERE topic = 'flows'")
+            ).scalar_one()
+            > before
+        )
         assert changes.generation(store, changes.FLOWS) == before
         transaction.rollback()
     assert changes.generation(store, changes.FLOWS) == before
