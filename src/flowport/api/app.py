@@ -213,8 +213,13 @@ class _AuthenticateFirst:
                     sessions.user_of, session, scope["method"], headers.get(sessions.CSRF_HEADER)
                 )
             elif topic is not None:
-                # One worker call: the credentials, then the generation the answer is kept under.
-                user, url, generation = await kept_answers.run_probe(authorization, topic)
+                # The generations first (the answer is kept under them), then the credentials: a token
+                # checked at the current generation is known already, anything else is checked in full.
+                known, url, generation = await kept_answers.run_probe(authorization, topic)
+                if known is not None:
+                    user = known
+                else:
+                    user = await run_in_threadpool(auth.authenticate, authorization)
                 kept = kept_answers.Kept(scope, user, url, generation)
             else:
                 user = await run_in_threadpool(auth.authenticate, authorization)

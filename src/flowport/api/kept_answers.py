@@ -2,10 +2,12 @@
 
 A few read-only routes answer from one topic of the store alone (the flow
 list: the flows and projects tables), the same for every caller of the same
-role. For those, the authenticating middleware reads the topic's generation
-in the same worker-thread call that checks the credentials, before the
-route reads any row; an answer the route gave earlier to the same user, for
-the same path and query string, at the same generation, is sent again as it
+role. For those, the authenticating middleware first reads the store's
+generations in one read-only worker call (which also recognises a bearer
+token already checked at the current generation of the users and tokens;
+any other credentials get the full check), before the route reads any row.
+An answer the route gave earlier to the same user, for the same path and
+query string, at the same generation, is sent again as it
 was (status 200, its headers and body), skipping routing, dependencies, the
 route's own reads and serialization. Any write to the topic's tables, in any
 process, moves the generation (the store's triggers, migration 0012), so a
@@ -56,13 +58,18 @@ def kept_topic(scope: Scope, authorization: str | None) -> str | None:
     return KEPT_ROUTES.get(scope["path"])
 
 
-def probe(authorization: str | None, topic: str) -> tuple[User, str, int]:
-    """The caller (or Unauthorized), then the store URL and the topic's generation: one worker call."""
+def probe(authorization: str | None, topic: str) -> tuple[User | None, str, int]:
+    """One read of the store's generations (before the route reads any row): the caller when its
+    token was checked at the current generation of the users and tokens (else None: the full check
+    follows, off this executor), the store URL and the topic's generation.
+
+    Read-only: a probe never waits for a writer (a token's check may write when it was last used),
+    so the probes' two threads are never held up by a busy store.
+    """
     url = store_url()
-    # One read of the generations, before the credentials' rows and the route's rows are read.
-    with read_cache.one_read(url):
-        user = auth.authenticate(authorization, url=url)
-        return user, url, read_cache.generation(topic, url)
+    generations = read_cache.generations(url)
+    user = auth.known_token_user(authorization, url, generations.get(read_cache.AUTH, -1))
+    return user, url, generations.get(topic, -1)
 
 
 # The probes' own worker threads, as many as cores there usually are: a probe is a tenth of a
@@ -74,7 +81,7 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
-async def run_probe(authorization: str | None, topic: str) -> tuple[User, str, int]:
+async def run_probe(authorization: str | None, topic: str) -> tuple[User | None, str, int]:
     """:func:`probe` in a worker thread of the probes' own."""
     global _executor
     if _executor is None:

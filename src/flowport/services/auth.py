@@ -477,9 +477,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def authenticate_token(
-    token: str, *, name: str | None = None, max_age: timedelta | None = None, url: str | None = None
-) -> User:
+def authenticate_token(token: str, *, name: str | None = None, max_age: timedelta | None = None) -> User:
     """The user an API token belongs to; Unauthorized for an unknown or revoked token.
 
     ``name`` and ``max_age``: only a token of that name, created less than ``max_age`` ago
@@ -491,11 +489,11 @@ def authenticate_token(
     if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 256:
         raise failure
     digest = _token_hash(token)
+    url = store_url()
     if name is None and max_age is None:
         # An API token: its check is kept per generation of the users and tokens tables, which the
         # store's triggers move on every write to them in any process (a revocation, a role change,
         # a deleted user), so the store is still asked on every request, for one row.
-        url = url or store_url()
 
         def check() -> tuple[User, datetime]:
             with transaction(url) as session:
@@ -508,6 +506,22 @@ def authenticate_token(
             return user
     with transaction(url) as session:
         return _check_token(session, digest, failure, name=name, max_age=max_age)[0]
+
+
+def known_token_user(authorization: str | None, url: str, generation: int) -> User | None:
+    """The user of a bearer token already checked at ``generation`` of the users and tokens (and used
+    within the minute), or None: then :func:`authenticate` decides. Reads and writes nothing."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value.startswith(TOKEN_PREFIX) or len(value) > 256:
+        return None
+    found = _verified_tokens.peek((url, _token_hash(value)), generation)
+    if found is None:
+        return None
+    user, used_at = found[0]
+    return user if utcnow() - used_at < _TOUCH_EVERY else None
 
 
 def _check_token(
@@ -538,7 +552,7 @@ def _check_token(
     return _user(owner), used_at
 
 
-def authenticate(authorization: str | None, *, url: str | None = None) -> User:
+def authenticate(authorization: str | None) -> User:
     """The user of an HTTP ``Authorization`` header: ``Basic`` (name and password) or ``Bearer`` (token).
 
     Raises:
@@ -549,7 +563,7 @@ def authenticate(authorization: str | None, *, url: str | None = None) -> User:
     scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:
-        return authenticate_token(value, url=url)
+        return authenticate_token(value)
     if scheme.lower() == "basic" and value:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from flowport.services.instance import ready, store_url
 from flowport.store import changes as _changes
 
-__all__ = ["AUTH", "FLOWS", "GenerationCache", "generation", "one_read"]
+__all__ = ["AUTH", "FLOWS", "GenerationCache", "generation", "generations"]
 
 # The topic of the flows (and their projects).
 FLOWS = _changes.FLOWS
@@ -29,31 +27,16 @@ AUTH = _changes.AUTH
 
 
 def generation(topic: str, url: str | None = None) -> int:
-    """The topic's generation now in the store at ``url`` (the instance's by default); -1 when unknown.
-
-    Inside :func:`one_read` of the same store, the generation that read found.
-    """
+    """The topic's generation now in the store at ``url`` (the instance's by default); -1 when unknown."""
     url = url or store_url()
-    taken = _taken.get()
-    if taken is not None and taken[0] == url:
-        return taken[1].get(topic, -1)
     ready(url)
     return _changes.generation(url, topic)
 
 
-@contextmanager
-def one_read(url: str) -> Iterator[None]:
-    """Every :func:`generation` of ``url`` inside answers from one read of all topics, made now."""
+def generations(url: str) -> dict[str, int]:
+    """Every topic's generation now in the store at ``url``, in one read (no write, no lock)."""
     ready(url)
-    token = _taken.set((url, _changes.generations(url)))
-    try:
-        yield
-    finally:
-        _taken.reset(token)
-
-
-# (store URL, generations) of the one_read in progress in this thread or task.
-_taken: ContextVar[tuple[str, dict[str, int]] | None] = ContextVar("flowport_generations", default=None)
+    return _changes.generations(url)
 
 
 T = TypeVar("T")
