@@ -37,6 +37,12 @@ stores (``benchmarks/api_concurrency.py``; the PostgreSQL store is a
 database it creates and drops). The ratio is the goal (p99 <= 50 ms for the
 list) over the measured p99.
 
+Cases ``scale_out`` (8 files into PostgreSQL on the embedded default and on
+one and two Celery workers, ``benchmarks/scale_out.py``) and ``streaming``
+(Redis Streams -> PostgreSQL against a bare hand-written consumer, and the
+latency from publish to commit, ``benchmarks/streaming.py``), each in its
+own process.
+
 Case ``orchestration``: a pipeline of 1,000 no-op tasks (fan-out, join,
 chain) against Dagster's ``execute_in_process`` and Prefect 3, each in its
 own virtual environment, and the scheduler's tick with 10,000 active
@@ -475,12 +481,26 @@ def bench_orchestration() -> None:
     SUMMARY.extend(_json_rows([sys.executable, str(HERE / "orchestration.py"), "--summary"]))
 
 
+def bench_scale_out() -> None:
+    """8 files into PostgreSQL, embedded and on Celery workers (scale_out.py)."""
+    print()
+    SUMMARY.extend(_json_rows([sys.executable, str(HERE / "scale_out.py"), "--summary"]))
+
+
+def bench_streaming() -> None:
+    """Redis Streams -> PostgreSQL against a bare consumer, and its latency (streaming.py)."""
+    print()
+    SUMMARY.extend(_json_rows([sys.executable, str(HERE / "streaming.py"), "--summary"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--case", choices=["parquet", "postgres", "auth", "api", "orchestration", "all"], default="all"
+        "--case",
+        choices=["parquet", "postgres", "auth", "api", "orchestration", "scale_out", "streaming", "all"],
+        default="all",
     )
     parser.add_argument("--rows", type=int, action="append", help="Input sizes (default: 1M, 5M and 10M).")
     parser.add_argument(
@@ -512,6 +532,10 @@ def main() -> None:
         bench_api()
     if args.case in ("orchestration", "all"):
         bench_orchestration()
+    if args.case in ("scale_out", "all"):
+        bench_scale_out()
+    if args.case in ("streaming", "all"):
+        bench_streaming()
     print_summary()
 
 

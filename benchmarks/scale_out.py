@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--rows-per-file", type=int, default=250_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--summary", action="store_true", help="End with a JSON line of summary rows.")
     args = parser.parse_args()
     rows = FILES * args.rows_per_file
     tag = uuid.uuid4().hex[:8]
@@ -224,6 +225,20 @@ def main() -> None:
         print(f"{name:<26}{seconds:>10.2f}{rows / seconds:>14,.0f}{base / seconds:>7.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "seconds": results}, indent=2))
+    if args.summary:
+        summary = [
+            {
+                "case": f"scale-out: {name}",
+                "size": f"{FILES} x {args.rows_per_file:,}",
+                "flowport": f"{seconds:.2f} s, {rows / seconds:,.0f} rows/s",
+                "alternative": f"embedded, one task {base:.2f} s",
+                "ratio": base / seconds,
+                "rss": "-",
+            }
+            for name, seconds in results.items()
+            if name != "embedded, one task"
+        ]
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

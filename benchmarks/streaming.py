@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rate", type=int, default=2_000, help="Events per second of the latency case.")
     parser.add_argument("--seconds", type=float, default=10.0, help="How long the latency case publishes.")
+    parser.add_argument("--summary", action="store_true", help="End with a JSON line of summary rows.")
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
     database = f"flowport_bench_stream_{tag}"
@@ -276,6 +277,32 @@ def main() -> None:
         f"\nLatency publish -> commit at {args.rate:,} events/s for {args.seconds:g}s "
         f"(batch_wait 0.05 s): p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(latencies):,} events"
     )
+    if args.summary:
+        import json
+
+        summary = [
+            {
+                "case": f"streaming Redis -> PG {name.rsplit(' ', 1)[-1]}",
+                "size": f"{n:,} events",
+                "flowport": f"{rate:,.0f} events/s",
+                "alternative": f"bare consumer + COPY {copy:,.0f}/s",
+                "ratio": rate / copy,
+                "rss": "-",
+            }
+            for name, rate, _ in results
+            if name.startswith("flowport")
+        ]
+        summary.append(
+            {
+                "case": "streaming latency publish -> commit",
+                "size": f"{args.rate:,} events/s",
+                "flowport": f"p50 {p50:.0f} / p99 {p99:.0f} ms",
+                "alternative": "-",
+                "ratio": None,
+                "rss": "-",
+            }
+        )
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":
