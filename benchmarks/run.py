@@ -11,7 +11,10 @@ alternative's, their ratio (above 1 means Flowport is ahead) and peak RSS.
 Case ``csv_to_postgres``: the orders CSV -> field_mapper -> PostgreSQL
 (``replace``: staging table, one-transaction swap) as the whole
 ``flowport run flow.json`` command (interpreter start-up, imports, the
-metadata store's connection look-up, the run, the swap), against ``psql
+metadata store's connection look-up, the run, the swap), once as the
+destination's defaults load (one COPY stream) and once with
+``copy_streams: 2`` (two COPY streams into a committed staging table, the
+server parsing on two cores), against ``psql
 \\copy`` of the same file into the same table shape, and against dlt
 (installed in its own virtual environment ``benchmarks/.venv-dlt``; Arrow
 tables from pyarrow's CSV reader with ``loader_file_format="csv"``, i.e.
@@ -153,8 +156,11 @@ PG_TABLE_SQL = (
 )
 
 
-def postgres_flow(csv: Path, table: str) -> dict:
+def postgres_flow(csv: Path, table: str, copy_streams: int = 1) -> dict:
     """CSV -> field_mapper -> PostgreSQL (replace) as a flow document."""
+    load: dict = {"connection": "bench", "table": table, "mode": "replace"}
+    if copy_streams > 1:
+        load["copy_streams"] = copy_streams
     return {
         "format": "flowport.flow/1",
         "name": "bench csv to postgres",
@@ -169,7 +175,7 @@ def postgres_flow(csv: Path, table: str) -> dict:
             {
                 "name": "Load",
                 "plugin": {"name": "sql_table_destination"},
-                "configuration": {"connection": "bench", "table": table, "mode": "replace"},
+                "configuration": load,
             },
         ],
         "edges": [{"from": "Orders", "to": "Types"}, {"from": "Types", "to": "Load"}],
@@ -397,6 +403,8 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
         csv = generate_orders(rows)
         document = OUT / f"pg_flow_{rows}.json"
         document.write_text(json.dumps(postgres_flow(csv, "flowport_orders")))
+        parallel = OUT / f"pg_flow_{rows}_streams.json"
+        parallel.write_text(json.dumps(postgres_flow(csv, "flowport_orders", copy_streams=2)))
 
         def psql_copy(csv: Path = csv) -> dict:
             subprocess.run(_psql("-c", "DROP TABLE IF EXISTS psql_orders"), check=True)
@@ -408,6 +416,9 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
         def flowport(document: Path = document) -> dict:
             return measure_command([cli, "run", str(document), "--json"], "flowport_orders", env)
 
+        def flowport_streams(document: Path = parallel) -> dict:
+            return measure_command([cli, "run", str(document), "--json"], "flowport_orders", env)
+
         def dlt_load(csv: Path = csv) -> dict:
             assert dlt is not None
             dlt_env = {**os.environ, "DLT_DATA_DIR": str(OUT / "dlt"), "RUNTIME__LOG_LEVEL": "WARNING"}
@@ -417,10 +428,11 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
                 dlt_env,
             )
 
-        runs: dict[str, list[dict]] = {"psql": [], "flowport": []}
+        runs: dict[str, list[dict]] = {"psql": [], "flowport": [], "flowport-2": []}
         for _ in range(repeat):
             runs["psql"].append(psql_copy())
             runs["flowport"].append(flowport())
+            runs["flowport-2"].append(flowport_streams())
         if dlt is not None and rows == sizes[0]:
             # Once, at the smallest size: dlt takes ten times as long.
             runs["dlt"] = [dlt_load()]
@@ -441,6 +453,15 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
             f"psql \\copy {p['wall']:.2f} s",
             p["wall"] / f["wall"],
             f"{f['rss_mb']:.0f} / {p['rss_mb']:.0f}",
+        )
+        f2 = results["flowport-2"]
+        summary_row(
+            "csv_to_postgres, copy_streams: 2",
+            size,
+            f"{f2['wall']:.2f} s",
+            f"psql \\copy {p['wall']:.2f} s",
+            p["wall"] / f2["wall"],
+            f"{f2['rss_mb']:.0f} / {p['rss_mb']:.0f}",
         )
         if "dlt" in results:
             d = results["dlt"]

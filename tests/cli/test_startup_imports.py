@@ -248,6 +248,15 @@ def test_validate_of_a_file_flow_imports_no_store_nor_http(tmp_path: Path, file_
     assert _loaded(modules, SERVER_SIDE + HTTP_CLIENT + NO_STORE) == []
 
 
+def test_run_of_a_file_flow_opens_no_store(tmp_path: Path, file_flow: Path) -> None:
+    # No stage of the example asks for a connection or keeps state: the store (SQLAlchemy and its
+    # models, ~0.3 s) is imported only by the first stage that does, in the run's own thread.
+    modules, shown = _run(tmp_path, "run", str(file_flow), "--json")
+    assert json.loads(shown)["status"] == "Complete"
+    assert _loaded(modules, SERVER_SIDE + HTTP_CLIENT + NO_STORE) == []
+    assert "flowport.services.connections" not in modules
+
+
 def _commands() -> list[list[str]]:
     import typer
 

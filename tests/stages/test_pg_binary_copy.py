@@ -285,3 +285,82 @@ def test_wide_decimals_still_load_through_the_driver(
     assert not any("encoded by Flowport" in r.getMessage() for r in caplog.records)
     assert pg.rows(table) == [(1, D("12345678901234567890.123456789")), (2, None)]
     assert not leftovers(pg)
+
+
+# ---------------------------------------------------------------------------
+# Parallel COPY streams (copy_streams > 1)
+# ---------------------------------------------------------------------------
+
+
+def _scores(start: int, rows: int) -> pa.RecordBatch:
+    ids = pa.array(range(start, start + rows), pa.int32())
+    scores = [D((i * 7919) % 100_000 - 50_000).scaleb(-2) for i in range(start, start + rows)]
+    return pa.RecordBatch.from_arrays([ids, pa.array(scores, pa.decimal128(10, 2))], ["id", "score"])
+
+
+def test_parallel_streams_load_every_row_once_and_keep_the_definition(
+    make: Any, pg: Db, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer PRIMARY KEY, score numeric(10,2))")
+    pg.run(f"INSERT INTO {pg.quote(table)} VALUES (-1, 0.50)")
+    types_before = pg.column_types(table)
+    batches = [_scores(i * 5_000, 5_000) for i in range(9)]
+    with caplog.at_level(logging.DEBUG, logger="flowport.stages.sql"):
+        load(make, pg, batches, table=table, mode="replace", copy_streams=3)
+    assert any("(3 stream(s))" in r.getMessage() for r in caplog.records)
+    expected = pa.Table.from_batches(batches)
+    summary = f"SELECT count(*), count(DISTINCT id), sum(score) FROM {pg.quote(table)}"
+    count, distinct, total = pg.run(summary)[0]
+    assert (count, distinct) == (45_000, 45_000)
+    assert total == sum(expected.column("score").to_pylist())
+    assert pg.rows(table)[:2] == [(0, D("-500.00")), (1, D("-420.81"))]
+    assert pg.column_types(table) == types_before
+    assert pg.run(
+        "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexname = %s", (table, f"{table}_pkey")
+    ) == [(1,)]
+    assert not leftovers(pg)
+
+
+def test_a_value_refused_in_one_parallel_stream_leaves_the_target_and_no_staging_table(
+    make: Any, pg: Db
+) -> None:
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, score numeric(4,2))")
+    pg.run(f"INSERT INTO {pg.quote(table)} VALUES (1, 1.50), (2, NULL)")
+    before = pg.rows(table)
+    good = pa.RecordBatch.from_arrays(
+        [pa.array(range(10_000)), pa.array([D("1.25")] * 10_000, pa.decimal128(10, 2))], ["id", "score"]
+    )
+    too_big = pa.RecordBatch.from_arrays(
+        [pa.array([10_001]), pa.array([D("123.45")], pa.decimal128(10, 2))], ["id", "score"]
+    )
+    with pytest.raises(StageError, match="numeric field overflow"):
+        load(make, pg, [good, good, too_big, good, good], table=table, mode="replace", copy_streams=2)
+    assert pg.rows(table) == before
+    assert not leftovers(pg)
+
+
+def test_a_parallel_load_drops_the_staging_tables_of_dead_loads_and_not_of_running_ones(
+    make: Any, pg: Db
+) -> None:
+    import psycopg
+
+    from flowport.stages.sql.vendors.postgres.load import copy_lock_key
+
+    table = pg.name()
+    schema = pg.run("SELECT current_schema()")[0][0]
+    dead, running = f"{table}__fp_copy_dead", f"{table}__fp_copy_running"
+    for name in (dead, running):
+        pg.run(f"CREATE TABLE {pg.quote(name)} (id integer, score numeric(10,2))")
+    holder = psycopg.connect(pg.raw.info.dsn, password=None, autocommit=True)
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", copy_lock_key(schema, running))
+        load(make, pg, [_scores(0, 100), _scores(100, 100)], table=table, mode="replace", copy_streams=2)
+        assert leftovers(pg) == {running}
+        assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(200,)]
+    finally:
+        holder.close()
+    load(make, pg, [_scores(0, 10)], table=table, mode="replace", copy_streams=2)
+    assert not leftovers(pg)
+    assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(10,)]

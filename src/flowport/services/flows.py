@@ -7,11 +7,12 @@ interface behaves the same.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flowport.connections.spec import ConnectionLookup
+from flowport.connections.spec import ConnectionLookup, ConnectionSpec
 from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
 from flowport.errors import FlowDocumentError, FlowInvalid, NotFound, ValidationFailed
 from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
@@ -144,15 +145,32 @@ def _checked(
     return resolve_flow(flow, values)
 
 
+class _StoreLookupOnUse:
+    """The instance's :class:`~flowport.services.connections.StoreConnectionLookup`, made on first use.
+
+    Importing the store (SQLAlchemy, its models, the drivers) takes about a
+    third of a second; deferred to the first ``get``, it happens in the run's
+    own thread when a stage opens, while the origins already read (their
+    parsing releases the GIL), and never for a flow without connections.
+    """
+
+    def __init__(self) -> None:
+        self._lookup: ConnectionLookup | None = None
+        self._lock = threading.Lock()
+
+    def get(self, ref: str) -> ConnectionSpec:
+        with self._lock:
+            if self._lookup is None:
+                from flowport.services.connections import StoreConnectionLookup
+
+                self._lookup = StoreConnectionLookup()
+        return self._lookup.get(ref)
+
+
 def _resources(connections: ConnectionLookup | None) -> dict[str, Any]:
     # The lookup opens the metadata store only when a stage asks for a
     # connection, so file-only flows run without an initialized instance.
-    if connections is None:
-        # Imported here: SQLAlchemy costs start-up time that flows without connections need not pay.
-        from flowport.services.connections import StoreConnectionLookup
-
-        connections = StoreConnectionLookup()
-    return {"connections": connections}
+    return {"connections": connections if connections is not None else _StoreLookupOnUse()}
 
 
 def _stage_state(flow: Flow, base_dir: Path) -> StageStateStore:

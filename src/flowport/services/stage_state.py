@@ -3,8 +3,9 @@
 :class:`StoreStageState` is the :class:`~flowport.plugins.contract.StageStateStore`
 every run Flowport starts hands its stages: bound to one flow (by its uuid,
 so two flows with a stage ``Orders_01`` keep separate offsets), opening the
-store only when a stage first asks, one short transaction per call, so a
-worker on any host sees what the last run saved.
+store only when a stage first asks (the store's modules are imported then
+too: a run whose stages keep no state never pays for SQLAlchemy), one short
+transaction per call, so a worker on any host sees what the last run saved.
 
 Offsets of earlier Flowport versions lived in ``<data folder>/.flowport-state/
 <stage>.json``: the first load of a stage that has no state in the store takes
@@ -21,9 +22,6 @@ import uuid as _uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from flowport.services.instance import transaction
-from flowport.store import stage_state as _repo
 
 __all__ = ["LEGACY_STATE_DIRECTORY", "StoreStageState"]
 
@@ -45,6 +43,9 @@ class StoreStageState:
 
     def load(self, stage: str, partition: str = "") -> dict[str, Any] | None:
         """The state ``stage`` saved last (taking over a legacy offset file the first time), or None."""
+        from flowport.services.instance import transaction
+        from flowport.store import stage_state as _repo
+
         with self._lock, transaction(self._url) as session:
             found = _repo.get(session, self._flow_uuid, stage, partition)
             if found is not None or partition or self._legacy_dir is None:
@@ -68,6 +69,9 @@ class StoreStageState:
         self, stage: str, state: Mapping[str, Any], partition: str = "", run_id: str | None = None
     ) -> None:
         """Replace the state of ``stage`` in one transaction."""
+        from flowport.services.instance import transaction
+        from flowport.store import stage_state as _repo
+
         with self._lock, transaction(self._url) as session:
             _repo.put(session, self._flow_uuid, stage, state, partition=partition, run_id=run_id)
 

@@ -372,9 +372,12 @@ class TableLoad(ABC):
         create_table: bool,
         run_id: str,
         stage: str,
+        copy_streams: int = 1,
     ) -> None:
         self.conn = conn
         self.mode = mode
+        #: COPY streams a vendor may run at once into the staging table (PostgreSQL's ``replace``).
+        self.copy_streams = copy_streams
         self.keys = list(keys)
         self.create_table = create_table
         self.run_id = run_id

@@ -47,6 +47,18 @@ class SqlTableDestinationConfig(SqlConnectionConfig):
         "DEFAULT), else types mapped from the data.",
     )
 
+    copy_streams: int = setting(
+        1,
+        label="COPY streams",
+        description="PostgreSQL, replace mode: COPY streams loading the staging table at once, each on "
+        "its own connection, so the server parses and stores rows on as many cores (use 2 or more when "
+        "the database server has cores to spare). With more than one, the staging table is committed "
+        "before the swap: a load killed outright leaves it, and the next parallel load beside the same "
+        "table drops it. Other vendors and modes load with one stream.",
+        ge=1,
+        le=16,
+    )
+
     @field_validator("table")
     @classmethod
     def _table(cls, value: str) -> str:
@@ -116,6 +128,7 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
                 create_table=self.config.create_table,
                 run_id=self.context.run_id,
                 stage=stage,
+                copy_streams=self.config.copy_streams,
             )
             load.prepare()
         self._load = load

@@ -58,6 +58,16 @@ def table_load(
     create_table: bool,
     run_id: str,
     stage: str,
+    copy_streams: int = 1,
 ) -> TableLoad:
     """The staged load for the connection's vendor."""
-    return conn.load(conn, table, mode=mode, keys=keys, create_table=create_table, run_id=run_id, stage=stage)
+    return conn.load(
+        conn,
+        table,
+        mode=mode,
+        keys=keys,
+        create_table=create_table,
+        run_id=run_id,
+        stage=stage,
+        copy_streams=copy_streams,
+    )

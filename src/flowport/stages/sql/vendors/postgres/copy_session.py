@@ -14,6 +14,7 @@ one transaction, exactly like the ADBC path: see :class:`~.load.PostgresLoad`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from flowport.stages.sql._identifiers import TableName
 from flowport.stages.sql.vendors.postgres.binary_copy import HEADER, TRAILER, encode_batch
 from flowport.stages.sql.vendors.postgres.connection import IngestStream, PostgresConnection
 
-__all__ = ["CopySession", "EncodedCopyStream"]
+__all__ = ["CopySession", "EncodedCopyStream", "ParallelCopy"]
 
 
 class CopySession(PostgresConnection):
@@ -95,10 +96,16 @@ class CopySession(PostgresConnection):
         """Refused: reads go through the ADBC connection."""
         raise NotImplementedError("a CopySession does not read results as Arrow")
 
-    def copy_stream(self, table: TableName, columns: Sequence[str]) -> EncodedCopyStream:
-        """One binary ``COPY table (columns) FROM STDIN`` fed with Arrow batches."""
+    def copy_stream(
+        self, table: TableName, columns: Sequence[str], *, others: Sequence[CopySession] = ()
+    ) -> EncodedCopyStream | ParallelCopy:
+        """One binary ``COPY table (columns) FROM STDIN`` fed with Arrow batches; with ``others``
+        (sessions that see ``table`` committed), one such COPY on each session at once."""
         listed = ", ".join(self.quote(c) for c in columns)
-        return EncodedCopyStream(self, f"COPY {self.table_sql(table)} ({listed}) FROM STDIN (FORMAT binary)")
+        statement = f"COPY {self.table_sql(table)} ({listed}) FROM STDIN (FORMAT binary)"
+        if others:
+            return ParallelCopy(self, others, statement)
+        return EncodedCopyStream(self, statement)
 
 
 class EncodedCopyStream(FedWriter):
@@ -106,23 +113,100 @@ class EncodedCopyStream(FedWriter):
 
     The connection belongs to the stream's thread until :meth:`finish` or
     :meth:`cancel` returns. A cancelled stream fails its COPY (the server
-    discards it) rather than ending it.
+    discards it) rather than ending it. :meth:`finish` checks that the
+    server counted exactly the rows put: a COPY that reports fewer rows than
+    it was sent raises rather than ends quietly.
     """
 
-    def __init__(self, session: CopySession, statement: str) -> None:
-        def consume(items: Iterator[Any]) -> None:
-            with session.raw.cursor() as cursor, cursor.copy(statement) as copy:
-                copy.write(HEADER)
-                for data in items:
-                    copy.write(data)
-                copy.write(TRAILER)
+    def __init__(self, session: CopySession, statement: str, *, name: str = "flowport-pg-copy") -> None:
+        self.session = session
+        self.sent = 0  # rows encoded and queued
+        self.copied: int | None = None  # rows the server reported, once the COPY ended
 
-        super().__init__(consume, name="flowport-pg-copy")
+        def consume(items: Iterator[Any]) -> None:
+            with session.raw.cursor() as cursor:
+                with cursor.copy(statement) as copy:
+                    copy.write(HEADER)
+                    for data in items:
+                        copy.write(data)
+                    copy.write(TRAILER)
+                self.copied = cursor.rowcount
+
+        super().__init__(consume, name=name)
 
     def put(self, item: Any) -> None:
         """Encode one table or batch and queue its bytes (blocks while the queue is full)."""
         if isinstance(item, (pa.Table, pa.RecordBatch)):
             if not item.num_rows:
                 return
+            rows = item.num_rows
             item = memoryview(encode_batch(item))
+            super().put(item)
+            self.sent += rows
+            return
         super().put(item)
+
+    @property
+    def backlog(self) -> int:
+        """Encoded batches waiting for the server."""
+        return self._queue.qsize()
+
+    def finish(self) -> None:
+        """End the COPY and wait for it; raises its error, or when the server counted other rows."""
+        super().finish()
+        if self.copied is not None and self.copied >= 0 and self.copied != self.sent:
+            raise RuntimeError(f"COPY stored {self.copied} rows of the {self.sent} sent")
+
+
+class ParallelCopy:
+    """Several binary COPY streams into one staging table, each on its own connection.
+
+    The server parses and stores each stream in its own backend, so a
+    load's ingest uses as many server cores as there are streams. Every
+    batch is encoded in the caller's thread and queued on the stream with
+    the shortest backlog. The first stream runs on the load's own session
+    (its rows commit with the swap); :meth:`finish` ends every COPY, checks
+    their row counts, then commits the other sessions, so the staging table
+    holds every row before the swap. The staging table must therefore be
+    committed (visible to the other sessions) before the streams start:
+    see :meth:`~.load.PostgresLoad._move_to_copy_session`.
+    """
+
+    def __init__(self, main: CopySession, others: Sequence[CopySession], statement: str) -> None:
+        self._others = list(others)
+        self._streams: list[EncodedCopyStream] = []
+        try:
+            for i, session in enumerate([main, *self._others]):
+                self._streams.append(EncodedCopyStream(session, statement, name=f"flowport-pg-copy-{i}"))
+        except BaseException:
+            self.cancel()
+            raise
+
+    def put(self, item: Any) -> None:
+        """Encode one table or batch and queue it on the least busy stream."""
+        min(self._streams, key=lambda s: s.backlog).put(item)
+
+    def finish(self) -> None:
+        """End every COPY (raising the first error), then commit the other sessions' rows."""
+        errors: list[BaseException] = []
+        for stream in self._streams:
+            try:
+                stream.finish()
+            except BaseException as exc:
+                errors.append(exc)
+        if errors:
+            self._rollback_others()
+            raise errors[0]
+        for session in self._others:
+            session.commit()
+
+    def cancel(self) -> None:
+        """Fail every COPY and roll the other sessions back."""
+        for stream in self._streams:
+            stream.cancel()
+        self._rollback_others()
+
+    def _rollback_others(self) -> None:
+        for session in self._others:
+            with contextlib.suppress(Exception):  # a broken connection has nothing left to roll back
+                session.rollback()

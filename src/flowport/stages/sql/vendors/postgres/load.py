@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -15,9 +16,9 @@ from flowport.stages.sql._identifiers import TableName
 from flowport.stages.sql._load import RENAME_SWAP, TableLoad, log
 from flowport.stages.sql.vendors.postgres.binary_copy import encodable
 from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
-from flowport.stages.sql.vendors.postgres.copy_session import CopySession
+from flowport.stages.sql.vendors.postgres.copy_session import CopySession, ParallelCopy
 
-__all__ = ["PostgresLoad", "rename_dependents"]
+__all__ = ["PostgresLoad", "copy_lock_key", "rename_dependents", "sweep_copy_tables"]
 
 
 _PG_BINARY: dict[str, pa.DataType] = {
@@ -141,8 +142,12 @@ class PostgresLoad(TableLoad):
         self.raw_table: TableName | None = None  # the temporary table batches land in
         self.binary_types: dict[str, pa.DataType] | None = None
         self._raw_created = False
-        self._stream: FedWriter | None = None
+        self._stream: FedWriter | ParallelCopy | None = None
         self._adbc: PostgresConnection | None = None  # the ADBC connection, once the load moved off it
+        #: Sessions of the extra COPY streams (``copy_streams`` > 1), and whether the staging table
+        #: was committed for them (then an abort drops it: a rollback no longer can).
+        self._others: list[CopySession] = []
+        self._stage_committed = False
 
     @property
     def duck(self) -> DuckSession:
@@ -193,8 +198,14 @@ class PostgresLoad(TableLoad):
             log.info("stage %s: loading with ADBC's COPY (%s)", self.stage, adbc.scrub(str(exc)))
             return False
         self.conn = session
+        parallel = self.copy_streams > 1
         try:
-            stage_table = session.work_table(self.target, "stage", self.run_id)
+            # Parallel streams need a staging table the other sessions see, i.e. committed: it gets
+            # its own purpose ("copy"), and an advisory lock held by this session marks it as in use.
+            stage_table = session.work_table(self.target, "copy" if parallel else "stage", self.run_id)
+            if parallel:
+                sweep_copy_tables(session, self.target)
+                session.query("SELECT pg_advisory_lock($1, $2)", _copy_lock(session, stage_table))
             self._create_replacement(stage_table)
             stage_types = dict(session.columns(stage_table))
             binary = self._binary_types(stage_types)
@@ -221,8 +232,33 @@ class PostgresLoad(TableLoad):
         self.stage_table = stage_table
         self.binary_types = {c: t for c, t in encoded.items() if t is not None}
         self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
-        log.debug("stage %s: binary COPY encoded by Flowport, sent with psycopg", self.stage)
+        if parallel:
+            self._open_others()
+        log.debug(
+            "stage %s: binary COPY encoded by Flowport, sent with psycopg (%d stream(s))",
+            self.stage,
+            1 + len(self._others),
+        )
         return True
+
+    def _open_others(self) -> None:
+        """Commit the staging table, then open the sessions of the other COPY streams (as many as
+        the server accepts, up to ``copy_streams - 1``: a refused one leaves fewer streams)."""
+        self.conn.commit()
+        self._stage_committed = True
+        spec = self.conn.spec
+        for _ in range(self.copy_streams - 1):
+            try:
+                self._others.append(CopySession.open(spec))
+            except Exception as exc:
+                log.info(
+                    "stage %s: %d COPY stream(s) instead of %d (%s)",
+                    self.stage,
+                    1 + len(self._others),
+                    self.copy_streams,
+                    self.conn.scrub(str(exc)),
+                )
+                break
 
     def _binary_types(self, stage_types: dict[str, str]) -> dict[str, pa.DataType] | None:
         """The Arrow type each column is cast to for a binary COPY straight into the staging table
@@ -288,7 +324,7 @@ class PostgresLoad(TableLoad):
         """Send a batch into the load's single COPY stream (started by the first batch)."""
         if self._stream is None:
             if isinstance(self.conn, CopySession):
-                self._stream = self.conn.copy_stream(table, data.column_names)
+                self._stream = self.conn.copy_stream(table, data.column_names, others=self._others)
             else:
                 self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
         self._stream.put(data)
@@ -351,6 +387,11 @@ class PostgresLoad(TableLoad):
     def _discard(self) -> None:
         self._end_stream(cancel=True)
         self.conn.rollback()
+        if self._stage_committed and self.stage_table is not None:
+            # Committed for the other streams: a rollback does not take it away.
+            self.conn.execute(f"DROP TABLE IF EXISTS {self.conn.table_sql(self.stage_table)}")
+            self.conn.commit()
+            self._stage_committed = False
 
     def _cleanup(self) -> None:
         self._end_stream(cancel=True)
@@ -360,7 +401,10 @@ class PostgresLoad(TableLoad):
         self._close_session()
 
     def _close_session(self) -> None:
-        """Close the psycopg session the load moved onto (the destination closes the ADBC one)."""
+        """Close the psycopg sessions the load moved onto (the destination closes the ADBC one)."""
+        others, self._others = self._others, []
+        for other in others:
+            other.close()
         if self._adbc is not None:
             session, self.conn, self._adbc = self.conn, self._adbc, None
             session.close()
@@ -404,3 +448,59 @@ def rename_dependents(conn: SqlConnection, target: TableName, stage_name: str) -
             conn.execute(f"ALTER TABLE {table} RENAME CONSTRAINT {conn.quote(name)} TO {conn.quote(new)}")
         else:
             conn.execute(f"ALTER {kind} {schema}.{conn.quote(name)} RENAME TO {conn.quote(new)}")
+
+
+# Advisory locks of parallel loads' staging tables: (this class, a hash of the table's name).
+_COPY_LOCK_CLASS = 0x46500C0
+
+
+def copy_lock_key(schema: str, name: str) -> tuple[int, int]:
+    """The advisory lock key (two 32-bit integers) marking table ``schema.name``, a parallel load's
+    staging table, as in use."""
+    digest = zlib.crc32(f"{schema}.{name}".encode())
+    return _COPY_LOCK_CLASS, digest - (1 << 32) if digest >= 1 << 31 else digest
+
+
+def _copy_lock(conn: SqlConnection, table: TableName) -> tuple[int, int]:
+    schema = table.schema or str(conn.query("SELECT current_schema()")[0][0])
+    return copy_lock_key(schema, table.name)
+
+
+def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
+    """Drop the staging tables of parallel loads beside ``target`` whose load is gone.
+
+    A parallel load commits its staging table so that its other sessions see
+    it, so a load killed outright (its process, its machine) leaves it
+    behind. Its session held the table's advisory lock until it died; a
+    table whose lock can be taken belongs to no running load and is dropped.
+    Returns the names dropped. A table this user may not drop is left (and
+    logged).
+    """
+    schema_sql = "$1" if target.schema else "current_schema()"
+    params = [target.schema] if target.schema else []
+    rows = conn.query(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE c.relkind = 'r' AND n.nspname = {schema_sql} AND strpos(c.relname, '__fp_copy_') > 0",
+        params,
+    )
+    conn.commit()
+    dropped: list[str] = []
+    for schema, name in rows:
+        table = TableName(str(name), str(schema))
+        key = _copy_lock(conn, table)
+        if not conn.query("SELECT pg_try_advisory_lock($1, $2)", key)[0][0]:
+            conn.commit()
+            continue  # its load is running
+        try:
+            conn.execute(f"DROP TABLE IF EXISTS {conn.table_sql(table)}")
+            conn.commit()
+            dropped.append(str(name))
+            log.info("dropped %s, the staging table of a parallel load that did not end", table)
+        except Exception as exc:
+            conn.rollback()
+            log.warning("could not drop %s, left by a parallel load that did not end: %s", table, exc)
+        finally:
+            conn.query("SELECT pg_advisory_unlock($1, $2)", key)
+            conn.commit()
+    return dropped
