@@ -364,3 +364,26 @@ def test_a_parallel_load_drops_the_staging_tables_of_dead_loads_and_not_of_runni
     load(make, pg, [_scores(0, 10)], table=table, mode="replace", copy_streams=2)
     assert not leftovers(pg)
     assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(10,)]
+
+
+def test_a_copy_that_stores_other_rows_than_it_was_sent_fails(
+    pg: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowport.stages.sql._identifiers import TableName
+    from flowport.stages.sql.vendors.postgres import copy_session
+
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer)")
+    real = copy_session.encode_batch
+    # An encoder that loses a batch's first row: the server stores fewer rows than were put.
+    monkeypatch.setattr(copy_session, "encode_batch", lambda data: real(data.slice(1)))
+    session = copy_session.CopySession.open(pg.spec)
+    try:
+        stream = session.copy_stream(TableName(table), ["id"])
+        stream.put(pa.table({"id": pa.array([1, 2, 3], pa.int32())}))
+        with pytest.raises(RuntimeError, match="COPY stored 2 rows of the 3 sent"):
+            stream.finish()
+    finally:
+        session.rollback()
+        session.close()
+    assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(0,)]
