@@ -309,6 +309,9 @@ def run_partitioned(
     finally:
         if status != "Complete":
             _cancel_children(task.job_group_id)
+            # A partition still running would append to the staging table after it was dropped (and
+            # create it again: partitions may create it), so the drop waits for them to stop.
+            _await_children(task.job_group_id)
             try:
                 load.discard()
             except Exception:
@@ -363,6 +366,26 @@ def _cancel_children(parent_id: int) -> None:
                 )
             elif child.status == "InProgress":
                 _repo.request_cancel(session, child, now)
+
+
+def _await_children(parent_id: int, timeout: float = 120.0) -> None:
+    """Wait (at most ``timeout`` seconds) until no partition of the run is in progress."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with transaction() as session:
+            running = [c.id for c in _repo.children_of(session, parent_id) if c.status == "InProgress"]
+        if not running:
+            return
+        if time.monotonic() >= deadline:
+            _log.warning(
+                "Job group %s: partition job group(s) %s still running after %.0f s; dropping the staging "
+                "table anyway",
+                parent_id,
+                ", ".join(map(str, running)),
+                timeout,
+            )
+            return
+        time.sleep(_POLL)
 
 
 def _result(
