@@ -196,7 +196,13 @@ def test_wider_decimals_and_unsigned_64_bit_are_left_to_the_driver() -> None:
     assert encodable(pa.decimal128(18, 18))
 
 
-def test_many_columns_with_nulls_in_every_one(pg: Db) -> None:
+@pytest.mark.parametrize("offsets", ["32-bit", "64-bit"])
+def test_many_columns_with_nulls_in_every_one(pg: Db, monkeypatch: pytest.MonkeyPatch, offsets: str) -> None:
+    if offsets == "64-bit":
+        # Fields past 2 GiB get 64-bit offsets (large binary): forced here on a few bytes.
+        from flowport.stages.sql.vendors.postgres import binary_copy
+
+        monkeypatch.setattr(binary_copy, "_MAX_OFFSET", 8)
     table = pg.name("wide")
     pg.run(
         f"CREATE TABLE {pg.quote(table)} "

@@ -46,6 +46,8 @@ _PG_EPOCH_US = _PG_EPOCH_DAYS * 86_400_000_000
 _MAX_DECIMAL_DIGITS = 18
 _NUMERIC_NEG = 0x4000
 _UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+# The largest offset of a binary array (32-bit offsets); beyond, fields are large binary.
+_MAX_OFFSET = (1 << 31) - 1
 
 
 def encodable(t: pa.DataType) -> bool:
@@ -80,6 +82,18 @@ def _view(buffer: Any, dtype: Any, count: int) -> Any:
     return np.frombuffer(buffer, dtype=dtype, count=count)
 
 
+def _binary_of_fixed(raw: np.ndarray[Any, Any], n: int, width: int) -> pa.Array[Any]:
+    """``n`` values of ``width`` bytes each, laid end to end in ``raw``, as a binary array.
+
+    The values buffer is ``raw`` itself (only the offsets are made): a cast
+    from a fixed-size binary array would copy every byte once more.
+    """
+    large = (n + 1) * width > _MAX_OFFSET
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64 if large else np.int32)
+    binary = pa.large_binary() if large else pa.binary()
+    return pa.Array.from_buffers(binary, n, [None, _buffer(offsets), _buffer(raw)])
+
+
 def _fixed(values: np.ndarray[Any, Any], valid: pa.Array[Any] | None) -> pa.Array[Any]:
     """Each value as ``length + big-endian bytes`` (NULL: length -1), a binary array."""
     n = len(values)
@@ -87,23 +101,20 @@ def _fixed(values: np.ndarray[Any, Any], valid: pa.Array[Any] | None) -> pa.Arra
     record = np.empty(n, dtype=np.dtype([("len", ">i4"), ("v", values.dtype.newbyteorder(">"))]))
     record["len"] = width
     record["v"] = values
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 + width), n, [None, _buffer(record)])
-    out = fixed.cast(pa.binary())
-    return _nulls(out, valid)
+    return _nulls(_binary_of_fixed(record, n, 4 + width), valid)
 
 
 def _rows(matrix: np.ndarray[Any, Any], valid: pa.Array[Any] | None) -> pa.Array[Any]:
     """Rows of a C-contiguous byte matrix as binary values (NULL where ``valid`` is false)."""
     n, width = matrix.shape[0], matrix.shape[1] * matrix.dtype.itemsize
-    raw = np.ascontiguousarray(matrix)
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, _buffer(raw)])
-    return _nulls(fixed.cast(pa.binary()), valid)
+    return _nulls(_binary_of_fixed(np.ascontiguousarray(matrix), n, width), valid)
 
 
 def _nulls(field: pa.Array[Any], valid: pa.Array[Any] | None) -> pa.Array[Any]:
     if valid is None:
         return field
-    result: pa.Array[Any] = _pc.if_else(valid, field, _NULL)
+    null = _NULL if field.type == _NULL.type else _NULL.cast(field.type)
+    result: pa.Array[Any] = _pc.if_else(valid, field, null)
     return result
 
 
@@ -127,9 +138,8 @@ def _variable(column: pa.Array[Any]) -> list[pa.Array[Any]]:
     if data.null_count:
         lengths = _pc.fill_null(lengths, -1)
     prefix = np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=">i4")
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4), len(data), [None, _buffer(prefix)])
     # A NULL value takes no bytes: its prefix alone is the field.
-    return [fixed.cast(pa.binary()), data]
+    return [_binary_of_fixed(prefix, len(data), 4), data]
 
 
 def _numeric_from_ints(unscaled: np.ndarray[Any, Any], precision: int, scale: int) -> np.ndarray[Any, Any]:
@@ -236,7 +246,7 @@ def encode_batch(batch: pa.RecordBatch | pa.Table) -> pa.Buffer:
         )
     columns = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in batch.columns]
     count = np.full(n, len(columns), dtype=">i2")
-    fields = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(2), n, [None, _buffer(count)]).cast(pa.binary())]
+    fields = [_binary_of_fixed(count, n, 2)]
     fields += [f for c in columns for f in _field(c)]
     large = any(pa.types.is_large_binary(f.type) for f in fields)
     if large:
