@@ -352,24 +352,29 @@ def test_a_parallel_load_drops_the_staging_tables_of_dead_loads_and_not_of_runni
 ) -> None:
     import psycopg
 
-    from flowport.stages.sql.vendors.postgres.load import copy_lock_key
+    from flowport.stages.sql.vendors.postgres.load import COPY_TABLE_MARK, copy_lock_key
 
     table = pg.name()
     schema = pg.run("SELECT current_schema()")[0][0]
     dead, running = f"{table}__fp_copy_dead", f"{table}__fp_copy_running"
-    for name in (dead, running):
+    users = f"{table}__fp_copy_mine"  # named like one, but not marked: a table of the user's
+    for name in (dead, running, users):
         pg.run(f"CREATE TABLE {pg.quote(name)} (id integer, score numeric(10,2))")
+    for name in (dead, running):
+        pg.run(f"COMMENT ON TABLE {pg.quote(name)} IS '{COPY_TABLE_MARK}'")
     holder = psycopg.connect(pg.raw.info.dsn, password=None, autocommit=True)
     try:
         holder.execute("SELECT pg_advisory_lock(%s, %s)", copy_lock_key(schema, running))
         load(make, pg, [_scores(0, 100), _scores(100, 100)], table=table, mode="replace", copy_streams=2)
-        assert leftovers(pg) == {running}
+        assert leftovers(pg) == {running, users}
         assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(200,)]
     finally:
         holder.close()
     load(make, pg, [_scores(0, 10)], table=table, mode="replace", copy_streams=2)
-    assert not leftovers(pg)
+    assert leftovers(pg) == {users}
     assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(10,)]
+    # The published table does not keep the staging table's mark.
+    assert pg.run("SELECT obj_description(to_regclass(%s), 'pg_class')", (pg.quote(table),)) == [(None,)]
 
 
 def test_a_copy_that_stores_other_rows_than_it_was_sent_fails(

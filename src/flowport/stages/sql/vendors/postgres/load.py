@@ -18,7 +18,7 @@ from flowport.stages.sql.vendors.postgres.binary_copy import encodable
 from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
 from flowport.stages.sql.vendors.postgres.copy_session import CopySession, ParallelCopy
 
-__all__ = ["PostgresLoad", "copy_lock_key", "rename_dependents", "sweep_copy_tables"]
+__all__ = ["COPY_TABLE_MARK", "PostgresLoad", "copy_lock_key", "rename_dependents", "sweep_copy_tables"]
 
 
 _PG_BINARY: dict[str, pa.DataType] = {
@@ -207,6 +207,10 @@ class PostgresLoad(TableLoad):
                 sweep_copy_tables(session, self.target)
                 session.query("SELECT pg_advisory_lock($1, $2)", _copy_lock(session, stage_table))
             self._create_replacement(stage_table)
+            if parallel:
+                # The mark the sweep looks for: a table of the user's that happens to have such a
+                # name is never taken for a staging table.
+                session.execute(f"COMMENT ON TABLE {session.table_sql(stage_table)} IS '{COPY_TABLE_MARK}'")
             stage_types = dict(session.columns(stage_table))
             binary = self._binary_types(stage_types)
             assert self.incoming is not None
@@ -369,6 +373,8 @@ class PostgresLoad(TableLoad):
                 f"ALTER TABLE {conn.table_sql(self.stage_table)} RENAME TO {conn.quote(self.target.name)}"
             )
             self._rename_dependents(self.stage_table.name)
+            if self._stage_committed:
+                conn.execute(f"COMMENT ON TABLE {target_sql} IS NULL")  # the staging table's mark
         else:
             created = False
             if not self.exists:
@@ -452,6 +458,8 @@ def rename_dependents(conn: SqlConnection, target: TableName, stage_name: str) -
 
 # Advisory locks of parallel loads' staging tables: (this class, a hash of the table's name).
 _COPY_LOCK_CLASS = 0x46500C0
+#: The comment that marks a parallel load's staging table (what the sweep drops, with the name).
+COPY_TABLE_MARK = "flowport: staging table of a parallel load"
 
 
 def copy_lock_key(schema: str, name: str) -> tuple[int, int]:
@@ -471,17 +479,21 @@ def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
 
     A parallel load commits its staging table so that its other sessions see
     it, so a load killed outright (its process, its machine) leaves it
-    behind. Its session held the table's advisory lock until it died; a
-    table whose lock can be taken belongs to no running load and is dropped.
+    behind. Such a table is named ``<table>__fp_copy_<run>`` and carries the
+    comment :data:`COPY_TABLE_MARK` (a user's table of that name without it
+    is never touched). Its session held the table's advisory lock until it
+    died; a table whose lock can be taken belongs to no running load and is
+    dropped.
     Returns the names dropped. A table this user may not drop is left (and
     logged).
     """
-    schema_sql = "$1" if target.schema else "current_schema()"
-    params = [target.schema] if target.schema else []
+    schema_sql = "$2" if target.schema else "current_schema()"
+    params = [COPY_TABLE_MARK, *([target.schema] if target.schema else [])]
     rows = conn.query(
         "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        f"WHERE c.relkind = 'r' AND n.nspname = {schema_sql} AND strpos(c.relname, '__fp_copy_') > 0",
+        f"WHERE c.relkind = 'r' AND n.nspname = {schema_sql} AND strpos(c.relname, '__fp_copy_') > 0 "
+        "AND obj_description(c.oid, 'pg_class') = $1",
         params,
     )
     conn.commit()
