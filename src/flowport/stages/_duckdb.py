@@ -182,6 +182,13 @@ class DuckSession:
         else:
             con = duckdb.connect(":memory:")
         try:
+            # DuckDB's allocator keeps freed memory around for reuse: with these, it hands memory
+            # back once 8 MB are free (background threads do the work), so a long streamed read
+            # holds 70-100 MB less at its peak (5M-10M rows into PostgreSQL: about 515 MB against
+            # 585-615 MB) for about 2% more time. They are process-wide: set on every connection.
+            con.execute("SET allocator_background_threads = true")
+            con.execute("SET allocator_flush_threshold = '8MB'")
+            con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
             if self._memory_limit is not None:
                 con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
             # Timestamps with time zone are rendered (JSON, text) in UTC so output
