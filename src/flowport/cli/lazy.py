@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from rich.console import Console, RenderableType
+    from rich.table import Table
     from rich.text import Text
 
 __all__ = ["LazyCommand", "LazyGroup"]
@@ -190,6 +191,24 @@ class LazyGroup(TyperGroup):
         else:
             # Plain click help (format_commands above), or Markdown help texts (typer.rich_utils).
             super().format_help(ctx, formatter)
+
+
+def _grid(*, highlight: bool) -> Table:
+    """The borderless, full-width table of a help panel (Typer's rich help layout)."""
+    from rich.table import Table
+
+    return Table(
+        highlight=highlight,
+        show_header=False,
+        expand=True,
+        box=None,
+        show_lines=False,
+        leading=0,
+        border_style=None,
+        row_styles=None,
+        pad_edge=False,
+        padding=(0, 1),
+    )
 
 
 def _markup(text: str, style: str = "") -> Text:
@@ -361,7 +380,6 @@ class _RichHelp:
 
     def print_params(self, title: str, params: list[_click.Parameter]) -> None:
         from rich.panel import Panel
-        from rich.table import Table
         from rich.text import Text
 
         ctx = self.ctx
@@ -407,18 +425,7 @@ class _RichHelp:
             return
         if any(required_marks):
             rows = [[mark, *row] for mark, row in zip(required_marks, rows, strict=True)]
-        table = Table(
-            highlight=True,
-            show_header=False,
-            expand=True,
-            box=None,
-            show_lines=False,
-            leading=0,
-            border_style=None,
-            row_styles=None,
-            pad_edge=False,
-            padding=(0, 1),
-        )
+        table = _grid(highlight=True)
         for row in rows:
             table.add_row(*row)
         self.console.print(
@@ -427,21 +434,9 @@ class _RichHelp:
 
     def print_commands(self, title: str, commands: list[tuple[str, str, bool]], width: int) -> None:
         from rich.panel import Panel
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(
-            highlight=False,
-            show_header=False,
-            expand=True,
-            box=None,
-            show_lines=False,
-            leading=0,
-            border_style=None,
-            row_styles=None,
-            pad_edge=False,
-            padding=(0, 1),
-        )
+        table = _grid(highlight=False)
         table.add_column(style=self.STYLE_COMMANDS_TABLE_FIRST_COLUMN, no_wrap=True, width=width)
         table.add_column("Description", justify="left", no_wrap=False, ratio=10)
         any_deprecated = any(deprecated for _, _, deprecated in commands)

@@ -119,7 +119,6 @@ class EncodedCopyStream(FedWriter):
     """
 
     def __init__(self, session: CopySession, statement: str, *, name: str = "flowport-pg-copy") -> None:
-        self.session = session
         self.sent = 0  # rows encoded and queued
         self.copied: int | None = None  # rows the server reported, once the COPY ended
 

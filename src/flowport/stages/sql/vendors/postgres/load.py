@@ -500,7 +500,7 @@ def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
     dropped: list[str] = []
     for schema, name in rows:
         table = TableName(str(name), str(schema))
-        key = _copy_lock(conn, table)
+        key = copy_lock_key(str(schema), str(name))
         if not conn.query("SELECT pg_try_advisory_lock($1, $2)", key)[0][0]:
             conn.commit()
             continue  # its load is running
