@@ -235,9 +235,13 @@ class Mqtt(Broker):
 
     def waiting(self) -> int:
         # Only while no job runs: takes the session over, counts what the broker sends, acknowledges nothing.
+        # Counted once nothing more arrives for half a second (a busy machine delivers 800 slowly).
         received: list[Any] = []
         session = self._session(received=received)
-        time.sleep(0.5)
+        seen, deadline = -1, time.monotonic() + 30
+        while len(received) != seen and time.monotonic() < deadline:
+            seen = len(received)
+            time.sleep(0.5)
         self._leave(session)
         return len(received)
 

@@ -44,6 +44,7 @@ destination still publishes (renames) the file only on commit.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -66,6 +67,9 @@ _POSITION = "__fp_pos"
 _SOURCE = "__fp_source_7f3a9c__"
 # Marks the batches that stand for rows a fused COPY wrote (or dropped) itself.
 _COPIED = b"flowport.fused_copy"
+#: Names of DuckDB's built-in functions that always give the same result (see _Probe._consistent).
+_CONSISTENT: frozenset[str] | None = None
+_CONSISTENT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -442,8 +446,31 @@ class _Probe:
             self._con = con
         return self._con
 
+    def _consistent(self) -> frozenset[str]:
+        """The built-in functions of which every overload is CONSISTENT (no random(), no now()).
+
+        Listing DuckDB's functions costs about 20 ms, and the list is the same
+        for every new connection of this DuckDB: made once per process, on the
+        probe's connection before any query of a flow ran on it (so nothing a
+        flow defined is in it).
+        """
+        global _CONSISTENT
+        with _CONSISTENT_LOCK:
+            if _CONSISTENT is None:
+                rows = (
+                    self._connection()
+                    .execute(
+                        "SELECT function_name FROM duckdb_functions() GROUP BY function_name "
+                        "HAVING bool_and(coalesce(stability = 'CONSISTENT', false))"
+                    )
+                    .fetchall()
+                )
+                _CONSISTENT = frozenset(name for (name,) in rows)
+            return _CONSISTENT
+
     def binds(self, query: str) -> bool:
         """Whether ``query`` binds (parses, names known columns and functions)."""
+        self._consistent()  # before the first query of a flow runs on this connection
         try:
             self._connection().sql(query).columns  # noqa: B018 - binding is the point
         except duckdb.Error:
@@ -456,23 +483,17 @@ class _Probe:
         A fused COPY reads the rows it could not settle a second time and
         must find exactly the same ones. Unknown or unparsable: not repeatable.
         """
-        con = self._connection()
+        consistent = self._consistent()
         try:
-            tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
-            if tree.get("error"):
-                return False
-            names = sorted(_function_names(tree))
-            if not names:
-                return True
-            # Every overload of every name called must be CONSISTENT (a NULL stability is not).
-            consistent = con.execute(
-                "SELECT function_name FROM duckdb_functions() WHERE list_contains(?, function_name) "
-                "GROUP BY function_name HAVING bool_and(coalesce(stability = 'CONSISTENT', false))",
-                [names],
-            ).fetchall()
+            tree = json.loads(
+                self._connection().execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0]
+            )
         except (duckdb.Error, ValueError, IndexError):
             return False
-        return {name for (name,) in consistent} == set(names)
+        if tree.get("error"):
+            return False
+        # Every overload of every name called must be CONSISTENT (a NULL stability is not).
+        return _function_names(tree) <= consistent
 
     def close(self) -> None:
         if self._con is not None:

@@ -59,6 +59,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from flowport.errors import Conflict, NotFound, ValidationFailed, VersionSyntaxError
+from flowport.home import instance_home
 from flowport.model.versions import ArtifactVersion
 from flowport.plugins.registry import (
     CORE_DISTRIBUTION,
@@ -67,7 +68,6 @@ from flowport.plugins.registry import (
     InstalledDistribution,
     PluginRegistry,
 )
-from flowport.services.settings import settings
 
 if TYPE_CHECKING:
     from flowport.services.auth import User
@@ -108,8 +108,12 @@ _cached: tuple[tuple[Any, ...], PluginRegistry] | None = None
 
 
 def artifacts_dir() -> Path:
-    """``$FLOWPORT_HOME/artifacts``: one folder per artifact name, one sub-folder per version."""
-    return settings().home / ARTIFACTS_DIR
+    """``$FLOWPORT_HOME/artifacts``: one folder per artifact name, one sub-folder per version.
+
+    Only the instance folder is needed (the settings' ``home``, found the same way), so a run
+    that looks plugins up does not build, or import, the instance's settings.
+    """
+    return instance_home() / ARTIFACTS_DIR
 
 
 def _folder_name(name: str) -> str:
