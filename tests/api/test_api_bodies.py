@@ -144,8 +144,10 @@ def test_garbage_into_every_post_and_patch_route_is_a_4xx(make_instance: MakeIns
     for method, template in routes:
         path = _fill(template, objects)
         for index, body in enumerate(GARBAGE):
-            # Every body as JSON; the first ones also under every other content type.
-            for content_type in CONTENT_TYPES if index < 16 else CONTENT_TYPES[:1]:
+            # Every body as JSON; on SQLite the first ones also under every other content type
+            # (reading a body does not depend on the store, and PostgreSQL costs twice the time).
+            every_type = index < 16 and store == "sqlite"
+            for content_type in CONTENT_TYPES if every_type else CONTENT_TYPES[:1]:
                 headers = dict(auth)
                 if content_type:
                     headers["content-type"] = content_type
