@@ -41,7 +41,24 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("FLOWPORT_HOME", str(tmp_path_factory.mktemp("flowport-home")))
 
 
-_TEMPLATE: dict[str, Path] = {}
+_template: list[Path] = []  # the SQLite store this process migrated, once it exists
+
+
+def _migrated_template(
+    tmp_path_factory: pytest.TempPathFactory, migrate: Callable[[str, str, str], None]
+) -> Path:
+    """The SQLite store this test process migrated to head with the real migrations (made on first use)."""
+    if not _template:
+        template = tmp_path_factory.mktemp("store-template") / "flowport.db"
+        migrate(f"sqlite:///{template}", "upgrade", "head")
+        from flowport.store.database import get_engine
+
+        get_engine(f"sqlite:///{template}").dispose()
+        checkpoint = sqlite3.connect(template)  # everything into the file itself: no WAL to copy
+        checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        checkpoint.close()
+        _template.append(template)
+    return _template[0]
 
 
 @pytest.fixture(autouse=True)
@@ -68,22 +85,12 @@ def _migrated_sqlite_copies(
 
     def copy_or_migrate(url: str, action: str, target: str) -> None:
         if action == "upgrade" and target == "head" and schema._sqlite_file_missing(url):
-            template = _TEMPLATE.get("sqlite")
-            if template is None:
-                template = tmp_path_factory.mktemp("store-template") / "flowport.db"
-                migrate(f"sqlite:///{template}", "upgrade", "head")
-                from flowport.store.database import get_engine
-
-                get_engine(f"sqlite:///{template}").dispose()
-                checkpoint = sqlite3.connect(template)
-                checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                checkpoint.close()
-                _TEMPLATE["sqlite"] = template
             target_file = Path(str(schema.parse_url(url).database)).expanduser()
             target_file.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(template, target_file)
+            shutil.copyfile(_migrated_template(tmp_path_factory, migrate), target_file)
             # As migration 0012 does: a new database starts its generations at random.
-            with sqlite3.connect(target_file) as db:
+            db = sqlite3.connect(target_file)
+            with db:
                 for (topic,) in db.execute("SELECT topic FROM store_changes").fetchall():
                     db.execute(
                         "UPDATE store_changes SET generation = ? WHERE topic = ?",

@@ -67,7 +67,7 @@ _POSITION = "__fp_pos"
 _SOURCE = "__fp_source_7f3a9c__"
 # Marks the batches that stand for rows a fused COPY wrote (or dropped) itself.
 _COPIED = b"flowport.fused_copy"
-#: Names of DuckDB's built-in functions that always give the same result (see _Probe._consistent).
+#: Names of DuckDB's built-in functions that always give the same result (_consistent_functions).
 _CONSISTENT: frozenset[str] | None = None
 _CONSISTENT_LOCK = threading.Lock()
 
@@ -435,6 +435,7 @@ class _Probe:
 
     def __init__(self) -> None:
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._consistent: frozenset[str] = frozenset()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -443,34 +444,13 @@ class _Probe:
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
+            # Fresh: no query of a flow has run on it yet, so nothing a flow defined is listed.
+            self._consistent = _consistent_functions(con)
             self._con = con
         return self._con
 
-    def _consistent(self) -> frozenset[str]:
-        """The built-in functions of which every overload is CONSISTENT (no random(), no now()).
-
-        Listing DuckDB's functions costs about 20 ms, and the list is the same
-        for every new connection of this DuckDB: made once per process, on the
-        probe's connection before any query of a flow ran on it (so nothing a
-        flow defined is in it).
-        """
-        global _CONSISTENT
-        with _CONSISTENT_LOCK:
-            if _CONSISTENT is None:
-                rows = (
-                    self._connection()
-                    .execute(
-                        "SELECT function_name FROM duckdb_functions() GROUP BY function_name "
-                        "HAVING bool_and(coalesce(stability = 'CONSISTENT', false))"
-                    )
-                    .fetchall()
-                )
-                _CONSISTENT = frozenset(name for (name,) in rows)
-            return _CONSISTENT
-
     def binds(self, query: str) -> bool:
         """Whether ``query`` binds (parses, names known columns and functions)."""
-        self._consistent()  # before the first query of a flow runs on this connection
         try:
             self._connection().sql(query).columns  # noqa: B018 - binding is the point
         except duckdb.Error:
@@ -483,22 +463,37 @@ class _Probe:
         A fused COPY reads the rows it could not settle a second time and
         must find exactly the same ones. Unknown or unparsable: not repeatable.
         """
-        consistent = self._consistent()
+        con = self._connection()
         try:
-            tree = json.loads(
-                self._connection().execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0]
-            )
+            tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0])
         except (duckdb.Error, ValueError, IndexError):
             return False
         if tree.get("error"):
             return False
         # Every overload of every name called must be CONSISTENT (a NULL stability is not).
-        return _function_names(tree) <= consistent
+        return _function_names(tree) <= self._consistent
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+def _consistent_functions(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """DuckDB's built-in functions of which every overload is CONSISTENT (no random(), no now()).
+
+    Listing them costs about 20 ms and gives the same answer on every new
+    connection of this DuckDB: listed once per process, on a fresh connection.
+    """
+    global _CONSISTENT
+    with _CONSISTENT_LOCK:
+        if _CONSISTENT is None:
+            rows = con.execute(
+                "SELECT function_name FROM duckdb_functions() GROUP BY function_name "
+                "HAVING bool_and(coalesce(stability = 'CONSISTENT', false))"
+            ).fetchall()
+            _CONSISTENT = frozenset(name for (name,) in rows)
+        return _CONSISTENT
 
 
 def _function_names(node: Any) -> set[str]:
