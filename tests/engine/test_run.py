@@ -149,6 +149,43 @@ def test_a_failing_stage_fails_the_run_and_aborts_every_destination(registry):
         assert store(key)["committed"] is None and store(key)["aborted"] is True
 
 
+def test_a_destination_that_connects_opens_while_the_origin_already_reads(registry):
+    flow = make_flow(
+        [
+            stage("Src", "numbers", count=100, progress_key="ev"),
+            stage("Out", "remote_collect", key="out", progress_key="ev"),
+        ],
+        [("Src", "Out")],
+        configuration={"batch_size": 10},
+    )
+    result = run(flow, registry)
+    assert result.status == "Complete", result.error
+    # Opened in its own thread: the origin's first batch was made before its open returned.
+    assert store("out")["origin_read_first"] is True and store("out")["opened"] is True
+    assert store("out")["committed"].column("n").to_pylist() == list(range(100))
+    assert store("out")["closed"] is True
+
+
+def test_a_destination_that_cannot_open_while_running_fails_the_run_and_publishes_nothing(registry):
+    flow = make_flow(
+        [
+            stage("Src", "numbers", count=100, progress_key="ev"),
+            stage("Out", "remote_collect", key="out", progress_key="ev", fail_open=True),
+            stage("Side", "collect", key="side"),
+        ],
+        [("Src", "Out"), ("Src", "Side")],
+        configuration={"batch_size": 10},
+    )
+    result = run(flow, registry)
+    assert result.status == "Failed"
+    assert result.error_stage == "Out" and "cannot reach the server" in result.error
+    assert store("out")["origin_read_first"] is True and store("out")["opened"] is False
+    # Nothing is published anywhere; the stage that failed to open is still aborted and closed.
+    for key in ("out", "side"):
+        assert store(key)["committed"] is None and store(key)["aborted"] is True
+    assert store("out")["closed"] is True
+
+
 def test_cancel_stops_a_running_flow_and_aborts_destinations(registry):
     flow = make_flow(
         [stage("Src", "numbers", forever=True, delay=0.01), stage("Out", "collect", key="out")],

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowport.engine.run import FlowRun
+from flowport.errors import StageError
 from flowport.model.flow import Flow
 from flowport.plugins.contract import (
     Destination,
@@ -155,6 +156,35 @@ class Collect(Destination[CollectConfig]):
         store(self.config.key)["aborted"] = True
 
 
+class RemoteConfig(CollectConfig):
+    fail_open: bool = setting(False, label="Fail open", description="Open fails (an unreachable server).")
+
+
+class RemoteCollect(Collect):
+    """A destination that opens while the run already reads (as one that connects to a server).
+
+    Its open waits (up to 10 s) for the origin's first batch, then notes whether it came.
+    """
+
+    name = "remote_collect"
+    label = "Remote Collect"
+    config_model = RemoteConfig
+    opens_while_running = True
+
+    def open(self) -> None:
+        deadline = time.monotonic() + 10
+        while "produced" not in EVENTS.get(self.config.progress_key, []) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        s = store(self.config.key)
+        s["origin_read_first"] = "produced" in EVENTS.get(self.config.progress_key, [])
+        if getattr(self.config, "fail_open", False):
+            raise StageError(self.context.stage_name, "cannot reach the server")
+        s["opened"] = True
+
+    def close(self) -> None:
+        store(self.config.key)["closed"] = True
+
+
 class SinkConfig(StageConfig):
     key: str = setting(..., label="Key", description="Store key.")
 
@@ -188,7 +218,7 @@ class DiscardErrors(ErrorSink[NoConfig]):
 def toy_registry() -> PluginRegistry:
     """A registry of the toy stages, with the stores emptied."""
     reg = PluginRegistry()
-    for cls in (Numbers, Scale, RejectMultiples, Explode, Collect, MemorySink, DiscardErrors):
+    for cls in (Numbers, Scale, RejectMultiples, Explode, Collect, RemoteCollect, MemorySink, DiscardErrors):
         reg.add(cls, artifact="engine-test", version="1.0.0")
     STORE.clear()
     EVENTS.clear()

@@ -887,7 +887,7 @@ def test_postgres_loads_text_into_json_and_uuid_columns(
 # ---------------------------------------------------------------------------
 
 
-def _flow(stages: list[dict[str, Any]], edges: list[tuple[str, str]]) -> Any:
+def _flow(stages: list[dict[str, Any]], edges: list[tuple[str, str]], queue_size: int = 4) -> Any:
     from flowport.model.document import flow_from_dict
 
     return flow_from_dict(
@@ -895,7 +895,7 @@ def _flow(stages: list[dict[str, Any]], edges: list[tuple[str, str]]) -> Any:
             "format": "flowport.flow/1",
             "name": "copy table",
             "type": "batch",
-            "configuration": {"batch_size": 500},
+            "configuration": {"batch_size": 500, "queue_size": queue_size},
             "stages": stages,
             "edges": [{"from": a, "to": b} for a, b in edges],
         }
@@ -968,9 +968,12 @@ def test_engine_run_copies_a_table_atomically(
             context = RunContext(resources={"connections": db.lookup}, base_dir=tmp_path, stage_state=offsets)
             return FlowRun(flow, registry, context).start().wait(timeout=120)
 
+        # One batch between stages: the destination (which opens while the origin reads) must take
+        # batches before the processor reaches the failing one, so the failure aborts a started load.
         failing = _flow(
             [origin, boom, destination, executor],
             [("Source_01", "Boom_01"), ("Boom_01", "Target_01"), ("Target_01", "Audit_01")],
+            queue_size=1,
         )
         result = run(failing)
         assert result.status == "Failed" and "boom at" in (result.error or "")

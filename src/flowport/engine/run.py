@@ -91,6 +91,15 @@ class RunResult:
         return data
 
 
+def _opens_while_running(p: PlannedStage) -> bool:
+    plugin = p.plugin
+    return (
+        isinstance(plugin, Destination)
+        and plugin.opens_while_running
+        and not callable(getattr(plugin, "copy_target", None))
+    )
+
+
 @dataclass
 class _Failure:
     stage: str | None
@@ -103,6 +112,10 @@ class _Shared:
     cancel: threading.Event
     queues: dict[str, queue.Queue[Any]]
     error_queue: queue.Queue[Any]
+    #: The stages opened (or, for those in ``opening``, being opened) so far; closed at the end.
+    opened: list[PlannedStage] = field(default_factory=list)
+    #: Destinations that open in their own thread, while the stages before them already run.
+    opening: frozenset[str] = frozenset()
     failure: list[_Failure] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -215,12 +228,17 @@ class FlowRun:
         executors = [p for p in planned if p.kind == StageKind.EXECUTOR]
         opened: list[PlannedStage] = []
         sink_opened = False
+        # A destination that connects to another system opens in its own thread, while the
+        # stages before it already read (a database connection and its first checks take
+        # a few hundred milliseconds; the origin's batches wait in the bounded queue).
+        opening = frozenset(p.name for p in planned if _opens_while_running(p))
         try:
             error_sink.open()
             sink_opened = True
             for p in planned:
-                p.plugin.open()
-                opened.append(p)
+                if p.name not in opening:
+                    p.plugin.open()
+                    opened.append(p)
             chains = plan_fusion(planned, policy) if self.flow.configuration.fuse_stages else []
         except BaseException:
             self._close(opened, error_sink if sink_opened else None)
@@ -234,6 +252,8 @@ class FlowRun:
                 p.name: queue.Queue(maxsize=queue_size) for p in data_stages if p.kind != StageKind.ORIGIN
             },
             error_queue=queue.Queue(maxsize=queue_size * 4),
+            opened=opened,
+            opening=opening,
         )
         # Enough to hold every batch that can be in flight at once.
         capacity = queue_size * (len(shared.queues) + 1) + 2 * len(planned) + 4
@@ -328,6 +348,12 @@ class FlowRun:
         targets = chain.outputs if chain is not None else p.outputs
         outputs = [shared.queues[name] for name in targets if name in data_names]
         try:
+            if p.name in shared.opening:
+                if shared.cancel.is_set():
+                    raise _Stop
+                with shared.lock:  # closed at the end even when its open fails half way
+                    shared.opened.append(p)
+                p.plugin.open()
             if isinstance(p.plugin, Origin) and chain is not None:
                 self._fused_loop(p, p.plugin, chain, shared, outputs, metrics)
             elif isinstance(p.plugin, Origin):

@@ -354,6 +354,12 @@ class Destination(StagePlugin[C]):
     """Writes records outside, atomically: nothing is visible before ``commit``."""
 
     kind = StageKind.DESTINATION
+    #: The engine may open this destination in its own thread while the
+    #: stages before it already read and transform (its ``open`` connects to
+    #: another system). Its ``abort`` and ``close`` must then cope with an
+    #: ``open`` that failed or never finished. A destination that offers the
+    #: fused plan a ``copy_target`` is always opened before the plan is made.
+    opens_while_running: ClassVar[bool] = False
 
     @abstractmethod
     def write(self, batch: pa.RecordBatch) -> StageOutput | None:

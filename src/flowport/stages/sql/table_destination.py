@@ -107,9 +107,14 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
     description = "Writes records to a database table (append, replace or upsert), atomically at the end."
     config_model = SqlTableDestinationConfig
     restrictions = frozenset({"network"})
+    opens_while_running = True
 
     def open(self) -> None:
-        """Connect and check the target (a missing table without create_table fails here)."""
+        """Connect and check the target (a missing table without create_table fails here).
+
+        In a run this happens in the stage's own thread while the origin
+        already reads; a failure here fails the run before anything is published.
+        """
         self._load: TableLoad | None = None
         self._conn: SqlConnection | None = open_sql(self.context, self.config.connection)
         conn = self._conn
