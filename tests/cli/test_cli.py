@@ -144,3 +144,27 @@ def test_example_run_is_the_main_job_end_to_end(tmp_path):
     assert bad_total["stage"] == "Types_01" and "total" in bad_total["message"]
     assert bad_total["record"]["total"] == "12,50x"  # the record as the origin read it
     assert bad_total["policy"] == "ORIGINAL_RECORD"
+
+
+# The script ends its process without the interpreter's teardown (os._exit), after the exit handlers.
+_SCRIPT_PROBE = """
+import atexit, sys
+marker, args = sys.argv[1], sys.argv[2:]
+atexit.register(lambda: open(marker, "w").write("handlers ran"))
+sys.argv = ["flowport", *args]
+from flowport.cli.main import script
+script()
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "shown"), [(["--version"], 0, "flowport "), (["nosuch"], 2, "")])
+def test_the_script_runs_exit_handlers_flushes_its_output_and_keeps_the_exit_code(
+    tmp_path: Path, args: list[str], code: int, shown: str
+) -> None:
+    marker = tmp_path / "marker"
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT_PROBE, str(marker), *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stdout.startswith(shown)
+    assert marker.read_text() == "handlers ran"

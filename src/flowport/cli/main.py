@@ -7,6 +7,9 @@ JSON document on stdout.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from flowport.engine import FlowRun, RunResult
     from flowport.model.flow import Flow
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "script"]
 
 
 class FlowportGroup(LazyGroup):
@@ -589,5 +592,31 @@ def main() -> None:
         sys.exit(1)
 
 
+def script() -> None:
+    """The ``flowport`` command: :func:`main`, then an exit without the interpreter's teardown.
+
+    Tearing down what a run loaded (SQLAlchemy, pydantic, DuckDB, pyarrow:
+    every module cleared, every object freed) takes 0.1-0.2 s after the
+    command's work is done and its output written. The ``atexit`` handlers
+    still run (logging flushes its files, temporary folders are removed) and
+    the standard streams are flushed; while another thread that is not a
+    daemon is still alive, the process ends the normal way, waiting for it.
+    """
+    try:
+        main()
+        code: str | int = 0
+    except SystemExit as exc:
+        code = 0 if exc.code is None else exc.code
+    run_exit_handlers = getattr(atexit, "_run_exitfunctions", None)
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if not isinstance(code, int) or others or run_exit_handlers is None:
+        sys.exit(code)
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be written
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    script()
