@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -245,6 +247,42 @@ def test_the_lookup_is_lazy_and_finds_by_uuid_name_or_id(tmp_path: Path) -> None
     assert lookup.get(row.name) is lookup.get(row.name)  # read once per run
     with pytest.raises(NotFound):
         lookup.get("missing")
+
+
+def test_a_local_runs_lookup_reads_a_sqlite_store_as_the_store_does(instance: svc.InstanceInfo) -> None:
+    row = svc.add_connection(SEED_BODY)
+    digits = svc.add_connection({**SEED_BODY, "name": "12345", "credentials": [{"username": "u"}]})
+    expected = svc.StoreConnectionLookup()
+    for ref in (str(row.uuid), row.name, str(row.id), f" {row.id} ", str(digits.uuid), "12345"):
+        read = flows._read_from_sqlite_store(ref)
+        assert read is not None and read == expected.get(ref), ref  # every field, the secrets included
+    assert read.password is None and flows._read_from_sqlite_store(row.name).password == PLANTED
+    lookup = flows._StoreLookupOnUse()
+    assert lookup.get(row.name) is lookup.get(row.name)  # read once per run
+    # What the quick read leaves to the store's services: they word the error or check the path.
+    assert flows._read_from_sqlite_store("missing") is None
+    with pytest.raises(NotFound, match="missing"):
+        flows._StoreLookupOnUse().get("missing")
+    local = svc.add_connection({"name": "local file", "vendor": "sqlite", "params": {"path": "x.db"}})
+    assert flows._read_from_sqlite_store(local.name) is None
+    with sqlite3.connect(settings().home / "flowport.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0001'")
+    # A store at another revision is left to the services (their check runs once per process).
+    assert flows._read_from_sqlite_store(row.name) is None
+
+
+def test_a_local_run_reads_its_connection_without_importing_sqlalchemy(instance: svc.InstanceInfo) -> None:
+    svc.add_connection(SEED_BODY)
+    probe = (
+        "import sys\n"
+        "from flowport.services.flows import _StoreLookupOnUse\n"
+        "spec = _StoreLookupOnUse().get('Redshift Conn Prod')\n"
+        "print(spec.username, spec.password == sys.argv[1], 'sqlalchemy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, PLANTED], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["prodDBUser", "True", "False"]
 
 
 class _ProbeConfig(StageConfig):

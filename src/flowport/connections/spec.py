@@ -38,6 +38,8 @@ Vendor = Literal[
     "mqtt",
 ]
 VENDORS: tuple[str, ...] = get_args(Vendor)
+#: The vendors whose connection opens a local file (checked against the file roots).
+LOCAL_FILE_VENDORS = ("sqlite", "duckdb")
 PUBLIC_CREDENTIAL_KEYS = frozenset({"user", "username"})
 DEFAULT_PORTS: dict[str, int] = {
     "postgresql": 5432,

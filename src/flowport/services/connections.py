@@ -30,12 +30,11 @@ from sqlalchemy.orm import Session
 from flowport.connections import drivers as _drivers
 from flowport.connections.secrets import (
     SecretKey,
-    SecretKeyError,
-    decrypt_secrets,
     encrypt_secrets,
     ensure_key,
 )
-from flowport.connections.spec import ConnectionSpec
+from flowport.connections.spec import LOCAL_FILE_VENDORS, ConnectionSpec
+from flowport.connections.stored import spec_from_row
 from flowport.errors import ValidationFailed
 from flowport.plugins.file_roots import FileRoots, PathNotAllowed
 from flowport.services.file_roots import instance_roots, local_roots
@@ -188,7 +187,6 @@ def _split(credentials: list[dict[str, Any]]) -> tuple[str | None, bytes | None]
     return username, (encrypt_secrets(secrets, home=settings().home) if secrets else None)
 
 
-_LOCAL_FILE_VENDORS = ("sqlite", "duckdb")
 _DATABASE_KEYS = ("defaultDatabase", "database", "path")
 _LOOPBACK = {"", "localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -223,7 +221,7 @@ def check_connection_target(
         ValidationFailed (PathNotAllowed): the connection would open something it may not.
     """
     checked = dict(params)
-    if vendor in _LOCAL_FILE_VENDORS:
+    if vendor in LOCAL_FILE_VENDORS:
         key = _database_key(params)
         if key is None or str(params[key]) == ":memory:":
             return checked
@@ -394,31 +392,6 @@ def remove_connection(ref: str | int) -> Connection:
     return row
 
 
-def _spec(row: Connection, home: Path) -> ConnectionSpec:
-    secrets = {}
-    if row.secret is not None:
-        try:
-            secrets = decrypt_secrets(row.secret, home=home)
-        except SecretKeyError as exc:
-            raise SecretKeyError(f"Connection '{row.name}': {exc.message}") from None
-    return ConnectionSpec(
-        id=row.id,
-        uuid=row.uuid,
-        name=row.name,
-        vendor=row.vendor,  # validated on the way in (pydantic checks it again)
-        host=row.host,
-        port=row.port,
-        params=dict(row.params or {}),
-        ssl=row.ssl,
-        credential_type=row.credential_type,
-        username=row.username,
-        secrets=secrets,
-        is_global=row.is_global,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
 def _checked_spec(spec: ConnectionSpec, file_roots: FileRoots, base_dir: Path) -> ConnectionSpec:
     params = check_connection_target(
         spec.name, spec.vendor, spec.host, spec.port, spec.params, file_roots=file_roots, base_dir=base_dir
@@ -434,7 +407,7 @@ def connection_spec(ref: str | int, *, confined: bool = True) -> ConnectionSpec:
     """
     with _transaction() as session:
         row = _repo.find(session, ref)
-    return _checked_spec(_spec(row, settings().home), *_roots_for(confined))
+    return _checked_spec(spec_from_row(row, settings().home), *_roots_for(confined))
 
 
 def test_connection(ref: str | int, *, confined: bool = True) -> _drivers.TestResult:
@@ -525,7 +498,7 @@ class StoreConnectionLookup:
                     row = _repo.find(session, ref)
                 roots = self._roots if self._roots is not None else local_roots()
                 base = self._base_dir or (data_dir() if roots.is_confined else Path.cwd())
-                spec = self._cache[ref] = _checked_spec(_spec(row, self._home), roots, base)
+                spec = self._cache[ref] = _checked_spec(spec_from_row(row, self._home), roots, base)
             return spec
 
     def __repr__(self) -> str:

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flowport.connections.spec import ConnectionLookup, ConnectionSpec
+from flowport.connections.spec import LOCAL_FILE_VENDORS, ConnectionLookup, ConnectionSpec
+from flowport.connections.stored import spec_from_row
 from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
 from flowport.errors import FlowDocumentError, FlowInvalid, NotFound, ValidationFailed
+from flowport.home import instance_home
 from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
 from flowport.model.flow import Flow
 from flowport.model.parameters import check_override_names, parameter_values, resolve_flow
@@ -22,6 +24,8 @@ from flowport.model.validation import ValidationResult, validate_flow
 from flowport.plugins.contract import StageStateStore
 from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
+from flowport.store.location import database_url, head_from_files, sqlite_file
+from flowport.store.sqlite_read import read_connection
 
 __all__ = [
     "FlowInvalid",
@@ -146,25 +150,51 @@ def _checked(
 
 
 class _StoreLookupOnUse:
-    """The instance's :class:`~flowport.services.connections.StoreConnectionLookup`, made on first use.
+    """The instance's connections for a local run, read when a stage first asks for one.
 
-    Importing the store (SQLAlchemy, its models, the drivers) takes about a
-    third of a second; deferred to the first ``get``, it happens in the run's
-    own thread when a stage opens, while the origins already read (their
-    parsing releases the GIL), and never for a flow without connections.
+    A flow without connections never touches the store. With a SQLite store
+    (the default) a connection is read with ``sqlite3`` alone
+    (:mod:`flowport.store.sqlite_read`): importing the store's SQLAlchemy
+    models costs about a third of a second, which a destination that opens
+    while the origin reads would otherwise wait for before loading a row.
+    Anything else (another store, a store not at the current revision, a
+    name that matches nothing, a connection to a local database file, whose
+    path the file roots must check) goes through
+    :class:`~flowport.services.connections.StoreConnectionLookup`.
     """
 
     def __init__(self) -> None:
         self._lookup: ConnectionLookup | None = None
+        self._read: dict[str, ConnectionSpec] = {}
         self._lock = threading.Lock()
 
     def get(self, ref: str) -> ConnectionSpec:
         with self._lock:
+            if ref in self._read:
+                return self._read[ref]
             if self._lookup is None:
+                spec = _read_from_sqlite_store(ref)
+                if spec is not None:
+                    self._read[ref] = spec
+                    return spec
                 from flowport.services.connections import StoreConnectionLookup
 
                 self._lookup = StoreConnectionLookup()
         return self._lookup.get(ref)
+
+
+def _read_from_sqlite_store(ref: str) -> ConnectionSpec | None:
+    """Connection ``ref`` read straight from the instance's SQLite store; None: ask the store's services."""
+    home = instance_home()
+    path = sqlite_file(database_url(home))
+    head = head_from_files() if path is not None else None
+    if path is None or head is None:
+        return None
+    row = read_connection(path, ref, head)
+    if row is None or row.vendor in LOCAL_FILE_VENDORS:
+        return None
+    # What StoreConnectionLookup checks beyond this concerns local files and PostgreSQL stores only.
+    return spec_from_row(row, home)
 
 
 def _resources(connections: ConnectionLookup | None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowport.errors import ValidationFailed
-from flowport.home import home_setting, instance_home
+from flowport.store.location import DATABASE_URL_ENV, database_url
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -45,8 +45,6 @@ __all__ = [
     "session_factory",
     "transaction",
 ]
-
-DATABASE_URL_ENV = "FLOWPORT_DATABASE_URL"
 
 # The drivers Flowport ships with; SQLAlchemy's defaults for these schemes
 # (psycopg2, mysqlclient) are not installed.
@@ -78,22 +76,6 @@ _factories: dict[str, sessionmaker[Session]] = {}
 # Engines for one-row reads on a database server (see reader_engine), by URL.
 _readers: dict[str, Engine] = {}
 _lock = threading.Lock()
-
-
-def database_url(home: Path | None = None) -> str:
-    """The metadata database URL: ``FLOWPORT_DATABASE_URL``, ``[store] url``, or ``sqlite:///HOME/flowport.db``.
-
-    Args:
-        home: the instance folder; :func:`flowport.home.instance_home` when omitted.
-    """
-    configured = os.environ.get(DATABASE_URL_ENV, "").strip()
-    if configured:
-        return configured
-    folder = home or instance_home()
-    listed = home_setting("store", "url", folder)
-    if isinstance(listed, str) and listed.strip():
-        return listed.strip()
-    return f"sqlite:///{folder / 'flowport.db'}"
 
 
 def parse_url(url: str) -> URL:

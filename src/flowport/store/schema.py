@@ -10,8 +10,6 @@ to word the message about a database that is not current.
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -23,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from flowport.errors import StoreNotReady
 from flowport.store.database import database_url, display_url, get_engine, parse_url
+from flowport.store.location import MIGRATIONS_DIR, head_from_files
 
 # Alembic is imported inside the functions that migrate: it costs ~0.2 s,
 # which every ``flowport`` command (and every run that looks a connection up)
@@ -40,11 +39,8 @@ __all__ = [
     "upgrade",
 ]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Alembic's table of the revision a database is at (its default name, which env.py keeps).
 VERSION_TABLE = "alembic_version"
-# `revision: str = "0011"`, `down_revision: str | None = "0010"` (a literal: a string, None or a tuple).
-_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -57,40 +53,9 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _revision_ids(value: object) -> tuple[str, ...] | None:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, tuple | list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    return None
-
-
 def _head_from_files() -> str | None:
-    """The one revision no shipped migration names as its ``down_revision``; None when that is unclear.
-
-    Reads the files' text (no import, no Alembic); None (Alembic decides) when
-    a file does not state both ids as literals or there is not exactly one head.
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for file in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        found: dict[str, tuple[str, ...]] = {}
-        for name, literal in _REVISION_LINE.findall(file.read_text(encoding="utf-8")):
-            try:
-                ids = _revision_ids(ast.literal_eval(literal))
-            except (ValueError, SyntaxError):
-                ids = None
-            if ids is None or name in found:
-                return None
-            found[name] = ids
-        if len(found.get("revision", ())) != 1 or "down_revision" not in found:
-            return None
-        revisions.update(found["revision"])
-        parents.update(found["down_revision"])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    """The head the migration files state plainly (:func:`~flowport.store.location.head_from_files`)."""
+    return head_from_files(MIGRATIONS_DIR)
 
 
 @lru_cache(maxsize=1)
