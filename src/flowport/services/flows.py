@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from flowport.connections.spec import LOCAL_FILE_VENDORS, ConnectionLookup, ConnectionSpec
-from flowport.connections.stored import spec_from_row
 from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
 from flowport.errors import FlowDocumentError, FlowInvalid, NotFound, ValidationFailed
 from flowport.home import instance_home
@@ -24,8 +23,6 @@ from flowport.model.validation import ValidationResult, validate_flow
 from flowport.plugins.contract import StageStateStore
 from flowport.plugins.file_roots import FileRoots
 from flowport.plugins.registry import PluginRegistry
-from flowport.store.location import database_url, head_from_files, sqlite_file
-from flowport.store.sqlite_read import read_connection
 
 __all__ = [
     "FlowInvalid",
@@ -185,6 +182,11 @@ class _StoreLookupOnUse:
 
 def _read_from_sqlite_store(ref: str) -> ConnectionSpec | None:
     """Connection ``ref`` read straight from the instance's SQLite store; None: ask the store's services."""
+    # Imported here: a flow of files only never touches the store (tests/cli/test_startup_imports.py).
+    from flowport.connections.stored import spec_from_row
+    from flowport.store.location import database_url, head_from_files, sqlite_file
+    from flowport.store.sqlite_read import read_connection
+
     home = instance_home()
     path = sqlite_file(database_url(home))
     head = head_from_files() if path is not None else None
