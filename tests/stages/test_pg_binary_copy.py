@@ -390,3 +390,44 @@ def test_a_copy_that_stores_other_rows_than_it_was_sent_fails(
         session.rollback()
         session.close()
     assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(0,)]
+
+
+def _flowport_sessions(pg: Db, expected: int) -> int:
+    """Flowport's sessions on the test database, once they settle at ``expected`` (a closed
+    connection's backend leaves pg_stat_activity a moment after the client let go)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        count = pg.run(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'flowport'"
+        )[0][0]
+        if count == expected or time.monotonic() > deadline:
+            return int(count)
+        time.sleep(0.05)
+
+
+def test_the_session_a_replace_connects_ahead_is_closed_when_the_load_cannot_start_or_stays_in_place(
+    make: Any, pg: Db
+) -> None:
+    # A replace connects its psycopg session while it waits for the first batch; a load that fails
+    # in its checks, or replaces in place (a view depends on the target), closes it again.
+    before = _flowport_sessions(pg, 0)
+    missing = pg.name()
+    with pytest.raises(StageError, match="does not exist"):
+        load(make, pg, [], table=missing, mode="replace", create_table=False)
+    assert _flowport_sessions(pg, before) == before
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer)")
+    pg.run(f"CREATE VIEW {pg.quote(table + '_v')} AS SELECT id FROM {pg.quote(table)}")
+    load(
+        make,
+        pg,
+        [pa.RecordBatch.from_arrays([pa.array([1, 2], pa.int32())], ["id"])],
+        table=table,
+        mode="replace",
+    )
+    assert pg.rows(table) == [(1,), (2,)]
+    assert _flowport_sessions(pg, before) == before
+    assert not {t for t in leftovers(pg) if t.startswith(table)}

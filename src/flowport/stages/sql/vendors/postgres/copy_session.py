@@ -15,6 +15,7 @@ one transaction, exactly like the ADBC path: see :class:`~.load.PostgresLoad`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from flowport.stages.sql._identifiers import TableName
 from flowport.stages.sql.vendors.postgres.binary_copy import HEADER, TRAILER, encode_batch
 from flowport.stages.sql.vendors.postgres.connection import IngestStream, PostgresConnection
 
-__all__ = ["CopySession", "EncodedCopyStream", "ParallelCopy"]
+__all__ = ["CopySession", "EncodedCopyStream", "ParallelCopy", "SessionAhead"]
 
 
 class CopySession(PostgresConnection):
@@ -106,6 +107,45 @@ class CopySession(PostgresConnection):
         if others:
             return ParallelCopy(self, others, statement)
         return EncodedCopyStream(self, statement)
+
+
+class SessionAhead:
+    """A :class:`CopySession` opened in a thread of its own, ahead of the load's first batch.
+
+    Importing psycopg and connecting take about a tenth of a second, which
+    the load would otherwise spend after its first batch arrived. What
+    opening raised is raised by :meth:`take`; :meth:`discard` closes a
+    session nobody took.
+    """
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        self._session: CopySession | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._open, args=(spec,), name="flowport-pg-connect")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _open(self, spec: ConnectionSpec) -> None:
+        try:
+            self._session = CopySession.open(spec)
+        except BaseException as exc:  # handed to the thread that takes the session
+            self._error = exc
+
+    def take(self) -> CopySession:
+        """The open session (waits for it); raises what opening it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        session, self._session = self._session, None
+        assert session is not None
+        return session
+
+    def discard(self) -> None:
+        """Close the session if nobody took it (waits for the connect to end)."""
+        self._thread.join()
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
 
 class EncodedCopyStream(FedWriter):

@@ -16,7 +16,7 @@ from flowport.stages.sql._identifiers import TableName
 from flowport.stages.sql._load import RENAME_SWAP, TableLoad, log
 from flowport.stages.sql.vendors.postgres.binary_copy import encodable
 from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
-from flowport.stages.sql.vendors.postgres.copy_session import CopySession, ParallelCopy
+from flowport.stages.sql.vendors.postgres.copy_session import CopySession, ParallelCopy, SessionAhead
 
 __all__ = ["COPY_TABLE_MARK", "PostgresLoad", "copy_lock_key", "rename_dependents", "sweep_copy_tables"]
 
@@ -148,6 +148,25 @@ class PostgresLoad(TableLoad):
         #: was committed for them (then an abort drops it: a rollback no longer can).
         self._others: list[CopySession] = []
         self._stage_committed = False
+        #: The psycopg session of a replace by rename, connecting while the load waits for its first batch.
+        self._ahead: SessionAhead | None = None
+
+    def prepare(self) -> None:
+        """Check the target; for a replace, connect the psycopg session meanwhile (see SessionAhead)."""
+        if self.mode == "replace" and self.encodes_copy:
+            self._ahead = SessionAhead(self.conn.spec)
+        try:
+            super().prepare()
+        except BaseException:
+            self._discard_ahead()
+            raise
+        if self.in_place:  # the load stays on its own connection
+            self._discard_ahead()
+
+    def _discard_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.discard()
 
     @property
     def duck(self) -> DuckSession:
@@ -192,8 +211,9 @@ class PostgresLoad(TableLoad):
         if not self.encodes_copy:
             return False
         adbc = self.conn
+        ahead, self._ahead = self._ahead, None
         try:
-            session = CopySession.open(adbc.spec)
+            session = ahead.take() if ahead is not None else CopySession.open(adbc.spec)
         except Exception as exc:  # the ADBC path still works: say why it is taken
             log.info("stage %s: loading with ADBC's COPY (%s)", self.stage, adbc.scrub(str(exc)))
             return False
@@ -416,10 +436,11 @@ class PostgresLoad(TableLoad):
             session.close()
 
     def close(self) -> None:
-        """Release the checks and the load's own session."""
+        """Release the checks and the load's own sessions."""
         try:
             super().close()
         finally:
+            self._discard_ahead()
             if self._adbc is not None:
                 self._end_stream(cancel=True)
                 self._close_session()
