@@ -59,25 +59,22 @@ def _timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _row(values: tuple[Any, ...]) -> StoredConnection:
-    (id_, uuid, name, vendor, host, port, params, ssl, credential_type, username, secret, is_global) = values[
-        :12
-    ]
+def _row(row: sqlite3.Row) -> StoredConnection:
     return StoredConnection(
-        id=int(id_),
-        uuid=_uuid.UUID(hex=uuid),
-        name=name,
-        vendor=vendor,
-        host=host,
-        port=port,
-        params=json.loads(params) if params is not None else {},
-        ssl=bool(ssl),
-        credential_type=credential_type,
-        username=username,
-        secret=bytes(secret) if secret is not None else None,
-        is_global=bool(is_global),
-        created_at=_timestamp(values[12]),
-        updated_at=_timestamp(values[13]),
+        id=int(row["id"]),
+        uuid=_uuid.UUID(hex=row["uuid"]),
+        name=row["name"],
+        vendor=row["vendor"],
+        host=row["host"],
+        port=row["port"],
+        params=json.loads(row["params"]) if row["params"] is not None else {},
+        ssl=bool(row["ssl"]),
+        credential_type=row["credential_type"],
+        username=row["username"],
+        secret=bytes(row["secret"]) if row["secret"] is not None else None,
+        is_global=bool(row["is_global"]),
+        created_at=_timestamp(row["created_at"]),
+        updated_at=_timestamp(row["updated_at"]),
     )
 
 
@@ -99,6 +96,7 @@ def read_connection(path: Path, ref: str, revision: str) -> StoredConnection | N
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_SECONDS)
     except sqlite3.Error:
         return None
+    con.row_factory = sqlite3.Row
     try:
         versions = [v for (v,) in con.execute("SELECT version_num FROM alembic_version").fetchall()]
         if versions != [revision]:
