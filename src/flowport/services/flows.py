@@ -184,12 +184,12 @@ def _read_from_sqlite_store(ref: str) -> ConnectionSpec | None:
     """Connection ``ref`` read straight from the instance's SQLite store; None: ask the store's services."""
     # Imported here: a flow of files only never touches the store (tests/cli/test_startup_imports.py).
     from flowport.connections.stored import spec_from_row
-    from flowport.store.location import database_url, head_from_files, sqlite_file
+    from flowport.store.location import database_url, shipped_head, sqlite_file
     from flowport.store.sqlite_read import read_connection
 
     home = instance_home()
     path = sqlite_file(database_url(home))
-    head = head_from_files() if path is not None else None
+    head = shipped_head() if path is not None else None
     if path is None or head is None:
         return None
     row = read_connection(path, ref, head)

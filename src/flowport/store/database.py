@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowport.errors import ValidationFailed
-from flowport.store.location import DATABASE_URL_ENV, database_url
+from flowport.store.location import DATABASE_URL_ENV, SQLITE_BUSY_MS, database_url
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -55,8 +55,6 @@ _DEFAULT_DRIVERS = {
     "mariadb": "mariadb+pymysql",
 }
 
-# How long a SQLite statement waits for another process's write lock before giving up.
-SQLITE_BUSY_MS = 30_000
 # How long a writer waits for the writers of its own process before it goes on to SQLite's lock anyway
 # (only a connection whose turn was never handed on, a bug, could make it wait that long).
 WRITER_TURN_TIMEOUT_S = 120.0

@@ -12,14 +12,25 @@ from __future__ import annotations
 import ast
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from flowport.home import home_setting, instance_home
 
-__all__ = ["DATABASE_URL_ENV", "MIGRATIONS_DIR", "database_url", "head_from_files", "sqlite_file"]
+__all__ = [
+    "DATABASE_URL_ENV",
+    "MIGRATIONS_DIR",
+    "SQLITE_BUSY_MS",
+    "database_url",
+    "head_from_files",
+    "shipped_head",
+    "sqlite_file",
+]
 
 DATABASE_URL_ENV = "FLOWPORT_DATABASE_URL"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# How long a SQLite statement waits for another process's write lock before giving up.
+SQLITE_BUSY_MS = 30_000
 
 # `revision: str = "0011"`, `down_revision: str | None = "0010"` (a literal: a string, None or a tuple).
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
@@ -90,3 +101,9 @@ def head_from_files(migrations: Path = MIGRATIONS_DIR) -> str | None:
         parents.update(found["down_revision"])
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
+
+
+@lru_cache(maxsize=1)
+def shipped_head() -> str | None:
+    """:func:`head_from_files` of the shipped migrations, read once per process (they do not change)."""
+    return head_from_files(MIGRATIONS_DIR)

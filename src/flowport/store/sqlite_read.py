@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowport.store.location import SQLITE_BUSY_MS
+
 __all__ = ["StoredConnection", "read_connection"]
 
-# How long the read waits for another process's write lock (as the store's engines do).
-_BUSY_SECONDS = 30.0
 _COLUMNS = (
     "id, uuid, name, vendor, host, port, params, ssl, credential_type, username, secret, is_global, "
     "created_at, updated_at"
@@ -93,7 +93,7 @@ def read_connection(path: Path, ref: str, revision: str) -> StoredConnection | N
     if not path.is_file():
         return None
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=_BUSY_SECONDS)
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_MS / 1000)
     except sqlite3.Error:
         return None
     con.row_factory = sqlite3.Row
