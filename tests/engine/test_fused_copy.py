@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flowport.engine import FlowRun, RunContext
-from flowport.engine.fusion import FusedCopy
+from flowport.engine.fusion import KNOWN_CONSISTENT, FusedCopy, _true_prefix
 from flowport.model.document import flow_from_dict
 from flowport.plugins.contract import StageContext
 from flowport.services.flows import plugin_registry
@@ -267,3 +267,40 @@ def test_an_aborted_copy_leaves_the_previous_file_and_no_temporary_file(tmp_path
     destination.close()
     assert pq.read_table(tmp_path / "out.parquet").equals(previous)
     assert _leftovers(tmp_path) == []
+
+
+def test_the_functions_taken_as_repeatable_without_a_listing_are_consistent_in_this_duckdb() -> None:
+    # A fused COPY reads again the rows it could not settle: a function on the list that DuckDB does
+    # not call CONSISTENT would let a second read find other rows.
+    con = duckdb.connect(":memory:")
+    stability = dict(
+        con.execute(
+            "SELECT function_name, bool_and(coalesce(stability = 'CONSISTENT', false)) "
+            "FROM duckdb_functions() GROUP BY function_name"
+        ).fetchall()
+    )
+    assert {name: stability.get(name) for name in KNOWN_CONSISTENT} == dict.fromkeys(KNOWN_CONSISTENT, True)
+
+
+@pytest.mark.parametrize(
+    ("condition", "copied"),
+    [
+        ("lower(name) <> 'beta' AND amount >= 10", True),  # on the list
+        ("sqrt(amount) >= sqrt(10)", True),  # not on it, CONSISTENT in DuckDB's listing
+        ("amount >= 10 AND now() > TIMESTAMP '2000-01-01'", False),  # the same within one query only
+    ],
+)
+def test_a_condition_is_copied_only_when_every_function_it_calls_repeats(
+    tmp_path: Path, condition: str, copied: bool
+) -> None:
+    run, result = _run(tmp_path, _flow(condition))
+    assert result.status == "Complete", result.error
+    assert (run.fused["Src"].copy is not None) is copied
+    assert pq.read_table(tmp_path / "out.parquet").column("id").to_pylist() == [1, 3, 6, 11]
+
+
+@pytest.mark.parametrize(("length", "true"), [(0, 0), (1, 0), (1, 1), (8, 8), (13, 5), (13, 13), (1000, 999)])
+def test_the_verdict_of_a_placeholder_is_true_on_its_prefix_only(length: int, true: int) -> None:
+    verdict = _true_prefix(length, true)
+    assert verdict.null_count == 0
+    assert verdict.to_pylist() == [True] * true + [False] * (length - true)

@@ -69,6 +69,17 @@ _SOURCE = "__fp_source_7f3a9c__"
 _COPIED = b"flowport.fused_copy"
 #: Names of DuckDB's built-in functions that always give the same result (_consistent_functions).
 _CONSISTENT: frozenset[str] | None = None
+#: Functions the fused queries of the built-in stages call, and a few that conditions often do, all
+#: CONSISTENT in DuckDB (a test holds the list to DuckDB's own): a query calling only these needs
+#: no listing of DuckDB's functions (see _Probe.repeatable).
+KNOWN_CONSISTENT = frozenset(
+    {
+        "||", "concat", "concat_ws", "left", "struct_pack", "list_value",
+        "lower", "upper", "trim", "length", "abs", "round", "substr", "substring", "starts_with",
+        "ends_with", "contains", "regexp_matches", "strftime", "date_trunc", "to_json", "json_extract",
+        "+", "-", "*", "/", "%",
+    }
+)  # fmt: skip
 _CONSISTENT_LOCK = threading.Lock()
 
 
@@ -313,11 +324,8 @@ class FusedCopy:
                     arrays.append(pa.nulls(total))
             if step.sql.keep_column is not None:
                 index = self._filters.index(step)
-                kept = written + sum(dropped[index + 1 :])
-                verdict = np.zeros(total, dtype=bool)
-                verdict[:kept] = True
                 names.append(step.sql.keep_column)
-                arrays.append(pa.array(verdict, pa.bool_()))
+                arrays.append(_true_prefix(total, written + sum(dropped[index + 1 :])))
         schema = pa.schema([pa.field(n, a.type) for n, a in zip(names, arrays, strict=True)])
         return pa.RecordBatch.from_arrays(arrays, schema=schema.with_metadata({_COPIED: b"1"}))
 
@@ -326,6 +334,18 @@ class FusedCopy:
         """Whether ``batch`` stands for rows the COPY wrote itself (nothing to write)."""
         metadata = batch.schema.metadata
         return bool(metadata) and _COPIED in metadata
+
+
+def _true_prefix(length: int, true: int) -> pa.Array[Any]:
+    """A BOOLEAN array of ``length`` values, TRUE for the first ``true`` ones, FALSE after, no NULL.
+
+    Built as its bitmap (an eighth of a byte per value) rather than through
+    NumPy: at millions of rows that takes milliseconds instead of tens of them.
+    """
+    whole, rest = divmod(true, 8)
+    bits = b"\xff" * whole + (bytes([(1 << rest) - 1]) if rest else b"")
+    bits += bytes((length + 7) // 8 - len(bits))
+    return pa.BooleanArray.from_buffers(pa.bool_(), length, [None, pa.py_buffer(bits)])
 
 
 def _visible(batch: pa.RecordBatch | pa.Table, columns: list[str]) -> pa.Table:
@@ -388,16 +408,17 @@ def _plan(planned: list[PlannedStage], policy: ErrorRecordPolicy, probe: _Probe)
             continue
         origin.plugin.fuse(partial(_substitute, source))
         chain = FusedChain(origin, steps, columns)
-        if probe.repeatable(source):
+        # Only a chain that may write its destination's file asks whether its query repeats.
+        if _copy_offered(chain, by_name, inputs_of) and probe.repeatable(source):
             chain.copy = _copy_into_destination(chain, by_name, inputs_of)
         chains.append(chain)
     return chains
 
 
-def _copy_into_destination(
+def _copy_offered(
     chain: FusedChain, by_name: dict[str, PlannedStage], inputs_of: dict[str, list[str]]
-) -> FusedCopy | None:
-    """Let the chain write its destination's file itself, when both sides offer it.
+) -> PlannedStage | None:
+    """The destination the chain could write itself, when both sides have the methods for it.
 
     The destination must be the chain's only output and have no other
     input; it offers ``copy_target()`` (its temporary file and the COPY
@@ -410,11 +431,25 @@ def _copy_into_destination(
         return None
     if inputs_of[target.name] != [chain.steps[-1].stage.name]:
         return None
-    offer = getattr(target.plugin, "copy_target", None)
-    take = getattr(target.plugin, "take_copy", None)
-    accept = getattr(chain.origin.plugin, "fuse_copy", None)
-    if not (callable(offer) and callable(take) and callable(accept)):
+    methods = (
+        getattr(target.plugin, "copy_target", None),
+        getattr(target.plugin, "take_copy", None),
+        getattr(chain.origin.plugin, "fuse_copy", None),
+    )
+    return target if all(callable(m) for m in methods) else None
+
+
+def _copy_into_destination(
+    chain: FusedChain, by_name: dict[str, PlannedStage], inputs_of: dict[str, list[str]]
+) -> FusedCopy | None:
+    """Let the chain write its destination's file itself, when both sides offer it (see
+    :func:`_copy_offered`)."""
+    target = _copy_offered(chain, by_name, inputs_of)
+    if target is None:
         return None
+    offer = getattr(target.plugin, "copy_target")  # noqa: B009 - optional methods, checked above
+    take = getattr(target.plugin, "take_copy")  # noqa: B009
+    accept = getattr(chain.origin.plugin, "fuse_copy")  # noqa: B009
     offered = offer()
     if offered is None:
         return None
@@ -435,7 +470,6 @@ class _Probe:
 
     def __init__(self) -> None:
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._consistent: frozenset[str] = frozenset()
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
@@ -444,8 +478,6 @@ class _Probe:
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
-            # Fresh: no query of a flow has run on it yet, so nothing a flow defined is listed.
-            self._consistent = _consistent_functions(con)
             self._con = con
         return self._con
 
@@ -471,7 +503,10 @@ class _Probe:
         if tree.get("error"):
             return False
         # Every overload of every name called must be CONSISTENT (a NULL stability is not).
-        return _function_names(tree) <= self._consistent
+        called = _function_names(tree)
+        if called <= KNOWN_CONSISTENT:
+            return True
+        return called <= _consistent_functions()
 
     def close(self) -> None:
         if self._con is not None:
@@ -479,19 +514,24 @@ class _Probe:
             self._con = None
 
 
-def _consistent_functions(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+def _consistent_functions() -> frozenset[str]:
     """DuckDB's built-in functions of which every overload is CONSISTENT (no random(), no now()).
 
     Listing them costs about 20 ms and gives the same answer on every new
-    connection of this DuckDB: listed once per process, on a fresh connection.
+    connection of this DuckDB: listed once per process, on a connection of
+    its own (nothing a flow defined is listed).
     """
     global _CONSISTENT
     with _CONSISTENT_LOCK:
         if _CONSISTENT is None:
-            rows = con.execute(
-                "SELECT function_name FROM duckdb_functions() GROUP BY function_name "
-                "HAVING bool_and(coalesce(stability = 'CONSISTENT', false))"
-            ).fetchall()
+            con = duckdb.connect(":memory:")
+            try:
+                rows = con.execute(
+                    "SELECT function_name FROM duckdb_functions() GROUP BY function_name "
+                    "HAVING bool_and(coalesce(stability = 'CONSISTENT', false))"
+                ).fetchall()
+            finally:
+                con.close()
             _CONSISTENT = frozenset(name for (name,) in rows)
         return _CONSISTENT
 
