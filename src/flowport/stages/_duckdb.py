@@ -138,7 +138,9 @@ class DuckSession:
     stage's own temporary files). The connection may touch only ``files``
     (the files the stage itself reads) and its own temporary directory: see
     :func:`sandbox`. ``memory_limit`` caps DuckDB's own memory (its default is
-    most of the machine's).
+    most of the machine's). ``release_memory`` makes DuckDB's allocator hand
+    freed memory back early: for the sessions that stream a long read into
+    Arrow batches (an origin's) and the on-disk ones that hold a whole input.
     """
 
     def __init__(
@@ -148,8 +150,10 @@ class DuckSession:
         files: Sequence[Path] = (),
         scratch: bool = False,
         memory_limit: str | None = None,
+        release_memory: bool | None = None,
     ) -> None:
         self._directory: Path | None = None
+        self._release_memory = on_disk if release_memory is None else release_memory
         if on_disk or scratch:
             self._directory = Path(tempfile.mkdtemp(prefix="flowport-duckdb-"))
         self._on_disk = on_disk
@@ -182,13 +186,16 @@ class DuckSession:
         else:
             con = duckdb.connect(":memory:")
         try:
-            # DuckDB's allocator keeps freed memory around for reuse: with these, it hands memory
-            # back once 8 MB are free (background threads do the work), so a long streamed read
-            # holds 70-100 MB less at its peak (5M-10M rows into PostgreSQL: about 515 MB against
-            # 585-615 MB) for about 2% more time. They are process-wide: set on every connection.
-            con.execute("SET allocator_background_threads = true")
-            con.execute("SET allocator_flush_threshold = '8MB'")
-            con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
+            if self._release_memory:
+                # DuckDB's allocator keeps freed memory around for reuse: with these, it hands
+                # memory back once 8 MB are free (background threads do the work), so a long
+                # streamed read holds 70-100 MB less at its peak (5M-10M rows into PostgreSQL:
+                # about 515 MB against 585-615 MB) for about 2% more time. They are process-wide,
+                # and cost a query that stays inside DuckDB more (a fused COPY of 5M rows into
+                # Parquet: 6%, with its memory_limit as its bound): set only where they pay.
+                con.execute("SET allocator_background_threads = true")
+                con.execute("SET allocator_flush_threshold = '8MB'")
+                con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
             if self._memory_limit is not None:
                 con.execute(f"SET memory_limit = {sql_literal(self._memory_limit)}")
             # Timestamps with time zone are rendered (JSON, text) in UTC so output

@@ -233,7 +233,7 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
         self._session: DuckSession | None = None
         self._session_writes = False
         if self.config.infer_types or mixed:
-            self._session = DuckSession(files=self._files, scratch=True)
+            self._session = DuckSession(files=self._files, scratch=True, release_memory=True)
         if mixed:
             assert self._session is not None
             # Copies keep the file's name, so error records still name the file the user gave.
@@ -258,7 +258,9 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
             copy: FusedCopy | None = getattr(self, "_copy", None)
             writes = [copy.path] if copy is not None and self.context.record_limit is None else []
             self._session = DuckSession(
-                files=[*self._files, *writes], memory_limit=_COPY_MEMORY if writes else None
+                files=[*self._files, *writes],
+                memory_limit=_COPY_MEMORY if writes else None,
+                release_memory=not writes,  # a streamed read
             )
             self._session_writes = bool(writes)
         return self._session

@@ -52,7 +52,7 @@ class JsonFileOrigin(Origin[JsonFileOriginConfig]):
     def open(self) -> None:
         """Find the files (fails early when nothing matches)."""
         self._files = expand_paths(self.context, self.config.path)
-        self._session = DuckSession(files=self._files)
+        self._session = DuckSession(files=self._files, release_memory=True)
 
     def close(self) -> None:
         """Close the DuckDB connection."""
