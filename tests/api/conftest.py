@@ -27,7 +27,7 @@ import anyio.from_thread
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from tests.connections.live_servers import postgres_database
 
 from flowport.api.app import create_app
@@ -60,6 +60,29 @@ def zip_entries(data: bytes) -> dict[str, bytes]:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
+class _OncePerPassword:
+    """argon2 as ``create_user`` uses it, hashing each password once per test process.
+
+    Every instance's ``admin``, ``editor`` and ``viewer`` then get the very
+    hash a real ``create_user`` made: neither the hashing (about 0.1 s of CPU
+    a user) nor, through the services' cache of verified credentials, the
+    first verification of each role is paid again in every instance. Wrong
+    passwords, other users and the tests of hashing itself
+    (``tests/services/test_auth*.py``) run argon2 for real.
+    """
+
+    _hashes: dict[str, str] = {}
+
+    def hash(self, password: str) -> str:
+        if password not in self._hashes:
+            self._hashes[password] = auth.PasswordHasher().hash(password)
+        return self._hashes[password]
+
+
+def _once_per_password() -> _OncePerPassword:
+    return _OncePerPassword()
+
+
 class Instance:
     """One Flowport instance under test, with a client that signs in as any of its users."""
 
@@ -80,8 +103,10 @@ class Instance:
         self.launcher = launcher
         self.activate()
         instance.init_instance()
-        for role, password in PASSWORDS.items():
-            auth.create_user(role, password, role)
+        with monkeypatch.context() as patch:
+            patch.setattr(auth, "_hasher", _once_per_password)
+            for role, password in PASSWORDS.items():
+                auth.create_user(role, password, role)
         options: dict[str, Any] = {}
         if max_body_bytes is not None:
             options["max_body_bytes"] = max_body_bytes
@@ -212,6 +237,13 @@ def _empty(url: str) -> None:
         for table in reversed(metadata.sorted_tables):
             if table.name not in ("alembic_version", "store_changes"):
                 connection.execute(table.delete())
+        # Ids start again at 1, as in a new database (and as on SQLite): the fixture's users then
+        # have the ids and hashes of the previous test's, which the verified-credential cache knows.
+        sequences = connection.execute(
+            text("SELECT format('%I.%I', sequence_schema, sequence_name) FROM information_schema.sequences")
+        ).scalars()
+        for sequence in list(sequences):
+            connection.execute(text(f"ALTER SEQUENCE {sequence} RESTART"))
 
 
 @pytest.fixture(params=STORES)
