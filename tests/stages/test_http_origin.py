@@ -107,17 +107,26 @@ class Handler(BaseHTTPRequestHandler):
             api.seen.append(Seen(time.monotonic(), parts.path, query, dict(self.headers.items())))
             api.inflight += 1
             api.max_inflight = max(api.max_inflight, api.inflight)
+        self._inflight = True
         try:
             self._serve(parts.path, query)
         finally:
-            with api.lock:
-                api.inflight -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        # Out of flight before the response goes out: once the client has read it, it may send the
+        # next request before this thread runs again, and that is not two requests at once.
+        if getattr(self, "_inflight", False):
+            self._inflight = False
+            with self.api.lock:
+                self.api.inflight -= 1
 
     def _send(
         self, status: int, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None
     ) -> None:
         payload = raw if raw is not None else json.dumps(body).encode()
         content_type = (headers or {}).pop("Content-Type", "application/json")
+        self._leave()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
