@@ -24,7 +24,13 @@ from tests.stages import test_sql_stages as sql_tests
 from tests.stages.test_sql_stages import Db, _open_db, batch, leftovers, load
 
 from flowport.errors import StageError
-from flowport.stages.sql.vendors.postgres.binary_copy import HEADER, TRAILER, encodable, encode_batch
+from flowport.stages.sql.vendors.postgres.binary_copy import (
+    HEADER,
+    TRAILER,
+    encodable,
+    encode_batch,
+    tuple_order,
+)
 
 pg_database = sql_tests.pg_database
 make = sql_tests.make
@@ -431,3 +437,82 @@ def test_the_session_a_replace_connects_ahead_is_closed_when_the_load_cannot_sta
     assert pg.rows(table) == [(1,), (2,)]
     assert _flowport_sessions(pg, before) == before
     assert not {t for t in leftovers(pg) if t.startswith(table)}
+
+
+MIXED: list[tuple[str, str, pa.Array[Any]]] = [
+    ("a", "integer", pa.array([1, -2, 3, 2**31 - 1], pa.int32())),
+    ("b", "text", pa.array(["x", None, "Grüße 😀", ""], pa.string())),
+    (
+        "c",
+        "numeric(10,2)",
+        pa.array([D("12.34"), D("-99999999.99"), D("0"), D("0.01")], pa.decimal128(10, 2)),
+    ),
+    ("d", "bigint", pa.array([None, 2**62, -1, None], pa.int64())),
+    (
+        "e",
+        "timestamp",
+        pa.array([dt.datetime(2026, 1, 1, 10), dt.datetime(1, 1, 1), None, dt.datetime(9999, 12, 31)]),
+    ),
+    ("f", "text", pa.array(["long " * 50, "b", "c", "d"], pa.large_string())),
+    ("g", "boolean", pa.array([True, False, True, False])),
+    (
+        "h",
+        "numeric(18,18)",
+        pa.array([D("0.5"), None, D("-0.000000000000000001"), D("0")], pa.decimal128(18, 18)),
+    ),
+    (
+        "i",
+        "date",
+        pa.array([dt.date(2000, 1, 1), dt.date(1970, 1, 1), dt.date(1, 1, 1), dt.date(9999, 12, 31)]),
+    ),
+    ("j", "double precision", pa.array([1.5, float("inf"), -0.0, 2.0])),
+]
+
+
+def mixed_round_trip(pg: Db, columns: list[tuple[str, str, pa.Array[Any]]]) -> None:
+    """A table of several columns, encoded in the order given, against PostgreSQL's parse of its text."""
+    binary, parsed = pg.name("bin"), pg.name("txt")
+    definition = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in columns)
+    for table in (binary, parsed):
+        pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, {definition})")
+    names = ["id"] + [name for name, _, _ in columns]
+    rows = len(columns[0][2])
+    data = pa.table([pa.array(range(rows), pa.int32()), *(array for _, _, array in columns)], names=names)
+    with (
+        pg.raw.cursor() as cursor,
+        cursor.copy(f"COPY {pg.quote(binary)} ({', '.join(names)}) FROM STDIN (FORMAT binary)") as copy,
+    ):
+        copy.write(HEADER)
+        copy.write(memoryview(encode_batch(data)))
+        copy.write(TRAILER)
+    casts = ", ".join(f"CAST(%s::text AS {sql_type})" for _, sql_type, _ in columns)
+    with pg.raw.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {pg.quote(parsed)} VALUES (%s, {casts})",
+            [[i, *(_text(array[i].as_py()) for _, _, array in columns)] for i in range(rows)],
+        )
+    row_text = ", ".join(f"{{t}}.{name}::text" for name, _, _ in columns)
+    differ = pg.run(
+        f"SELECT b.id FROM {pg.quote(binary)} b FULL JOIN {pg.quote(parsed)} t ON b.id = t.id "
+        f"WHERE b.id IS NULL OR t.id IS NULL OR ({row_text.format(t='b')}) IS DISTINCT FROM "
+        f"({row_text.format(t='t')})"
+    )
+    assert differ == []
+    assert pg.run(f"SELECT count(*) FROM {pg.quote(binary)}") == [(rows,)]
+
+
+def test_a_tuple_of_fixed_fields_texts_and_nulls_round_trips_in_any_column_order(pg: Db) -> None:
+    # Runs of fixed-width fields are written as blocks, cut by every text and every column with NULLs.
+    mixed_round_trip(pg, MIXED)
+    mixed_round_trip(pg, list(reversed(MIXED)))
+    ordered = pa.schema([(name, array.type) for name, _, array in MIXED])
+    by_name = {name: (name, sql_type, array) for name, sql_type, array in MIXED}
+    assert tuple_order(ordered)[-2:] == ["b", "f"]  # the texts last
+    mixed_round_trip(pg, [by_name[name] for name in tuple_order(ordered)])
+
+
+def test_a_tuple_of_fixed_fields_only_is_one_block(pg: Db) -> None:
+    # No text and no NULL: the tuples are the block itself (nothing to join).
+    fixed = [c for c in MIXED if c[0] in ("a", "c", "g", "i", "j")]
+    mixed_round_trip(pg, fixed)
+    mixed_round_trip(pg, [(name, sql_type, array.slice(1)) for name, sql_type, array in fixed])

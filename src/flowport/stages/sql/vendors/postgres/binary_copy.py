@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["HEADER", "TRAILER", "encodable", "encode_batch"]
+__all__ = ["HEADER", "TRAILER", "encodable", "encode_batch", "tuple_order"]
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -129,17 +129,16 @@ def _numbers(column: pa.Array[Any], dtype: Any) -> np.ndarray[Any, Any]:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _variable(column: pa.Array[Any]) -> list[pa.Array[Any]]:
-    """Text or bytes: the length prefixes (-1 for NULL) and the bytes, as two arrays of fields."""
+def _variable(column: pa.Array[Any]) -> tuple[np.ndarray[Any, Any], pa.Array[Any]]:
+    """Text or bytes: the length prefixes (-1 for NULL, big-endian) and the bytes (NULL: none)."""
     data: Any = column.cast(pa.large_binary()) if pa.types.is_large_string(column.type) else column
     if pa.types.is_string(data.type):
         data = data.cast(pa.binary())
     lengths = _pc.binary_length(data)
     if data.null_count:
         lengths = _pc.fill_null(lengths, -1)
-    prefix = np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=">i4")
     # A NULL value takes no bytes: its prefix alone is the field.
-    return [_binary_of_fixed(prefix, len(data), 4), data]
+    return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=">i4"), data
 
 
 def _numeric_from_ints(unscaled: np.ndarray[Any, Any], precision: int, scale: int) -> np.ndarray[Any, Any]:
@@ -187,42 +186,76 @@ def _decimal_unscaled(column: pa.Array[Any]) -> np.ndarray[Any, Any]:
     return unscaled
 
 
-def _field(column: pa.Array[Any]) -> list[pa.Array[Any]]:
-    """The fields of a column as binary arrays laid side by side in each tuple (one or two)."""
-    t = column.type
-    if (
-        pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-    ):
-        return _variable(column)
-    return [_fixed_field(column)]
-
-
 def _fixed_field(column: pa.Array[Any]) -> pa.Array[Any]:
-    t = column.type
+    """A fixed-width column's fields as a binary array (a NULL's field is the 4-byte marker alone)."""
     valid = _validity(column)
+    if pa.types.is_decimal(column.type):
+        return _rows(_fixed_values(column).view(np.uint8).reshape(len(column), -1), valid)
+    return _fixed(_fixed_values(column), valid)
+
+
+def _fixed_values(column: pa.Array[Any]) -> np.ndarray[Any, Any]:
+    """A fixed-width column's values in their binary form (NULLs as anything): one numpy value per
+    row, or for NUMERIC an int16 matrix whose rows are whole fields (their length included)."""
+    t = column.type
     if pa.types.is_decimal(t):
-        matrix = _numeric_from_ints(_decimal_unscaled(column), t.precision, t.scale)
-        return _rows(matrix.view(np.uint8).reshape(len(column), -1), valid)
+        return _numeric_from_ints(_decimal_unscaled(column), t.precision, t.scale)
     if pa.types.is_boolean(t):
-        return _fixed(_numbers(column.cast(pa.uint8()), np.uint8), valid)
+        return _numbers(column.cast(pa.uint8()), np.uint8)
     if pa.types.is_integer(t):
         dtype = {8: np.int16, 16: np.int16, 32: np.int32, 64: np.int64}[t.bit_width]
         if pa.types.is_unsigned_integer(t):
             dtype = {8: np.int16, 16: np.int32, 32: np.int64}[t.bit_width]
-        return _fixed(_numbers(column, dtype), valid)
+        return _numbers(column, dtype)
     if pa.types.is_floating(t):
-        return _fixed(_numbers(column, np.float32 if t.bit_width == 32 else np.float64), valid)
+        return _numbers(column, np.float32 if t.bit_width == 32 else np.float64)
     if pa.types.is_date32(t):
-        return _fixed(_numbers(column.cast(pa.int32()), np.int32) - np.int32(_PG_EPOCH_DAYS), valid)
+        return _numbers(column.cast(pa.int32()), np.int32) - np.int32(_PG_EPOCH_DAYS)
     if pa.types.is_timestamp(t):
         ticks = _numbers(column.cast(pa.int64()), np.int64)
         per_us = _UNIT_US[t.unit]
         micros = ticks // 1000 if per_us is None else ticks * per_us  # nanoseconds cut to microseconds
-        return _fixed(micros - np.int64(_PG_EPOCH_US), valid)
+        return micros - np.int64(_PG_EPOCH_US)
     raise TypeError(f"no binary COPY encoding for Arrow type {t}")
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    )
+
+
+def tuple_order(schema: pa.Schema) -> list[str]:
+    """The column names in the order that encodes quickest: fixed-width types first, text last.
+
+    Every fixed-width field of a tuple up to the first text's bytes (with that
+    text's length prefix) is then written as one block; the COPY's column
+    list names the columns in this order.
+    """
+    return [f.name for f in schema if not _is_text(f.type)] + [f.name for f in schema if _is_text(f.type)]
+
+
+class _Block:
+    """Fields of fixed width laid end to end, the same width on every row, written into one
+    structured numpy array (one strided write per field) and joined to the rest as one field."""
+
+    def __init__(self) -> None:
+        self.formats: list[Any] = []
+        self.values: list[Any] = []
+
+    def add(self, dtype: Any, values: Any) -> None:
+        self.formats.append(dtype)
+        self.values.append(values)
+
+    def build(self, n: int) -> pa.Array[Any]:
+        names = [f"f{i}" for i in range(len(self.formats))]
+        record = np.empty(n, dtype=np.dtype({"names": names, "formats": self.formats}))
+        for name, values in zip(names, self.values, strict=True):
+            record[name] = values
+        return _binary_of_fixed(record.view(np.uint8), n, record.dtype.itemsize)
 
 
 # A batch whose encoded fields could pass 2 GiB (32-bit Arrow offsets) is encoded in slices.
@@ -232,11 +265,15 @@ _MAX_SLICE_BYTES = 1 << 29
 def encode_batch(batch: pa.RecordBatch | pa.Table) -> pa.Buffer:
     """The tuples of ``batch`` in binary COPY form (no header or trailer), one buffer.
 
-    Each column becomes one binary array of fields (two for text: the length
-    prefixes, then the bytes); Arrow's ``binary_join_element_wise`` with an
-    empty separator then lays each row's fields end to end (the field count
-    first), so the joined values buffer is the tuples, in one pass (about
-    half the time of gathering them with ``take``).
+    The fields of a tuple are laid out in pieces: runs of fields of fixed
+    width (the field count, a column without NULLs, a text's length prefix)
+    become one block of the same width on every row (:class:`_Block`); a
+    text's bytes and a fixed-width column with NULLs (whose NULL field is
+    shorter) are pieces of their own. Arrow's ``binary_join_element_wise``
+    with an empty separator then lays each row's pieces end to end, so the
+    joined values buffer is the tuples, in one pass; with one piece (no text,
+    no NULL) the block is the tuples already. Columns in :func:`tuple_order`
+    make the fewest pieces.
     """
     n = batch.num_rows
     if n and batch.nbytes > _MAX_SLICE_BYTES:
@@ -245,19 +282,42 @@ def encode_batch(batch: pa.RecordBatch | pa.Table) -> pa.Buffer:
             encode_batch(batch.slice(0, half)).to_pybytes() + encode_batch(batch.slice(half)).to_pybytes()
         )
     columns = [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in batch.columns]
-    count = np.full(n, len(columns), dtype=">i2")
-    fields = [_binary_of_fixed(count, n, 2)]
-    fields += [f for c in columns for f in _field(c)]
-    large = any(pa.types.is_large_binary(f.type) for f in fields)
-    if large:
-        fields = [_pc.cast(f, pa.large_binary()) for f in fields]
-    separator = pa.scalar(b"", pa.large_binary() if large else pa.binary())
-    # A NULL text's bytes field is null: nothing (its prefix alone, -1, is the field).
-    rows: pa.Array[Any] = _pc.binary_join_element_wise(
-        *fields, separator, null_handling="replace", null_replacement=""
-    )
-    offsets_type = np.int64 if large else np.int32
-    offsets = _view(rows.buffers()[1], offsets_type, rows.offset + len(rows) + 1)
+    pieces: list[pa.Array[Any]] = []
+    block = _Block()
+    block.add(">i2", len(columns))  # the field count
+    for column in columns:
+        if _is_text(column.type):
+            prefix, text = _variable(column)
+            block.add(">i4", prefix)
+            pieces.append(block.build(n))
+            pieces.append(text)
+            block = _Block()
+        elif column.null_count:
+            if block.formats:
+                pieces.append(block.build(n))
+                block = _Block()
+            pieces.append(_fixed_field(column))
+        else:
+            values = _fixed_values(column)
+            if values.ndim == 2:  # NUMERIC: whole fields
+                block.add((values.dtype, values.shape[1]), values)
+            else:
+                big = values.dtype.newbyteorder(">")
+                block.add(">i4", big.itemsize)
+                block.add(big, values)
+    if block.formats:
+        pieces.append(block.build(n))
+    if len(pieces) == 1:
+        rows = pieces[0]
+    else:
+        large = any(pa.types.is_large_binary(f.type) for f in pieces)
+        if large:
+            pieces = [_pc.cast(f, pa.large_binary()) for f in pieces]
+        separator = pa.scalar(b"", pa.large_binary() if large else pa.binary())
+        # A NULL text's bytes field is null: nothing (its prefix alone, -1, is the field).
+        rows = _pc.binary_join_element_wise(*pieces, separator, null_handling="replace", null_replacement="")
+    large = pa.types.is_large_binary(rows.type)
+    offsets = _view(rows.buffers()[1], np.int64 if large else np.int32, rows.offset + len(rows) + 1)
     start, end = int(offsets[rows.offset]), int(offsets[rows.offset + len(rows)])
     data = rows.buffers()[2]
     if data is None or end == start:

@@ -14,7 +14,7 @@ from flowport.stages._stream import FedWriter
 from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._identifiers import TableName
 from flowport.stages.sql._load import RENAME_SWAP, TableLoad, log
-from flowport.stages.sql.vendors.postgres.binary_copy import encodable
+from flowport.stages.sql.vendors.postgres.binary_copy import encodable, tuple_order
 from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
 from flowport.stages.sql.vendors.postgres.copy_session import CopySession, ParallelCopy, SessionAhead
 
@@ -346,6 +346,9 @@ class PostgresLoad(TableLoad):
 
     def _feed(self, table: TableName, data: pa.Table, *, temporary: bool, create: bool) -> None:
         """Send a batch into the load's single COPY stream (started by the first batch)."""
+        if isinstance(self.conn, CopySession):
+            # Fixed-width columns first: their fields encode as one block (the COPY lists them so).
+            data = data.select(tuple_order(data.schema))
         if self._stream is None:
             if isinstance(self.conn, CopySession):
                 self._stream = self.conn.copy_stream(table, data.column_names, others=self._others)
