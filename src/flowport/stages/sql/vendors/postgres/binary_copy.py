@@ -4,11 +4,15 @@ A binary COPY stream is a header, then one tuple per row (a 16-bit field
 count, then per field a 32-bit length, ``-1`` for NULL, and the value in
 the type's binary "send" form, big-endian), then a 16-bit ``-1`` trailer.
 
-Every field of a column is turned into one binary value (length prefix and
-payload) with numpy and Arrow compute kernels; Arrow's element-wise join
-then lays the fields of each row side by side, so the values buffer of the
-joined array *is* the tuples, ready to send. Fixed-width types cost two
-passes over their bytes, text and bytea three.
+Every field is encoded with numpy and Arrow compute kernels, a column at a
+time. Runs of fixed-width fields (the field count, columns without NULLs, a
+text's length prefix) are written side by side into one structured numpy
+array, one block of the same width per row; a text's bytes and a column
+with NULLs (whose NULL field is shorter) are pieces of their own. Arrow's
+element-wise join then lays each row's pieces end to end, so the values
+buffer of the joined array *is* the tuples, ready to send; a tuple of
+fixed-width fields only is its block already. :func:`tuple_order` puts the
+fixed-width columns first, which makes the fewest pieces.
 
 Supported (:func:`encodable`): ``smallint``, ``integer``, ``bigint``,
 ``real``, ``double precision``, ``boolean``, ``text`` and the character
