@@ -213,6 +213,44 @@ def test_stop_drains_the_micro_batch_in_flight_and_checkpoints_it(sink: dict[str
     assert metrics["stages"]["Load_01"]["inputRecords"] == loaded
 
 
+def _worker_sessions(dsn: dict[str, Any]) -> set[int]:
+    """Backends connected to the sink database, but this test's own (named ``flowport-tests``)."""
+    with psycopg.connect(**dsn, application_name="flowport-tests") as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name <> 'flowport-tests'",
+            [dsn["dbname"]],
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def test_a_stream_connects_to_its_database_once_and_disconnects_when_it_ends(sink: dict[str, Any]) -> None:
+    # Every micro-batch is a run of the flow, and its destination would connect afresh each time.
+    stream = f"events-{uuid.uuid4().hex[:8]}"
+    flow = _flow(stream, "appended", "append")
+    group = runs.run_flow(flow["id"])["id"]
+    worker = _worker(group)
+    seen: set[int] = set()
+    try:
+        _wait(lambda: jobs.get_job_group(group)["status"] == "InProgress")
+        for round_ in range(3):
+            _publish(stream, 100 * round_, 100)
+            _wait(
+                lambda r=round_: (
+                    _count({**sink, "application_name": "flowport-tests"}, "appended")[0] >= 100 * (r + 1)
+                )
+            )
+            seen |= _worker_sessions(sink)
+        jobs.stop_job_group(group)
+        assert worker.wait(30) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    metrics = jobs.get_job_group_metrics(group)
+    assert metrics["streaming"]["batches"] >= 3 and metrics["streaming"]["records"] == 300
+    assert len(seen) == 1, f"the micro-batches used {len(seen)} database sessions"
+    assert _wait(lambda: not _worker_sessions(sink), timeout=10) is True
+
+
 def test_a_failing_micro_batch_is_retried_with_backoff_or_fails_the_job(sink: dict[str, Any]) -> None:
     with psycopg.connect(**sink, autocommit=True) as conn:
         conn.execute("CREATE SEQUENCE gate")

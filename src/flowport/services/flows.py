@@ -306,20 +306,22 @@ def start_run(
     connections: ConnectionLookup | None = None,
     file_roots: FileRoots | None = None,
     stage_state: StageStateStore | None = None,
+    resources: Mapping[str, Any] | None = None,
 ) -> FlowRun:
     """Validate a flow and start running it; raises FlowInvalid when it is not valid.
 
     Stages find connections through ``connections`` (default: the instance's
     store), open files inside ``file_roots`` only (default: unconfined, a
     local run by the machine's own user), and keep offsets in ``stage_state``
-    (default: the instance's store, under the flow's uuid).
+    (default: the instance's store, under the flow's uuid); ``resources``
+    adds adapters for the stages (a streaming job's kept SQL connections).
     """
     reg = registry or plugin_registry()
     folder = base_dir or Path.cwd()
     resolved = _checked(flow, overrides, parameter_sets, reg, file_roots, folder)
     context = RunContext(
         base_dir=folder,
-        resources=_resources(connections),
+        resources={**_resources(connections), **(resources or {})},
         file_roots=file_roots or FileRoots(),
         stage_state=stage_state or _stage_state(flow, folder),
     )

@@ -338,6 +338,10 @@ def _run_streaming(
     url = task.database_url
     lookup = _ScrubbingLookup(url, Path(task.home), capture, roots, base_dir)
     stage_state = StoreStageState(stored.flow.uuid, url=url, legacy_dir=base_dir)
+    from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
+
+    # The micro-batches' SQL stages connect once, not once per micro-batch (closed when the job ends).
+    kept = KeptConnections()
     _log.info("Job group %s: streaming until stopped", task.job_group_id)
 
     def start(flow: Flow, run_id: str) -> FlowRun:
@@ -350,6 +354,7 @@ def _run_streaming(
             file_roots=roots,
             stage_state=stage_state,
             run_id=run_id,
+            resources={KEPT_CONNECTIONS: kept},
         )
 
     written = [-1]
@@ -373,7 +378,10 @@ def _run_streaming(
             _log.warning("Job group %s: progress not recorded: %s", task.job_group_id, type(exc).__name__)
             return False
 
-    status, error, state = run_stream(stored.flow, start, progress, run_prefix=f"j{task.job_group_id}")
+    try:
+        status, error, state = run_stream(stored.flow, start, progress, run_prefix=f"j{task.job_group_id}")
+    finally:
+        kept.close()
     error = capture.scrub(error) if error is not None else None
     if state.last_error:
         state.last_error = capture.scrub(state.last_error)

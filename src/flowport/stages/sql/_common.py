@@ -10,6 +10,7 @@ from flowport.connections.spec import ConnectionSpec
 from flowport.errors import FlowportError, StageError
 from flowport.plugins.contract import StageConfig, StageContext, setting
 from flowport.stages.sql._connection import SqlConnection
+from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
 from flowport.stages.sql.vendors import open_connection
 
 __all__ = ["SqlConnectionConfig", "connection_spec", "driver_errors", "open_sql"]
@@ -46,10 +47,23 @@ def connection_spec(context: StageContext, ref: str) -> ConnectionSpec:
 
 
 def open_sql(context: StageContext, ref: str) -> SqlConnection:
-    """Look up connection ``ref`` and connect to it (errors scrubbed of secrets)."""
+    """Look up connection ``ref`` and connect to it (errors scrubbed of secrets).
+
+    A run whose resources hold ``kept_connections`` (a streaming job's
+    micro-batches) takes an idle connection from there when one is, and the
+    connection goes back there when the stage closes it.
+    """
     spec = connection_spec(context, ref)
+    kept: KeptConnections | None = context.resources.get(KEPT_CONNECTIONS)
+    if kept is not None:
+        lent = kept.take(spec)
+        if lent is not None:
+            return lent
     with driver_errors(context.stage_name, spec, f"cannot connect to '{spec.name}'"):
-        return open_connection(spec)
+        conn = open_connection(spec)
+    if kept is not None:
+        conn.lend(kept)
+    return conn
 
 
 def _message(spec: ConnectionSpec | None, exc: BaseException) -> str:

@@ -43,6 +43,7 @@ from flowport.stages.sqltypes import DefaultValue
 
 if TYPE_CHECKING:
     from flowport.stages.sql._load import TableLoad
+    from flowport.stages.sql.kept import KeptConnections
 
 __all__ = [
     "FORMAT_TOKEN",
@@ -172,11 +173,33 @@ class SqlConnection(ABC):
     vendor: ClassVar[str]
     capabilities: ClassVar[Capabilities]
     load: ClassVar[type[TableLoad]]
+    #: Whether a connection of this vendor may serve a later run once :meth:`reset` (see
+    #: :class:`~flowport.stages.sql.kept.KeptConnections`).
+    reusable: ClassVar[bool] = False
 
     def __init__(self, spec: ConnectionSpec, raw: Any) -> None:
         self.spec = spec
         self.raw = raw
         self._closed = False
+        self._keeper: KeptConnections | None = None
+        self._lent = False  # a run holds it (from its keeper)
+
+    def lend(self, keeper: KeptConnections) -> None:
+        """Hand the connection to a run on behalf of ``keeper``: closing it gives it back to the keeper."""
+        self._keeper = keeper
+        self._lent = True
+
+    def alive(self) -> bool:
+        """Whether the database still answers on this connection."""
+        try:
+            self.query("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    def reset(self) -> None:
+        """Make the connection what a new one is, for a later run (raises when it cannot)."""
+        raise NotImplementedError(f"{self.vendor} connections are not reused")
 
     @classmethod
     @abstractmethod
@@ -334,10 +357,24 @@ class SqlConnection(ABC):
         """Roll the current transaction back (no error when there is none)."""
 
     def close(self) -> None:
-        """Close the connection (twice is harmless)."""
+        """Close the connection (twice is harmless); one a keeper lent goes back to the keeper,
+        which keeps it only once it is reset."""
+        if self._closed:
+            return
+        if self._keeper is not None:
+            if not self._lent:  # given back already: the same run closing it again
+                return
+            self._lent = False
+            if self._keeper.keep(self):
+                return
+        self.discard()
+
+    def discard(self) -> None:
+        """Close the connection for good (a keeper's too)."""
         if self._closed:
             return
         self._closed = True
+        self._keeper = None
         self.raw.close()
 
     # -- statements as written, on the vendor's DB-API driver (SQL Executor) --

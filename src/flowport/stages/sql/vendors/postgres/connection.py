@@ -188,6 +188,9 @@ class PostgresConnection(SqlConnection):
         """The PostgreSQL column type for an Arrow type."""
         return _pg_arrow(arrow_type)
 
+    #: A streaming job's micro-batches reuse a connection (ADBC reads the type catalog on connect).
+    reusable = True
+
     @classmethod
     def open(cls, spec: ConnectionSpec) -> PostgresConnection:
         """Connect with ADBC and use UTC for time zone conversions."""
@@ -237,6 +240,28 @@ class PostgresConnection(SqlConnection):
 
     def begin(self) -> None:
         """ADBC keeps a transaction open whenever autocommit is off."""
+
+    #: What ``DISCARD ALL`` does, one statement at a time: ADBC always has a transaction open, and
+    #: DISCARD ALL refuses to run in one. Then the time zone a new connection sets.
+    _RESET = (
+        "CLOSE ALL",
+        "SET SESSION AUTHORIZATION DEFAULT",
+        "RESET ALL",
+        "DEALLOCATE ALL",
+        "UNLISTEN *",
+        "SELECT pg_advisory_unlock_all()",
+        "DISCARD PLANS",
+        "DISCARD TEMP",
+        "DISCARD SEQUENCES",
+        "SET TIME ZONE 'UTC'",
+    )
+
+    def reset(self) -> None:
+        """Roll back, then leave nothing of the session behind (see :data:`_RESET`)."""
+        self.rollback()
+        for statement in self._RESET:
+            self.execute(statement)
+        self.commit()
 
     def commit(self) -> None:
         """Commit (ADBC opens the next transaction at once)."""
