@@ -105,12 +105,29 @@ def test_a_kept_connection_serves_only_the_very_same_connection_spec(database: s
     conn.lend(keeper)
     conn.close()
     try:
-        assert keeper.take(_spec(database, secrets={"password": SecretStr("other")})) is None
-        assert keeper.take(_spec(database, username="someone_else")) is None
+        # Another stored connection with the same settings but other credentials: not this one.
+        other = _spec(database, username="someone_else")
+        assert other.uuid != spec.uuid
+        assert keeper.take(other) is None
         assert keeper.take(spec) is conn
     finally:
         conn.close()
         keeper.close()
+
+
+def test_a_changed_connection_closes_what_was_kept_of_it_before(database: str) -> None:
+    keeper = KeptConnections()
+    spec = _spec(database)
+    conn = PostgresConnection.open(spec)
+    conn.lend(keeper)
+    pid = conn.query("SELECT pg_backend_pid()")[0][0]
+    conn.close()
+    # The same stored connection (its uuid), its password changed since: the old session is closed.
+    changed = spec.model_copy(update={"secrets": {"password": SecretStr("rotated")}})
+    assert keeper.take(changed) is None
+    assert _gone(database, pid)
+    assert keeper.take(spec) is None
+    keeper.close()
 
 
 def test_a_kept_connection_whose_server_side_went_away_is_replaced(database: str) -> None:

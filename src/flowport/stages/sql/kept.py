@@ -42,13 +42,21 @@ class KeptConnections:
         self._closed = False
 
     def take(self, spec: ConnectionSpec) -> SqlConnection | None:
-        """An idle connection to ``spec`` that still answers, lent to the caller; None when none is."""
+        """An idle connection to ``spec`` that still answers, lent to the caller; None when none is.
+
+        Idle connections of the same stored connection made before it changed (another password,
+        host, ...) are closed: no later run can take them.
+        """
         while True:
             with self._lock:
+                stale = [c for c in self._idle if c.spec.uuid == spec.uuid and c.spec != spec]
                 found = next((c for c in self._idle if c.spec == spec), None)
-                if found is None:
-                    return None
-                self._idle.remove(found)
+                for conn in [*stale, *([found] if found is not None else [])]:
+                    self._idle.remove(conn)
+            for conn in stale:
+                conn.discard()
+            if found is None:
+                return None
             if found.alive():
                 found.lend(self)
                 return found
