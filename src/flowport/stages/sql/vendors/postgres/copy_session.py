@@ -41,6 +41,9 @@ class CopySession(PostgresConnection):
     need it stay on ADBC).
     """
 
+    #: A load opens its own and closes it (it may hold a parallel COPY's advisory lock): never kept.
+    reusable = False
+
     @classmethod
     def open(cls, spec: ConnectionSpec) -> CopySession:
         """Connect with psycopg (not in autocommit) and use UTC, like the ADBC connection."""
