@@ -263,14 +263,16 @@ def _pool_process(worker: subprocess.Popen[bytes]) -> int:
 
 def test_a_worker_sigkilled_during_a_replace_load_never_leaves_partial_data(cluster: Cluster) -> None:
     """Ten kills at random moments of a load: target unchanged or complete, the job retried or failed."""
-    _orders_csv(ROWS)
+    # Twice the rows of the other tests: the load must last long enough for most kills to land in it.
+    rows = 2 * ROWS
+    _orders_csv(rows)
     # Batches of 10,000: the load takes long enough for most kills to land while it runs.
     retried_flow = _load_flow("Retried", 1, batch_size=10_000)
     failing_flow = _load_flow("Not retried", 0, batch_size=10_000)
     before = runs.run_flow(retried_flow["id"])["id"]
     assert _ended(before).status == "Complete"
     complete = _table(cluster)
-    assert complete[0] == ROWS
+    assert complete[0] == rows
     pick = random.Random(20261204)
     killed_mid_run = 0
     for round_ in range(10):
