@@ -335,11 +335,11 @@ def _run_streaming(
     capture: _LogCapture,
 ) -> str:
     """Run a streaming flow's job micro-batch after micro-batch until it is stopped (or fails for good)."""
+    from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
+
     url = task.database_url
     lookup = _ScrubbingLookup(url, Path(task.home), capture, roots, base_dir)
     stage_state = StoreStageState(stored.flow.uuid, url=url, legacy_dir=base_dir)
-    from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
-
     # The micro-batches' SQL stages connect once, not once per micro-batch (closed when the job ends).
     kept = KeptConnections()
     _log.info("Job group %s: streaming until stopped", task.job_group_id)
