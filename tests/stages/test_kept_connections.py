@@ -58,12 +58,17 @@ def _gone(database: str, pid: int) -> bool:
     return True
 
 
-def test_a_connection_given_back_is_reset_and_serves_the_next_run(database: str) -> None:
+def _lent(database: str) -> tuple[KeptConnections, ConnectionSpec, PostgresConnection, int]:
+    """A keeper, a spec, a new connection to it lent by that keeper, and its backend's pid."""
     keeper = KeptConnections()
     spec = _spec(database)
-    first = PostgresConnection.open(spec)
-    first.lend(keeper)
-    pid = first.query("SELECT pg_backend_pid()")[0][0]
+    conn = PostgresConnection.open(spec)
+    conn.lend(keeper)
+    return keeper, spec, conn, conn.query("SELECT pg_backend_pid()")[0][0]
+
+
+def test_a_connection_given_back_is_reset_and_serves_the_next_run(database: str) -> None:
+    keeper, spec, first, pid = _lent(database)
     # What a run may leave on its session: temporary tables, settings, prepared statements,
     # advisory locks, and a transaction with uncommitted rows.
     first.execute("CREATE TEMPORARY TABLE scratch (x integer)")
@@ -99,10 +104,7 @@ def test_a_connection_given_back_is_reset_and_serves_the_next_run(database: str)
 
 
 def test_a_kept_connection_serves_only_the_very_same_connection_spec(database: str) -> None:
-    keeper = KeptConnections()
-    spec = _spec(database)
-    conn = PostgresConnection.open(spec)
-    conn.lend(keeper)
+    keeper, spec, conn, _ = _lent(database)
     conn.close()
     try:
         # Another stored connection with the same settings but other credentials: not this one.
@@ -116,11 +118,7 @@ def test_a_kept_connection_serves_only_the_very_same_connection_spec(database: s
 
 
 def test_a_changed_connection_closes_what_was_kept_of_it_before(database: str) -> None:
-    keeper = KeptConnections()
-    spec = _spec(database)
-    conn = PostgresConnection.open(spec)
-    conn.lend(keeper)
-    pid = conn.query("SELECT pg_backend_pid()")[0][0]
+    keeper, spec, conn, pid = _lent(database)
     conn.close()
     # The same stored connection (its uuid), its password changed since: the old session is closed.
     changed = spec.model_copy(update={"secrets": {"password": SecretStr("rotated")}})
@@ -131,11 +129,7 @@ def test_a_changed_connection_closes_what_was_kept_of_it_before(database: str) -
 
 
 def test_a_kept_connection_whose_server_side_went_away_is_replaced(database: str) -> None:
-    keeper = KeptConnections()
-    spec = _spec(database)
-    conn = PostgresConnection.open(spec)
-    conn.lend(keeper)
-    pid = conn.query("SELECT pg_backend_pid()")[0][0]
+    keeper, spec, conn, pid = _lent(database)
     conn.close()
     with psycopg.connect(
         host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres", autocommit=True
@@ -146,10 +140,7 @@ def test_a_kept_connection_whose_server_side_went_away_is_replaced(database: str
 
 
 def test_a_connection_given_back_after_the_keeper_closed_is_closed(database: str) -> None:
-    keeper = KeptConnections()
-    conn = PostgresConnection.open(_spec(database))
-    conn.lend(keeper)
-    pid = conn.query("SELECT pg_backend_pid()")[0][0]
+    keeper, _, conn, pid = _lent(database)
     keeper.close()
     conn.close()
     assert _gone(database, pid)

@@ -63,30 +63,7 @@ def _text(value: Any) -> str | None:
 
 def round_trip(pg: Db, sql_type: str, array: pa.Array[Any], values: list[Any] | None = None) -> None:
     """Encode ``array`` into a ``sql_type`` column and compare it with PostgreSQL's parse of ``values``."""
-    values = array.to_pylist() if values is None else values
-    binary, parsed = pg.name("bin"), pg.name("txt")
-    for table in (binary, parsed):
-        pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, v {sql_type})")
-    data = pa.table({"id": pa.array(range(len(array)), pa.int32()), "v": array})
-    assert all(encodable(f.type) for f in data.schema)
-    with (
-        pg.raw.cursor() as cursor,
-        cursor.copy(f"COPY {pg.quote(binary)} (id, v) FROM STDIN (FORMAT binary)") as copy,
-    ):
-        copy.write(HEADER)
-        copy.write(memoryview(encode_batch(data)))
-        copy.write(TRAILER)
-    with pg.raw.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {pg.quote(parsed)} VALUES (%s, CAST(%s::text AS {sql_type}))",
-            [(i, _text(v)) for i, v in enumerate(values)],
-        )
-    differ = pg.run(
-        f"SELECT b.id, b.v::text, t.v::text FROM {pg.quote(binary)} b FULL JOIN {pg.quote(parsed)} t "
-        "ON b.id = t.id WHERE b.id IS NULL OR t.id IS NULL OR b.v::text IS DISTINCT FROM t.v::text ORDER BY 1"
-    )
-    assert differ == []
-    assert pg.run(f"SELECT count(*) FROM {pg.quote(binary)}") == [(len(values),)]
+    mixed_round_trip(pg, [("v", sql_type, array)], {"v": values} if values is not None else None)
 
 
 INTEGERS = [
@@ -469,8 +446,12 @@ MIXED: list[tuple[str, str, pa.Array[Any]]] = [
 ]
 
 
-def mixed_round_trip(pg: Db, columns: list[tuple[str, str, pa.Array[Any]]]) -> None:
-    """A table of several columns, encoded in the order given, against PostgreSQL's parse of its text."""
+def mixed_round_trip(
+    pg: Db, columns: list[tuple[str, str, pa.Array[Any]]], values: dict[str, list[Any]] | None = None
+) -> None:
+    """A table of several columns, encoded in the order given, against PostgreSQL's parse of their
+    text (of ``values[name]`` where given, else of the arrays' own values)."""
+    texts = {name: (values or {}).get(name) or array.to_pylist() for name, _, array in columns}
     binary, parsed = pg.name("bin"), pg.name("txt")
     definition = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in columns)
     for table in (binary, parsed):
@@ -478,6 +459,7 @@ def mixed_round_trip(pg: Db, columns: list[tuple[str, str, pa.Array[Any]]]) -> N
     names = ["id"] + [name for name, _, _ in columns]
     rows = len(columns[0][2])
     data = pa.table([pa.array(range(rows), pa.int32()), *(array for _, _, array in columns)], names=names)
+    assert all(encodable(f.type) for f in data.schema)
     with (
         pg.raw.cursor() as cursor,
         cursor.copy(f"COPY {pg.quote(binary)} ({', '.join(names)}) FROM STDIN (FORMAT binary)") as copy,
@@ -489,13 +471,14 @@ def mixed_round_trip(pg: Db, columns: list[tuple[str, str, pa.Array[Any]]]) -> N
     with pg.raw.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {pg.quote(parsed)} VALUES (%s, {casts})",
-            [[i, *(_text(array[i].as_py()) for _, _, array in columns)] for i in range(rows)],
+            [[i, *(_text(texts[name][i]) for name, _, _ in columns)] for i in range(rows)],
         )
     row_text = ", ".join(f"{{t}}.{name}::text" for name, _, _ in columns)
     differ = pg.run(
-        f"SELECT b.id FROM {pg.quote(binary)} b FULL JOIN {pg.quote(parsed)} t ON b.id = t.id "
+        f"SELECT b.id, ({row_text.format(t='b')})::text, ({row_text.format(t='t')})::text "
+        f"FROM {pg.quote(binary)} b FULL JOIN {pg.quote(parsed)} t ON b.id = t.id "
         f"WHERE b.id IS NULL OR t.id IS NULL OR ({row_text.format(t='b')}) IS DISTINCT FROM "
-        f"({row_text.format(t='t')})"
+        f"({row_text.format(t='t')}) ORDER BY 1"
     )
     assert differ == []
     assert pg.run(f"SELECT count(*) FROM {pg.quote(binary)}") == [(rows,)]

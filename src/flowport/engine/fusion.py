@@ -409,8 +409,9 @@ def _plan(planned: list[PlannedStage], policy: ErrorRecordPolicy, probe: _Probe)
         origin.plugin.fuse(partial(_substitute, source))
         chain = FusedChain(origin, steps, columns)
         # Only a chain that may write its destination's file asks whether its query repeats.
-        if _copy_offered(chain, by_name, inputs_of) and probe.repeatable(source):
-            chain.copy = _copy_into_destination(chain, by_name, inputs_of)
+        target = _copy_offered(chain, by_name, inputs_of)
+        if target is not None and probe.repeatable(source):
+            chain.copy = _copy_into_destination(chain, target)
         chains.append(chain)
     return chains
 
@@ -439,14 +440,9 @@ def _copy_offered(
     return target if all(callable(m) for m in methods) else None
 
 
-def _copy_into_destination(
-    chain: FusedChain, by_name: dict[str, PlannedStage], inputs_of: dict[str, list[str]]
-) -> FusedCopy | None:
-    """Let the chain write its destination's file itself, when both sides offer it (see
-    :func:`_copy_offered`)."""
-    target = _copy_offered(chain, by_name, inputs_of)
-    if target is None:
-        return None
+def _copy_into_destination(chain: FusedChain, target: PlannedStage) -> FusedCopy | None:
+    """Let the chain write ``target``'s file itself (the destination :func:`_copy_offered` found),
+    when the destination offers a file now."""
     offer = getattr(target.plugin, "copy_target")  # noqa: B009 - optional methods, checked above
     take = getattr(target.plugin, "take_copy")  # noqa: B009
     accept = getattr(chain.origin.plugin, "fuse_copy")  # noqa: B009
