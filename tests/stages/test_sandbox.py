@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -36,10 +37,11 @@ def secret(tmp_path: Path) -> Path:
         "SELECT * FROM glob('{dir}/*')",
     ],
 )
+@pytest.mark.parametrize("shared", [False, True], ids=["own database", "shared database"])
 def test_a_session_refuses_files_extensions_and_settings(
-    tmp_path: Path, secret: Path, statement: str
+    tmp_path: Path, secret: Path, statement: str, shared: bool
 ) -> None:
-    session = DuckSession()
+    session = DuckSession(shared=shared)
     try:
         sql = statement.format(secret=secret, out=tmp_path / "out.csv", dir=tmp_path)
         with pytest.raises(duckdb.Error) as caught:
@@ -125,3 +127,72 @@ def test_a_duckdb_connection_reaches_its_own_file_only(tmp_path: Path, secret: P
     finally:
         conn.close()
     assert not (tmp_path / "out.csv").exists()
+
+
+# ---------------------------------------------------------------------------
+# Shared sessions: connections of one database per process
+# ---------------------------------------------------------------------------
+
+
+def test_shared_sessions_see_only_their_own_views_and_temp_tables() -> None:
+    first, second = DuckSession(shared=True), DuckSession(shared=True)
+    try:
+        first.con.execute("CREATE TEMP TABLE seen0 AS SELECT 1 AS k")
+        second.con.execute("CREATE TEMP TABLE seen0 AS SELECT 2 AS k")
+        with first.registered("__fp_batch", pa.table({"v": [10]})):
+            assert first.con.execute("SELECT v FROM __fp_batch").fetchall() == [(10,)]
+            with pytest.raises(duckdb.CatalogException):
+                second.con.execute("SELECT v FROM __fp_batch").fetchall()
+        assert first.con.execute("SELECT k FROM seen0").fetchall() == [(1,)]
+        assert second.con.execute("SELECT k FROM seen0").fetchall() == [(2,)]
+        # Time zones render in UTC, as in a session's own database (each connection starts from it).
+        assert first.con.execute("SELECT TIMESTAMPTZ '2024-05-01 10:00:00+02'::VARCHAR").fetchall() == [
+            ("2024-05-01 08:00:00+00",)
+        ]
+    finally:
+        first.close()
+    third = DuckSession(shared=True)
+    try:
+        # A closed session's temp tables are gone; the others' stay.
+        assert third.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'seen0'"
+        ).fetchall() == [(0,)]
+        assert second.con.execute("SELECT k FROM seen0").fetchall() == [(2,)]
+    finally:
+        second.close()
+        third.close()
+
+
+def test_a_shared_session_has_no_files_or_settings_of_its_own(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shared"):
+        DuckSession(shared=True, files=[tmp_path / "orders.csv"])
+    with pytest.raises(ValueError, match="shared"):
+        DuckSession(shared=True, on_disk=True)
+    with pytest.raises(ValueError, match="shared"):
+        DuckSession(shared=True, memory_limit="1GB")
+
+
+def _shared_in_child(queue: Any) -> None:
+    session = DuckSession(shared=True)
+    try:
+        queue.put(session.con.execute("SELECT 40 + 2").fetchall())
+    finally:
+        session.close()
+
+
+def test_a_forked_child_opens_its_own_shared_database() -> None:
+    import multiprocessing
+
+    parent = DuckSession(shared=True)
+    try:
+        parent.con.execute("CREATE TEMP TABLE mine AS SELECT 1 AS x")
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_shared_in_child, args=(queue,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        assert queue.get(timeout=5) == [(42,)]
+        assert parent.con.execute("SELECT x FROM mine").fetchall() == [(1,)]
+    finally:
+        parent.close()

@@ -13,9 +13,11 @@ and MariaDB skip or fail as FLOWPORT_REQUIRE_SERVICES says).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import logging
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +474,76 @@ def test_appending_a_key_the_table_already_holds_is_an_error_record(make: Any, d
     assert [(e["id"], e["code"]) for e in errors] == [(2, DUPLICATE_KEY), (4, NOT_NULL_VIOLATION)]
     assert "the table already holds this key" in errors[0]["message"]
     assert db.rows(table) == [(1, "old"), (2, "older"), (3, "new")]
+
+
+def test_an_append_to_postgresql_asks_the_server_about_each_batchs_keys_only(
+    make: Any, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys the table holds are looked up per batch with the key's index (arrays of the batch's
+    keys, cast to the columns' types), never read in full: a stream's micro-batch into a big table
+    reads nothing else."""
+    from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
+
+    db = _open_db("postgresql", tmp_path, request)
+    try:
+        table = db.name()
+        db.run(
+            f"CREATE TABLE {db.quote(table)} (account uuid, at timestamp, amount numeric(10,2), "
+            "note text NOT NULL, PRIMARY KEY (account, at))"
+        )
+        db.run(
+            f"INSERT INTO {db.quote(table)} SELECT md5(i::text)::uuid, "
+            "'2024-01-01'::timestamp + i * interval '1 hour', i, 'old' FROM generate_series(1, 5000) AS i"
+        )
+        present = db.run(f"SELECT account::text, at FROM {db.quote(table)} WHERE amount = 7")[0]
+
+        def no_full_read(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the append read the table's keys in full")
+
+        monkeypatch.setattr(PostgresConnection, "stream", no_full_read)
+        fresh = "00000000-0000-0000-0000-000000000001"
+        later = present[1] + dt.timedelta(minutes=1)
+        first = pa.record_batch(
+            {
+                "account": [present[0], fresh, present[0], None],
+                "at": pa.array([present[1], present[1], later, later], pa.timestamp("us")),
+                "amount": pa.array(
+                    [Decimal("1.00"), Decimal("2.00"), Decimal("3.00"), Decimal("4.00")], pa.decimal128(10, 2)
+                ),
+                "note": ["dup of the table", "new", "new", "no key"],
+            }
+        )
+        second = pa.record_batch(
+            {
+                "account": [fresh, present[0]],
+                "at": pa.array([present[1], present[1]], pa.timestamp("us")),
+                "amount": pa.array([Decimal("5.00"), Decimal("6.00")], pa.decimal128(10, 2)),
+                "note": ["dup of the first batch", "dup of the table again"],
+            }
+        )
+        destination = make(
+            SqlTableDestination, db.lookup, connection=db.spec.name, table=table, mode="append"
+        )
+        destination.open()
+        errors = error_rows(write_all(destination, [first, second]))
+        destination.commit()
+        destination.close()
+        assert [(e["note"], e["code"]) for e in errors] == [
+            ("dup of the table", DUPLICATE_KEY),
+            ("no key", NOT_NULL_VIOLATION),
+            ("dup of the first batch", DUPLICATE_KEY),
+            ("dup of the table again", DUPLICATE_KEY),
+        ]
+        assert "the table already holds this key" in errors[0]["message"]
+        assert "earlier record" in errors[2]["message"]
+        assert "the table already holds this key" in errors[3]["message"]
+        loaded = db.run(
+            f"SELECT account::text, amount FROM {db.quote(table)} WHERE note = 'new' ORDER BY amount"
+        )
+        assert [(str(a), b) for a, b in loaded] == [(fresh, Decimal("2.00")), (present[0], Decimal("3.00"))]
+        assert db.run(f"SELECT count(*) FROM {db.quote(table)}") == [(5002,)]
+    finally:
+        db.raw.close()
 
 
 def test_upsert_checks_not_null_but_lets_keys_come_again(make: Any, db: Db) -> None:

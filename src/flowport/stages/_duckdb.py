@@ -9,8 +9,11 @@ memory stays bounded whatever the input size.
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,6 +132,46 @@ def sandbox(
     con.execute("SET lock_configuration = true")
 
 
+class _SharedDatabase:
+    """One sandboxed in-memory DuckDB database per process, for :class:`DuckSession` ``shared=True``.
+
+    Opening a DuckDB database costs about 10 ms (its catalog and built-in
+    extensions are set up); a connection to an open one (a cursor) costs
+    microseconds. A streaming job opens its stages for every micro-batch, so
+    the sessions that run only SQL Flowport writes itself (type conversions,
+    key checks, JSON rendering) take a connection of this database instead.
+    Each connection sees only its own registered views and TEMP tables; the
+    database spills to a private folder, may touch no other file, and its
+    configuration is locked. A forked child makes its own.
+    """
+
+    _lock = threading.Lock()
+    _pid: int | None = None
+    _database: duckdb.DuckDBPyConnection | None = None
+    _directory: Path | None = None
+
+    @classmethod
+    def connection(cls) -> duckdb.DuckDBPyConnection:
+        with cls._lock:
+            if cls._database is None or cls._pid != os.getpid():
+                directory = Path(tempfile.mkdtemp(prefix="flowport-duckdb-shared-"))
+                # The time zone is set for the database (sandbox() sets it for its own connection):
+                # each cursor is a connection of its own, which starts from the database's setting.
+                database = duckdb.connect(":memory:")
+                database.execute("SET GLOBAL TimeZone = 'UTC'")
+                database.execute(f"SET temp_directory = {sql_literal(str(directory / 'spill'))}")
+                sandbox(database, directories=[directory])
+                if cls._pid is None:  # inherited by a forked child, which removes its own folder
+                    atexit.register(cls._remove)
+                cls._database, cls._directory, cls._pid = database, directory, os.getpid()
+            return cls._database.cursor()
+
+    @classmethod
+    def _remove(cls) -> None:
+        if cls._directory is not None and cls._pid == os.getpid():
+            shutil.rmtree(cls._directory, ignore_errors=True)
+
+
 class DuckSession:
     """One sandboxed DuckDB connection owned by one stage instance.
 
@@ -141,6 +184,11 @@ class DuckSession:
     most of the machine's). ``release_memory`` makes DuckDB's allocator hand
     freed memory back early: for the sessions that stream a long read into
     Arrow batches (an origin's) and the on-disk ones that hold a whole input.
+    ``shared=True``: a connection of the process's shared database
+    (:class:`_SharedDatabase`), made in microseconds, for SQL Flowport writes
+    itself only; it keeps TEMP tables (they spill to disk) and registered
+    views, which no other session sees. User SQL never runs on one: a table
+    it created would be seen by every other shared session.
     """
 
     def __init__(
@@ -151,7 +199,11 @@ class DuckSession:
         scratch: bool = False,
         memory_limit: str | None = None,
         release_memory: bool | None = None,
+        shared: bool = False,
     ) -> None:
+        if shared and (on_disk or files or scratch or memory_limit or release_memory):
+            raise ValueError("a shared DuckDB session has no files, folder or settings of its own")
+        self._shared = shared
         self._directory: Path | None = None
         self._release_memory = on_disk if release_memory is None else release_memory
         if on_disk or scratch:
@@ -179,6 +231,9 @@ class DuckSession:
         return self._con
 
     def _connect(self) -> None:
+        if self._shared:
+            self._con = _SharedDatabase.connection()
+            return
         if self._on_disk:
             assert self._directory is not None
             con = duckdb.connect(str(self._directory / "stage.duckdb"))

@@ -322,7 +322,7 @@ class FieldMapper(Processor[FieldMapperConfig]):
             selects.append(f"TRY_CAST({expr} AS {duck_type}) AS v{position}")
         query = f"SELECT {', '.join(selects)} FROM "
         if self._session is None:
-            self._session = DuckSession()
+            self._session = DuckSession(shared=True)
         try:
             if used:
                 slim = pa.Table.from_arrays([batch.column(name) for name in used], names=list(used.values()))

@@ -176,6 +176,9 @@ class SqlConnection(ABC):
     #: Whether a connection of this vendor may serve a later run once :meth:`reset` (see
     #: :class:`~flowport.stages.sql.kept.KeptConnections`).
     reusable: ClassVar[bool] = False
+    #: Whether :meth:`present_keys` is offered: an append into a keyed table then asks the server
+    #: about each batch's keys instead of reading all of the table's.
+    finds_present_keys: ClassVar[bool] = False
 
     def __init__(self, spec: ConnectionSpec, raw: Any) -> None:
         self.spec = spec
@@ -430,6 +433,14 @@ class SqlConnection(ABC):
             if names == wanted:
                 return True
         return False
+
+    def present_keys(self, table: TableName, columns: Sequence[tuple[str, str]], keys: pa.Table) -> pa.Table:
+        """Which of the key tuples ``keys`` (one column per ``(name, SQL type)`` of ``columns``, no
+        NULLs) ``table`` holds, found by the server with the key's index (where
+        :attr:`finds_present_keys`; elsewhere an append reads every key of the table once, before
+        its first batch).
+        """
+        raise NotImplementedError(f"{self.vendor} connections do not look keys up")
 
     # -- reading ----------------------------------------------------------
     @abstractmethod

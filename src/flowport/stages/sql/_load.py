@@ -164,10 +164,12 @@ class RowChecks:
     """NOT NULL and key constraints checked on each batch before it is staged.
 
     NOT NULL costs one null count per column on the happy path. Keys are
-    checked in a private on-disk DuckDB database (it spills, so memory stays
-    bounded) holding every key accepted so far, and, when appending, the
-    keys the table already holds: per batch and key, one query finds the
-    rows whose key is already known or repeats an earlier row of the batch.
+    checked in TEMP tables of a shared DuckDB session (private to these
+    checks; they spill to disk, so memory stays bounded) holding every key
+    accepted so far, and, when appending, the keys of the batch the table
+    already holds (or, where the server cannot be asked, all of the table's):
+    per batch and key, one query finds the rows whose key is already known
+    or repeats an earlier row of the batch.
     Rows with NULL in a key column are not compared (NULLs are distinct in a
     unique key; a primary key's NULLs are NOT NULL violations).
     """
@@ -185,7 +187,7 @@ class RowChecks:
     @property
     def _duck(self) -> DuckSession:
         if self._session is None:
-            self._session = DuckSession(on_disk=True)
+            self._session = DuckSession(shared=True)
         return self._session
 
     def close(self) -> None:
@@ -206,7 +208,7 @@ class RowChecks:
         columns = ", ".join(self._names(key))
         with self._duck.registered("__fp_empty", empty):
             self._duck.execute(
-                f"CREATE TABLE seen{index} AS "
+                f"CREATE TEMP TABLE seen{index} AS "
                 f"SELECT {columns}, CAST(NULL AS VARCHAR) AS src FROM __fp_empty LIMIT 0"
             )
         self._created[index] = True
@@ -230,7 +232,8 @@ class RowChecks:
         index = self.keys.index(key)
         names = self._names(key)
         types = self._duck.table(
-            f"SELECT data_type FROM duckdb_columns() WHERE table_name = 'seen{index}' ORDER BY column_index"
+            f"SELECT data_type FROM duckdb_columns() WHERE database_name = 'temp' "
+            f"AND table_name = 'seen{index}' ORDER BY column_index"
         ).column(0)
         casts = ", ".join(f"TRY_CAST({n} AS {t})" for n, t in zip(names, types.to_pylist(), strict=False))
         present = " AND ".join(f"{n} IS NOT NULL" for n in names)
@@ -399,6 +402,8 @@ class TableLoad(ABC):
         self.checks: RowChecks | None = None
         #: ``replace`` into an existing target: the rows are replaced in place (no rename swap).
         self.in_place = False
+        #: An append asks the server, batch by batch, which of the records' keys the table holds.
+        self._probe_keys = False
 
     # -- lifecycle --------------------------------------------------------
     def prepare(self) -> None:
@@ -431,6 +436,8 @@ class TableLoad(ABC):
         data = data.rename_columns(self.renames)
         rejected = None
         if self.checks is not None:
+            if self._probe_keys:
+                self._seed_present_keys(data)
             data, rejected = self.checks.check(data)
         if self.mode == "upsert":
             data = data.append_column(SEQ, pc.add(arange(data.num_rows), self.rows))
@@ -587,15 +594,48 @@ class TableLoad(ABC):
         incoming = pa.schema([pa.field(c, f.type) for c, f in zip(self.columns, schema, strict=True)])
         try:
             checks.start(incoming)
-            if self.mode == "append" and self.exists:
-                for key in checks.keys:
-                    listed = ", ".join(self._q(c) for c in key.columns)
-                    query = f"SELECT {listed} FROM {self.conn.table_sql(self.target)}"
-                    checks.seed(key, self.conn.stream(query, {}, 65536))
+            if self.mode == "append" and self.exists and checks.keys:
+                # The keys the table holds: asked batch by batch where the server can be asked
+                # (its key's index answers; an append of a few rows to a big table reads none of
+                # the others), else read all at once.
+                self._probe_keys = self.conn.finds_present_keys
+                if not self._probe_keys:
+                    for key in checks.keys:
+                        listed = ", ".join(self._q(c) for c in key.columns)
+                        query = f"SELECT {listed} FROM {self.conn.table_sql(self.target)}"
+                        checks.seed(key, self.conn.stream(query, {}, 65536))
         except BaseException:
             checks.close()
             raise
         return checks
+
+    def _key_columns(self, key: KeyConstraint) -> list[tuple[str, str]]:
+        return [(c, self.types[c]) for c in key.columns]
+
+    def _seed_present_keys(self, data: pa.Table) -> None:
+        """Tell the checks which keys of this batch the table already holds (asked of the server)."""
+        assert self.checks is not None
+        for key in self.checks.keys:
+            keys = data.select(list(key.columns))
+            present = None
+            for column in keys.columns:
+                if column.null_count:
+                    valid = pc.is_valid(column)
+                    present = valid if present is None else pc.and_(present, valid)
+            if present is not None:
+                keys = keys.filter(present)
+            if not keys.num_rows:
+                continue
+            try:
+                found = self.conn.present_keys(self.target, self._key_columns(key), keys)
+            except Exception as exc:
+                raise StageError(
+                    self.stage,
+                    f"checking the keys ({', '.join(key.columns)}) of the records against table "
+                    f"'{self.configured}' failed: {self.conn.scrub(str(exc)).strip()}",
+                ) from None
+            if found.num_rows:
+                self.checks.seed(key, found.to_batches())
 
     def _ddl_columns(self) -> list[tuple[str, str]]:
         return [(c, self.types[c]) for c in self.columns]

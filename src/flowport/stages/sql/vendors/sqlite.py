@@ -277,7 +277,7 @@ class SqliteLoad(TableLoad):
     def _load(self, data: pa.Table) -> None:
         assert self.stage_table is not None
         if self._duck is None:
-            self._duck = DuckSession()
+            self._duck = DuckSession(shared=True)
         ready = _sqlite_ready(data, self._duck)
         columns = [ready.column(i).to_pylist() for i in range(ready.num_columns)]
         names = ", ".join(self._q(n) for n in ready.column_names)

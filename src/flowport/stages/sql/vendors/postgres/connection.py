@@ -82,6 +82,10 @@ def _pg_arrow(t: pa.DataType) -> str:
 _ADBC_NO_COPY = {"adbc.postgresql.use_copy": "false"}
 
 
+def _flat_array(column: pa.Array[Any] | pa.ChunkedArray[Any]) -> pa.Array[Any]:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def _pg_numeric_typmod(metadata: Mapping[bytes, bytes] | None) -> tuple[int, int] | None:
     raw = (metadata or {}).get(b"POSTGRESQL:typmod")
     if raw is None:
@@ -190,6 +194,7 @@ class PostgresConnection(SqlConnection):
 
     #: A streaming job's micro-batches reuse a connection (ADBC reads the type catalog on connect).
     reusable = True
+    finds_present_keys = True
 
     @classmethod
     def open(cls, spec: ConnectionSpec) -> PostgresConnection:
@@ -237,6 +242,31 @@ class PostgresConnection(SqlConnection):
             return [tuple(r) for r in cursor.fetchall()]
         finally:
             cursor.close()
+
+    def present_keys(self, table: TableName, columns: Sequence[tuple[str, str]], keys: pa.Table) -> pa.Table:
+        """One query: the key tuples, sent as arrays (one parameter per column), that ``table``
+        holds. Each value is cast to its column's type, so the key's index finds it."""
+        offsets = pa.array([0, keys.num_rows], pa.int32())
+        lists = [pa.ListArray.from_arrays(offsets, _flat_array(column)) for column in keys.columns]
+        names = [f"c{i}" for i in range(len(columns))]
+        match = " AND ".join(
+            f"t.{self.quote(name)} = CAST(u.{n} AS {sql_type})"
+            for n, (name, sql_type) in zip(names, columns, strict=True)
+        )
+        cursor = self._cursor()
+        try:
+            cursor.execute(
+                f"SELECT {', '.join(f'u.{n}' for n in names)} "
+                f"FROM unnest({', '.join(f'${i + 1}' for i in range(len(names)))}) AS u({', '.join(names)}) "
+                f"WHERE EXISTS (SELECT 1 FROM {self.table_sql(table)} AS t WHERE {match})",
+                pa.record_batch(lists, names=[f"p{i}" for i in range(len(lists))]),
+            )
+            found: pa.Table = cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
+        if not found.num_rows:
+            return found
+        return pa.Table.from_batches([_from_adbc(b) for b in found.to_batches() if b.num_rows])
 
     def begin(self) -> None:
         """ADBC keeps a transaction open whenever autocommit is off."""

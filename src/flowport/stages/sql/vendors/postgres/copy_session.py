@@ -43,6 +43,8 @@ class CopySession(PostgresConnection):
 
     #: A load opens its own and closes it (it may hold a parallel COPY's advisory lock): never kept.
     reusable = False
+    #: The key arrays are bound by ADBC (a replace compares keys within the load only).
+    finds_present_keys = False
 
     @classmethod
     def open(cls, spec: ConnectionSpec) -> CopySession:

@@ -172,7 +172,7 @@ class PostgresLoad(TableLoad):
     def duck(self) -> DuckSession:
         """A DuckDB session to render nested values as JSON."""
         if self._duck is None:
-            self._duck = DuckSession()
+            self._duck = DuckSession(shared=True)
         return self._duck
 
     def _create_stage(self) -> None:
