@@ -609,6 +609,10 @@ class TableLoad(ABC):
             raise
         return checks
 
+    def _key_lookup(self) -> SqlConnection:
+        """The connection that asks the server about a batch's keys (the load's own, unless busy)."""
+        return self.conn
+
     def _key_columns(self, key: KeyConstraint) -> list[tuple[str, str]]:
         return [(c, self.types[c]) for c in key.columns]
 
@@ -627,7 +631,7 @@ class TableLoad(ABC):
             if not keys.num_rows:
                 continue
             try:
-                found = self.conn.present_keys(self.target, self._key_columns(key), keys)
+                found = self._key_lookup().present_keys(self.target, self._key_columns(key), keys)
             except Exception as exc:
                 raise StageError(
                     self.stage,

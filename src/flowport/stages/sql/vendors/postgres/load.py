@@ -150,6 +150,8 @@ class PostgresLoad(TableLoad):
         self._stage_committed = False
         #: The psycopg session of a replace by rename, connecting while the load waits for its first batch.
         self._ahead: SessionAhead | None = None
+        #: A second connection for the key look-ups of an append once its COPY stream owns ``conn``.
+        self._lookup: PostgresConnection | None = None
 
     def prepare(self) -> None:
         """Check the target; for a replace, connect the psycopg session meanwhile (see SessionAhead)."""
@@ -174,6 +176,17 @@ class PostgresLoad(TableLoad):
         if self._duck is None:
             self._duck = DuckSession(shared=True)
         return self._duck
+
+    def _key_lookup(self) -> PostgresConnection:
+        """The load's connection until its COPY stream starts; then a second one (the stream's thread
+        owns the first: a query sent meanwhile would interleave with the COPY)."""
+        if self._stream is None:
+            return self.conn
+        if self._lookup is None:
+            self._lookup = PostgresConnection.open(self.conn.spec)
+        else:
+            self._lookup.rollback()  # a fresh snapshot: keys committed meanwhile are seen
+        return self._lookup
 
     def _create_stage(self) -> None:
         raw_name = self.conn.work_table(self.target, "load", self.run_id).name
@@ -431,6 +444,9 @@ class PostgresLoad(TableLoad):
 
     def _close_session(self) -> None:
         """Close the psycopg sessions the load moved onto (the destination closes the ADBC one)."""
+        lookup, self._lookup = self._lookup, None
+        if lookup is not None:
+            lookup.close()
         others, self._others = self._others, []
         for other in others:
             other.close()
