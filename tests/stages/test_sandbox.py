@@ -196,3 +196,44 @@ def test_a_forked_child_opens_its_own_shared_database() -> None:
         assert parent.con.execute("SELECT x FROM mine").fetchall() == [(1,)]
     finally:
         parent.close()
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+from flowport.stages._duckdb import DuckSession
+session = DuckSession(shared=True)
+session.con.execute("SELECT 1").fetchall()
+print(os.getpid(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_spill_folder_of_a_killed_process_is_removed_by_the_next_shared_database(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_CHILD], env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    pid = killed.stdout.strip()
+    left = list(tmp_path.glob(f"flowport-duckdb-shared-{pid}-*"))
+    assert len(left) == 1  # killed: no exit handler ran
+    # A folder of a live process (this one) is someone's spill folder in use: it stays.
+    alive = tmp_path / f"flowport-duckdb-shared-{os.getpid()}-inuse"
+    alive.mkdir()
+    after = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from flowport.stages._duckdb import DuckSession\n"
+            "s = DuckSession(shared=True)\ns.con.execute('SELECT 1').fetchall()\ns.close()",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert after.returncode == 0, after.stderr
+    assert not left[0].exists()
+    assert alive.exists()
+    # The second process ended normally: its own folder went with it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name]

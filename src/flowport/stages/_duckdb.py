@@ -132,6 +132,35 @@ def sandbox(
     con.execute("SET lock_configuration = true")
 
 
+_SHARED_PREFIX = "flowport-duckdb-shared-"
+
+
+def _sweep_shared_folders() -> None:
+    """Remove the spill folders of shared databases whose process is gone (killed, or ended
+    without its exit handlers): each folder's name carries its process id."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{_SHARED_PREFIX}*-*"):
+        pid_text = folder.name[len(_SHARED_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            if folder.stat().st_uid != os.getuid() or _process_alive(int(pid_text)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class _SharedDatabase:
     """One sandboxed in-memory DuckDB database per process, for :class:`DuckSession` ``shared=True``.
 
@@ -154,7 +183,8 @@ class _SharedDatabase:
     def connection(cls) -> duckdb.DuckDBPyConnection:
         with cls._lock:
             if cls._database is None or cls._pid != os.getpid():
-                directory = Path(tempfile.mkdtemp(prefix="flowport-duckdb-shared-"))
+                _sweep_shared_folders()
+                directory = Path(tempfile.mkdtemp(prefix=f"{_SHARED_PREFIX}{os.getpid()}-"))
                 # The time zone is set for the database (sandbox() sets it for its own connection):
                 # each cursor is a connection of its own, which starts from the database's setting.
                 database = duckdb.connect(":memory:")
