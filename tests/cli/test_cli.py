@@ -151,6 +151,15 @@ _SCRIPT_PROBE = """
 import atexit, sys
 marker, args = sys.argv[1], sys.argv[2:]
 atexit.register(lambda: open(marker, "w").write("handlers ran"))
+
+
+class Teardown:
+    # Called when the interpreter tears __main__ down (builtins may be gone by then), which the script skips.
+    def __del__(self, _open=open, _path=marker + ".teardown"):
+        _open(_path, "w").write("torn down")
+
+
+kept = Teardown()
 sys.argv = ["flowport", *args]
 from flowport.cli.main import script
 script()
@@ -168,3 +177,4 @@ def test_the_script_runs_exit_handlers_flushes_its_output_and_keeps_the_exit_cod
     assert done.returncode == code, done.stderr
     assert done.stdout.startswith(shown)
     assert marker.read_text() == "handlers ran"
+    assert not (tmp_path / "marker.teardown").exists()  # ended by os._exit: no teardown

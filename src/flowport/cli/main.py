@@ -607,7 +607,7 @@ def script() -> None:
         code: str | int = 0
     except SystemExit as exc:
         code = 0 if exc.code is None else exc.code
-    run_exit_handlers = getattr(atexit, "_run_exitfunctions", None)
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if not isinstance(code, int) or others or run_exit_handlers is None:
         sys.exit(code)
