@@ -526,6 +526,14 @@ def test_an_append_to_postgresql_asks_the_server_about_each_batchs_keys_only(
         )
         destination.open()
         errors = error_rows(write_all(destination, [first, second]))
+        # The second batch was asked about on a connection of its own (the first is busy with the
+        # load's COPY): its transaction ended with the look-up, so it holds no lock on the table.
+        holders = db.run(
+            "SELECT count(DISTINCT l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            f"WHERE l.relation = '{table}'::regclass AND a.query NOT LIKE 'COPY %' "
+            "AND l.pid <> pg_backend_pid()"
+        )
+        assert holders == [(0,)]
         destination.commit()
         destination.close()
         assert [(e["note"], e["code"]) for e in errors] == [

@@ -62,7 +62,8 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -609,9 +610,10 @@ class TableLoad(ABC):
             raise
         return checks
 
-    def _key_lookup(self) -> SqlConnection:
+    @contextmanager
+    def _key_lookup(self) -> Iterator[SqlConnection]:
         """The connection that asks the server about a batch's keys (the load's own, unless busy)."""
-        return self.conn
+        yield self.conn
 
     def _key_columns(self, key: KeyConstraint) -> list[tuple[str, str]]:
         return [(c, self.types[c]) for c in key.columns]
@@ -631,7 +633,8 @@ class TableLoad(ABC):
             if not keys.num_rows:
                 continue
             try:
-                found = self._key_lookup().present_keys(self.target, self._key_columns(key), keys)
+                with self._key_lookup() as conn:
+                    found = conn.present_keys(self.target, self._key_columns(key), keys)
             except Exception as exc:
                 raise StageError(
                     self.stage,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -177,16 +179,20 @@ class PostgresLoad(TableLoad):
             self._duck = DuckSession(shared=True)
         return self._duck
 
-    def _key_lookup(self) -> PostgresConnection:
+    @contextmanager
+    def _key_lookup(self) -> Iterator[PostgresConnection]:
         """The load's connection until its COPY stream starts; then a second one (the stream's thread
-        owns the first: a query sent meanwhile would interleave with the COPY)."""
+        owns the first: a query sent meanwhile would interleave with the COPY), whose transaction
+        ends with each look-up (it holds no snapshot or lock while the load goes on)."""
         if self._stream is None:
-            return self.conn
+            yield self.conn
+            return
         if self._lookup is None:
             self._lookup = PostgresConnection.open(self.conn.spec)
-        else:
-            self._lookup.rollback()  # a fresh snapshot: keys committed meanwhile are seen
-        return self._lookup
+        try:
+            yield self._lookup
+        finally:
+            self._lookup.rollback()
 
     def _create_stage(self) -> None:
         raw_name = self.conn.work_table(self.target, "load", self.run_id).name
