@@ -449,7 +449,8 @@ class PostgresLoad(TableLoad):
         self._close_session()
 
     def _close_session(self) -> None:
-        """Close the psycopg sessions the load moved onto (the destination closes the ADBC one)."""
+        """Close the key look-up connection and the psycopg sessions the load moved onto (the
+        destination closes the ADBC one)."""
         lookup, self._lookup = self._lookup, None
         if lookup is not None:
             lookup.close()
