@@ -248,6 +248,36 @@ def test_validate_of_a_file_flow_imports_no_store_nor_http(tmp_path: Path, file_
     assert _loaded(modules, SERVER_SIDE + HTTP_CLIENT + NO_STORE) == []
 
 
+# What a run or validation of a JSON flow document never uses: the YAML parser, and the helpers of the
+# commands that talk to a server (`--param` is parsed without them).
+NOT_FOR_A_JSON_FLOW = ("yaml", "flowport.cli.remote")
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_json_flow_needs_no_yaml_parser_nor_server_helpers(
+    tmp_path: Path, file_flow: Path, command: str
+) -> None:
+    modules = _imports(tmp_path, command, str(file_flow), "--param", "min_total=25", "--json")
+    assert _loaded(modules, NOT_FOR_A_JSON_FLOW) == []
+
+
+def test_a_yaml_flow_still_validates(tmp_path: Path, file_flow: Path) -> None:
+    import yaml
+
+    document = tmp_path / "flow.yaml"
+    document.write_text(yaml.safe_dump(json.loads(file_flow.read_text(encoding="utf-8"))), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "flowport.cli.main", "validate", str(document), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "FLOWPORT_HOME": str(tmp_path / "home")},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["success"] is True
+
+
 def test_run_of_a_file_flow_opens_no_store(tmp_path: Path, file_flow: Path) -> None:
     # No stage of the example asks for a connection or keeps state: the store (SQLAlchemy and its
     # models, ~0.3 s) is imported only by the first stage that does, in the run's own thread.

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
+from flowport.cli.params import parse_params
 from flowport.errors import FlowportError, ValidationFailed
 
 __all__ = ["connections_app", "init"]
@@ -70,16 +71,6 @@ def _error(exc: FlowportError, *, as_json: bool, secrets: list[str] | None = Non
     # A body the service rejects is a usage error, like a bad option.
     code = 2 if isinstance(exc, ValidationFailed) else 1
     return _fail(exc.message, as_json=as_json, code=code, secrets=secrets)
-
-
-def _parse_params(items: list[str] | None) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"'{key}' is not KEY=VALUE", param_hint="--param")
-        values[key.strip()] = value
-    return values
 
 
 def _file_path(raw: str) -> str:
@@ -538,7 +529,7 @@ def add(
         "vendor": fields["vendor"],
         "host": fields.get("host"),
         "port": fields.get("port"),
-        "params": {**fields["params"], **_parse_params(param), **option_params},
+        "params": {**fields["params"], **parse_params(param, form="KEY=VALUE"), **option_params},
         "ssl": ssl or fields["ssl"],
         "description": description,
         "credentialType": kind,
@@ -698,7 +689,7 @@ def update(
                     f"the connection has no parameter '{key}'", param_hint="--remove-param"
                 )
             del params[key]
-        params.update({**_parse_params(param), **option_params})
+        params.update({**parse_params(param, form="KEY=VALUE"), **option_params})
         if params != (row.params or {}):
             changes["params"] = params
         if no_credentials:

@@ -238,7 +238,7 @@ def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = Fals
     Example: ``flowport validate orders.json --param min_total=100``
     """
     from flowport.cli.output import console, print_json, validation_table
-    from flowport.cli.remote import parse_params
+    from flowport.cli.params import parse_params
     from flowport.services import flows
 
     overrides = parse_params(param)
@@ -269,7 +269,7 @@ def preview(
     Example: ``flowport preview orders.json --rows 20``
     """
     from flowport.cli.output import console, preview_tables, print_json
-    from flowport.cli.remote import parse_params
+    from flowport.cli.params import parse_params
     from flowport.services import flows
 
     overrides = parse_params(param)
@@ -348,7 +348,7 @@ def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) ->
 
     Example: ``flowport run orders.json --param min_total=100 --json``
     """
-    from flowport.cli.remote import parse_params
+    from flowport.cli.params import parse_params
 
     overrides = parse_params(param)
     flow = _load(flow_file, as_json, json_shape="run")

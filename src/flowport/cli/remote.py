@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from flowport.cli.output import console, err_console, print_json
+from flowport.cli.params import parse_params
 from flowport.errors import FlowportError, Unauthorized
 
 if TYPE_CHECKING:  # the SDK imports httpx: only the commands that talk to a server pay for it
@@ -169,16 +170,6 @@ def connect(server: Server) -> Client:
         return Client(server.url, token=server.token)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--url") from None
-
-
-def parse_params(items: list[str] | None) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise typer.BadParameter(f"'{item}' is not NAME=VALUE", param_hint="--param")
-        values[name.strip()] = value
-    return values
 
 
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str) -> Table:

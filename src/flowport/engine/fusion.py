@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flowport.connections import duckdb_spares
 from flowport.engine.plan import PlannedStage
 from flowport.errors import StageError
 from flowport.model.flow import ErrorRecordPolicy, StageKind
@@ -469,7 +470,7 @@ class _Probe:
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            con = duckdb.connect(":memory:")
+            con = duckdb_spares.take()
             con.execute("SET autoinstall_known_extensions = false")
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
@@ -506,7 +507,7 @@ class _Probe:
 
     def close(self) -> None:
         if self._con is not None:
-            self._con.close()
+            duckdb_spares.close_later(self._con)
             self._con = None
 
 

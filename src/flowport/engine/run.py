@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from flowport.connections import duckdb_spares
 from flowport.engine.error_records import error_table
 from flowport.engine.fusion import FusedChain, plan_fusion
 from flowport.engine.lineage import OriginalRecords, with_row_ids
@@ -222,6 +223,9 @@ class FlowRun:
         self.status = self._result.status
 
     def _run(self, started: float) -> RunResult:
+        # The DuckDB databases a fused plan's probe and a file origin take are made on the other
+        # core while this thread imports the stage plugins and builds the plan.
+        duckdb_spares.prefetch()
         planned, error_sink = build_plan(self.flow, self.registry, self.context)
         queue_size = self.flow.configuration.queue_size
         policy = self.flow.configuration.error_record_policy

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
@@ -65,11 +64,17 @@ def flow_from_dict(data: Any, *, source: str = "flow") -> Flow:
 def document_from_text(text: str, *, source: str, error: type[ValidationFailed]) -> Any:
     """Parse a JSON or YAML document (JSON is valid YAML, but JSON errors read better); ``error`` says
     where the text is wrong (line, column) when it does not parse."""
-    stripped = text.lstrip()
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise error(
+                f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+    import yaml  # only for YAML documents: its import takes ~10 ms of every command's start
+
     try:
-        return json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise error(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -102,6 +107,8 @@ def flow_to_json(flow: Flow) -> str:
 
 def flow_to_yaml(flow: Flow) -> str:
     """The flow as YAML text."""
+    import yaml
+
     return yaml.safe_dump(flow_to_dict(flow), sort_keys=False, allow_unicode=True)
 
 

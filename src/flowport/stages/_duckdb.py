@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flowport.connections import duckdb_spares
 from flowport.stages._stream import FedStream
 
 __all__ = [
@@ -269,7 +270,7 @@ class DuckSession:
             con = duckdb.connect(str(self._directory / "stage.duckdb"))
             con.execute(f"SET temp_directory = {sql_literal(str(self._directory / 'spill'))}")
         else:
-            con = duckdb.connect(":memory:")
+            con = duckdb_spares.take()
         try:
             if self._release_memory:
                 # DuckDB's allocator keeps freed memory around for reuse: with these, it hands
@@ -335,9 +336,14 @@ class DuckSession:
         if self._closed:
             return
         self._closed = True
+        con, self._con = self._con, None
         try:
-            if self._con is not None:
-                self._con.close()
+            if con is not None and not self._shared and self._directory is None:
+                # Nothing waits on it (no folder to remove after it): its memory is handed back
+                # in the background, not on the run's time.
+                duckdb_spares.close_later(con)
+            elif con is not None:
+                con.close()
         finally:
             if self._directory is not None:
                 shutil.rmtree(self._directory, ignore_errors=True)

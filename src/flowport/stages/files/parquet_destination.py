@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flowport.errors import StageError
 from flowport.plugins.contract import StageOutput, setting, visible_columns
 from flowport.stages._duckdb import CopyStream, duckdb_message, sandbox, sql_literal
 from flowport.stages._files import FileDestination, FileDestinationConfig, remove_quietly
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 __all__ = ["ParquetFileDestination", "ParquetFileDestinationConfig"]
 
@@ -143,6 +145,8 @@ class ParquetFileDestination(FileDestination[ParquetFileDestinationConfig]):
     def _begin(self, path: Path, schema: pa.Schema) -> None:
         if len(schema) == 0:
             # No batch at all: DuckDB cannot COPY zero columns, pyarrow writes a valid empty file.
+            import pyarrow.parquet as pq  # only here (its import takes ~10 ms of every run's start)
+
             self._writer = pq.ParquetWriter(str(path), schema, compression=self.config.compression)
             return
         self._stream = CopyStream(schema, path, self._options())
