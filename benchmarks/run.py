@@ -11,10 +11,12 @@ alternative's, their ratio (above 1 means Flowport is ahead) and peak RSS.
 Case ``csv_to_postgres``: the orders CSV -> field_mapper -> PostgreSQL
 (``replace``: staging table, one-transaction swap) as the whole
 ``flowport run flow.json`` command (interpreter start-up, imports, the
-metadata store's connection look-up, the run, the swap), once as the
-destination's defaults load (one COPY stream) and once with
-``copy_streams: 2`` (two COPY streams into a committed staging table, the
-server parsing on two cores), against ``psql
+metadata store's connection look-up, the run, the swap): as the
+destination's defaults load (one COPY stream, and a second one once the
+load has sent 500,000 rows), with ``copy_streams: 1`` (one stream, the
+whole load one transaction) and with ``copy_streams: 2`` (two COPY streams
+into a committed staging table from the start, the server parsing on two
+cores), against ``psql
 \\copy`` of the same file into the same table shape, and against dlt
 (installed in its own virtual environment ``benchmarks/.venv-dlt``; Arrow
 tables from pyarrow's CSV reader with ``loader_file_format="csv"``, i.e.
@@ -156,10 +158,11 @@ PG_TABLE_SQL = (
 )
 
 
-def postgres_flow(csv: Path, table: str, copy_streams: int = 1) -> dict:
-    """CSV -> field_mapper -> PostgreSQL (replace) as a flow document."""
+def postgres_flow(csv: Path, table: str, copy_streams: int | None = None) -> dict:
+    """CSV -> field_mapper -> PostgreSQL (replace) as a flow document (``copy_streams`` None: the
+    destination's default)."""
     load: dict = {"connection": "bench", "table": table, "mode": "replace"}
-    if copy_streams > 1:
+    if copy_streams is not None:
         load["copy_streams"] = copy_streams
     return {
         "format": "flowport.flow/1",
@@ -408,6 +411,8 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
         document.write_text(json.dumps(postgres_flow(csv, "flowport_orders")))
         parallel = OUT / f"pg_flow_{rows}_streams.json"
         parallel.write_text(json.dumps(postgres_flow(csv, "flowport_orders", copy_streams=2)))
+        single = OUT / f"pg_flow_{rows}_single.json"
+        single.write_text(json.dumps(postgres_flow(csv, "flowport_orders", copy_streams=1)))
 
         def psql_copy(csv: Path = csv) -> dict:
             subprocess.run(_psql("-c", "DROP TABLE IF EXISTS psql_orders"), check=True)
@@ -422,6 +427,9 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
         def flowport_streams(document: Path = parallel) -> dict:
             return measure_command([cli, "run", str(document), "--json"], "flowport_orders", env)
 
+        def flowport_single(document: Path = single) -> dict:
+            return measure_command([cli, "run", str(document), "--json"], "flowport_orders", env)
+
         def dlt_load(csv: Path = csv) -> dict:
             assert dlt is not None
             dlt_env = {**os.environ, "DLT_DATA_DIR": str(OUT / "dlt"), "RUNTIME__LOG_LEVEL": "WARNING"}
@@ -431,10 +439,11 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
                 dlt_env,
             )
 
-        runs: dict[str, list[dict]] = {"psql": [], "flowport": [], "flowport-2": []}
+        runs: dict[str, list[dict]] = {"psql": [], "flowport": [], "flowport-1": [], "flowport-2": []}
         for _ in range(repeat):
             runs["psql"].append(psql_copy())
             runs["flowport"].append(flowport())
+            runs["flowport-1"].append(flowport_single())
             runs["flowport-2"].append(flowport_streams())
         if dlt is not None and rows == sizes[0]:
             # Once, at the smallest size: dlt takes ten times as long.
@@ -456,6 +465,15 @@ def bench_postgres(sizes: list[int], repeat: int, *, with_dlt: bool = True) -> N
             f"psql \\copy {p['wall']:.2f} s",
             p["wall"] / f["wall"],
             f"{f['rss_mb']:.0f} / {p['rss_mb']:.0f}",
+        )
+        f1 = results["flowport-1"]
+        summary_row(
+            "csv_to_postgres, copy_streams: 1",
+            size,
+            f"{f1['wall']:.2f} s",
+            f"psql \\copy {p['wall']:.2f} s",
+            p["wall"] / f1["wall"],
+            f"{f1['rss_mb']:.0f} / {p['rss_mb']:.0f}",
         )
         f2 = results["flowport-2"]
         summary_row(

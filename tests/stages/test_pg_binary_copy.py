@@ -352,6 +352,105 @@ def test_a_parallel_load_drops_the_staging_tables_of_dead_loads_and_not_of_runni
     assert pg.run("SELECT obj_description(to_regclass(%s), 'pg_class')", (pg.quote(table),)) == [(None,)]
 
 
+# ---------------------------------------------------------------------------
+# copy_streams left to Flowport: a second stream once a load is large
+# ---------------------------------------------------------------------------
+
+
+def _beside(pg: Db, table: str) -> set[str]:
+    """Work tables beside ``table`` (the module's database holds other tests' tables too)."""
+    return {t for t in leftovers(pg) if t.startswith(f"{table}__fp_")}
+
+
+@pytest.fixture
+def small_threshold(monkeypatch: pytest.MonkeyPatch) -> int:
+    from flowport.stages.sql.vendors.postgres import load as pg_load
+
+    monkeypatch.setattr(pg_load, "AUTO_SECOND_STREAM_ROWS", 10_000)
+    return 10_000
+
+
+def test_a_large_load_gets_a_second_stream_and_loads_every_row_once(
+    make: Any, pg: Db, caplog: pytest.LogCaptureFixture, small_threshold: int
+) -> None:
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer PRIMARY KEY, score numeric(10,2))")
+    pg.run(f"INSERT INTO {pg.quote(table)} VALUES (-1, 0.50)")
+    types_before = pg.column_types(table)
+    batches = [_scores(i * 4_000, 4_000) for i in range(8)]
+    with caplog.at_level(logging.DEBUG, logger="flowport.stages.sql"):
+        load(make, pg, batches, table=table, mode="replace")
+    messages = [r.getMessage() for r in caplog.records]
+    # The third batch passes the threshold (12,000 rows sent): the other five go over two streams.
+    assert any("a second COPY stream after 12000 rows" in m for m in messages), messages
+    expected = pa.Table.from_batches(batches)
+    count, distinct, total = pg.run(
+        f"SELECT count(*), count(DISTINCT id), sum(score) FROM {pg.quote(table)}"
+    )[0]
+    assert (count, distinct) == (32_000, 32_000)
+    assert total == sum(expected.column("score").to_pylist())
+    assert pg.column_types(table) == types_before
+    # The staging table's index got the target's usual name, and the staging table's mark is gone.
+    assert pg.run(
+        "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexname = %s", (table, f"{table}_pkey")
+    ) == [(1,)]
+    assert pg.run("SELECT obj_description(to_regclass(%s), 'pg_class')", (pg.quote(table),)) == [(None,)]
+    assert not _beside(pg, table)
+
+
+def test_a_small_load_and_a_load_told_one_stream_stay_one_transaction(
+    make: Any, pg: Db, caplog: pytest.LogCaptureFixture, small_threshold: int
+) -> None:
+    table = pg.name()
+    with caplog.at_level(logging.DEBUG, logger="flowport.stages.sql"):
+        load(make, pg, [_scores(0, 4_000), _scores(4_000, 4_000)], table=table, mode="replace")
+        load(
+            make,
+            pg,
+            [_scores(i * 4_000, 4_000) for i in range(5)],
+            table=table,
+            mode="replace",
+            copy_streams=1,
+        )
+    assert not any("second COPY stream" in r.getMessage() for r in caplog.records)
+    assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(20_000,)]
+    assert not _beside(pg, table)
+
+
+def test_a_failure_after_the_second_stream_started_leaves_the_target_and_no_staging_table(
+    make: Any, pg: Db, small_threshold: int
+) -> None:
+    # The rows of the first stream were committed in the staging table: the abort drops it.
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, score numeric(4,2))")
+    pg.run(f"INSERT INTO {pg.quote(table)} VALUES (1, 1.50), (2, NULL)")
+    before = pg.rows(table)
+    good = pa.RecordBatch.from_arrays(
+        [pa.array(range(6_000)), pa.array([D("1.25")] * 6_000, pa.decimal128(10, 2))], ["id", "score"]
+    )
+    too_big = pa.RecordBatch.from_arrays(
+        [pa.array([10_001]), pa.array([D("123.45")], pa.decimal128(10, 2))], ["id", "score"]
+    )
+    with pytest.raises(StageError, match="numeric field overflow"):
+        load(make, pg, [good, good, good, too_big, good], table=table, mode="replace")
+    assert pg.rows(table) == before
+    assert not _beside(pg, table)
+
+
+def test_the_second_stream_drops_the_staging_tables_of_dead_loads_and_keeps_its_own(
+    make: Any, pg: Db, small_threshold: int
+) -> None:
+    from flowport.stages.sql.vendors.postgres.load import COPY_TABLE_MARK
+
+    table = pg.name()
+    dead = f"{table}__fp_copy_dead"
+    pg.run(f"CREATE TABLE {pg.quote(dead)} (id integer, score numeric(10,2))")
+    pg.run(f"COMMENT ON TABLE {pg.quote(dead)} IS '{COPY_TABLE_MARK}'")
+    load(make, pg, [_scores(i * 4_000, 4_000) for i in range(4)], table=table, mode="replace")
+    assert pg.run(f"SELECT count(*) FROM {pg.quote(table)}") == [(16_000,)]
+    assert not _beside(pg, table)
+
+
 def test_a_copy_that_stores_other_rows_than_it_was_sent_fails(
     pg: Db, monkeypatch: pytest.MonkeyPatch
 ) -> None:

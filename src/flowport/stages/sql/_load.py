@@ -376,11 +376,12 @@ class TableLoad(ABC):
         create_table: bool,
         run_id: str,
         stage: str,
-        copy_streams: int = 1,
+        copy_streams: int | None = 1,
     ) -> None:
         self.conn = conn
         self.mode = mode
-        #: COPY streams a vendor may run at once into the staging table (PostgreSQL's ``replace``).
+        #: COPY streams a vendor may run at once into the staging table (PostgreSQL's ``replace``);
+        #: None: the vendor decides (PostgreSQL adds a second stream to a large load).
         self.copy_streams = copy_streams
         self.keys = list(keys)
         self.create_table = create_table

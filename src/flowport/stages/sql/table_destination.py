@@ -47,14 +47,15 @@ class SqlTableDestinationConfig(SqlConnectionConfig):
         "DEFAULT), else types mapped from the data.",
     )
 
-    copy_streams: int = setting(
-        1,
+    copy_streams: int | None = setting(
+        None,
         label="COPY streams",
         description="PostgreSQL, replace mode: COPY streams loading the staging table at once, each on "
-        "its own connection, so the server parses and stores rows on as many cores (use 2 or more when "
-        "the database server has cores to spare). With more than one, the staging table is committed "
-        "before the swap: a load killed outright leaves it, and the next parallel load beside the same "
-        "table drops it. Other vendors and modes load with one stream.",
+        "its own connection, so the server parses and stores rows on as many cores. Empty: one stream, "
+        "and a second one once the load has sent 500,000 rows. 1: always one stream (the whole load is "
+        "one transaction). With more than one, the staging table is committed before the swap: a load "
+        "killed outright leaves it, and the next load beside the same table that uses more than one "
+        "stream drops it. Other vendors and modes load with one stream.",
         ge=1,
         le=16,
     )

@@ -58,7 +58,7 @@ def table_load(
     create_table: bool,
     run_id: str,
     stage: str,
-    copy_streams: int = 1,
+    copy_streams: int | None = 1,
 ) -> TableLoad:
     """The staged load for the connection's vendor."""
     return conn.load(

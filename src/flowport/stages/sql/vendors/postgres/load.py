@@ -20,7 +20,18 @@ from flowport.stages.sql.vendors.postgres.binary_copy import encodable, tuple_or
 from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
 from flowport.stages.sql.vendors.postgres.copy_session import CopySession, ParallelCopy, SessionAhead
 
-__all__ = ["COPY_TABLE_MARK", "PostgresLoad", "copy_lock_key", "rename_dependents", "sweep_copy_tables"]
+__all__ = [
+    "AUTO_SECOND_STREAM_ROWS",
+    "COPY_TABLE_MARK",
+    "PostgresLoad",
+    "copy_lock_key",
+    "rename_dependents",
+    "sweep_copy_tables",
+]
+
+#: ``copy_streams`` left to Flowport: a replace's load gets a second COPY stream once it sent this
+#: many rows (a smaller load stays one stream, in one transaction).
+AUTO_SECOND_STREAM_ROWS = 500_000
 
 
 _PG_BINARY: dict[str, pa.DataType] = {
@@ -154,6 +165,11 @@ class PostgresLoad(TableLoad):
         self._ahead: SessionAhead | None = None
         #: A second connection for the key look-ups of an append once its COPY stream owns ``conn``.
         self._lookup: PostgresConnection | None = None
+        #: ``copy_streams`` left to Flowport (None): rows sent so far, and the session of the second
+        #: stream, connecting once half of AUTO_SECOND_STREAM_ROWS were sent.
+        self._auto = self.copy_streams is None
+        self._fed = 0
+        self._second: SessionAhead | None = None
 
     def prepare(self) -> None:
         """Check the target; for a replace, connect the psycopg session meanwhile (see SessionAhead)."""
@@ -171,6 +187,11 @@ class PostgresLoad(TableLoad):
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
             ahead.discard()
+
+    def _discard_second(self) -> None:
+        second, self._second = self._second, None
+        if second is not None:
+            second.discard()
 
     @property
     def duck(self) -> DuckSession:
@@ -237,11 +258,13 @@ class PostgresLoad(TableLoad):
             log.info("stage %s: loading with ADBC's COPY (%s)", self.stage, adbc.scrub(str(exc)))
             return False
         self.conn = session
-        parallel = self.copy_streams > 1
+        parallel = (self.copy_streams or 1) > 1
         try:
             # Parallel streams need a staging table the other sessions see, i.e. committed: it gets
             # its own purpose ("copy"), and an advisory lock held by this session marks it as in use.
-            stage_table = session.work_table(self.target, "copy" if parallel else "stage", self.run_id)
+            # A load that may get its second stream later is named so from the start.
+            purpose = "copy" if parallel or self._auto else "stage"
+            stage_table = session.work_table(self.target, purpose, self.run_id)
             if parallel:
                 sweep_copy_tables(session, self.target)
                 session.query("SELECT pg_advisory_lock($1, $2)", _copy_lock(session, stage_table))
@@ -290,7 +313,7 @@ class PostgresLoad(TableLoad):
         self.conn.commit()
         self._stage_committed = True
         spec = self.conn.spec
-        for _ in range(self.copy_streams - 1):
+        for _ in range((self.copy_streams or 1) - 1):
             try:
                 self._others.append(CopySession.open(spec))
             except Exception as exc:
@@ -374,6 +397,40 @@ class PostgresLoad(TableLoad):
             else:
                 self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
         self._stream.put(data)
+        if self._auto and isinstance(self.conn, CopySession) and not self.stage_temporary:
+            self._fed += data.num_rows
+            if self._second is None and self._fed >= AUTO_SECOND_STREAM_ROWS // 2:
+                self._second = SessionAhead(self.conn.spec)
+            if self._fed >= AUTO_SECOND_STREAM_ROWS:
+                self._add_second_stream()
+
+    def _add_second_stream(self) -> None:
+        """A large load (``copy_streams`` left to Flowport) gets a second COPY stream: the rows
+        sent so far are committed in the marked, locked staging table (as a parallel load's from
+        the start), then both sessions COPY into it."""
+        self._auto = False
+        ahead, self._second = self._second, None
+        session, stream = self.conn, self._stream
+        assert isinstance(session, CopySession) and ahead is not None and self.stage_table is not None
+        try:
+            other = ahead.take()
+        except Exception as exc:  # one stream still loads everything
+            log.info("stage %s: one COPY stream (%s)", self.stage, session.scrub(str(exc)))
+            return
+        try:
+            self._stream = None
+            if stream is not None:
+                stream.finish()
+            session.query("SELECT pg_advisory_lock($1, $2)", _copy_lock(session, self.stage_table))
+            session.execute(f"COMMENT ON TABLE {session.table_sql(self.stage_table)} IS '{COPY_TABLE_MARK}'")
+            session.commit()
+            self._stage_committed = True
+        except BaseException:
+            other.close()
+            raise
+        self._others.append(other)
+        sweep_copy_tables(session, self.target, keep=self.stage_table.name)
+        log.debug("stage %s: a second COPY stream after %d rows", self.stage, self._fed)
 
     def _end_stream(self, *, cancel: bool = False) -> None:
         stream, self._stream = self._stream, None
@@ -442,6 +499,7 @@ class PostgresLoad(TableLoad):
             self._stage_committed = False
 
     def _cleanup(self) -> None:
+        self._discard_second()
         self._end_stream(cancel=True)
         if self._duck is not None:
             self._duck.close()
@@ -467,6 +525,7 @@ class PostgresLoad(TableLoad):
             super().close()
         finally:
             self._discard_ahead()
+            self._discard_second()
             if self._adbc is not None:
                 self._end_stream(cancel=True)
                 self._close_session()
@@ -521,7 +580,7 @@ def _copy_lock(conn: SqlConnection, table: TableName) -> tuple[int, int]:
     return copy_lock_key(schema, table.name)
 
 
-def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
+def sweep_copy_tables(conn: SqlConnection, target: TableName, *, keep: str | None = None) -> list[str]:
     """Drop the staging tables of parallel loads beside ``target`` whose load is gone.
 
     A parallel load commits its staging table so that its other sessions see
@@ -532,7 +591,8 @@ def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
     died; a table whose lock can be taken belongs to no running load and is
     dropped.
     Returns the names dropped. A table this user may not drop is left (and
-    logged).
+    logged). ``keep``: the caller's own staging table (its session holds the
+    lock, which the same session could take again).
     """
     schema_sql = "$2" if target.schema else "current_schema()"
     params = [COPY_TABLE_MARK, *([target.schema] if target.schema else [])]
@@ -546,6 +606,8 @@ def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
     conn.commit()
     dropped: list[str] = []
     for schema, name in rows:
+        if name == keep:
+            continue
         table = TableName(str(name), str(schema))
         key = copy_lock_key(str(schema), str(name))
         if not conn.query("SELECT pg_try_advisory_lock($1, $2)", key)[0][0]:
