@@ -381,7 +381,8 @@ def test_a_large_load_gets_a_second_stream_and_loads_every_row_once(
     with caplog.at_level(logging.DEBUG, logger="flowport.stages.sql"):
         load(make, pg, batches, table=table, mode="replace")
     messages = [r.getMessage() for r in caplog.records]
-    # The third batch passes the threshold (12,000 rows sent): the other five go over two streams.
+    # The third batch passes the threshold (12,000 rows sent): the other five go over two streams,
+    # the first one going on.
     assert any("a second COPY stream after 12000 rows" in m for m in messages), messages
     expected = pa.Table.from_batches(batches)
     count, distinct, total = pg.run(
@@ -398,7 +399,7 @@ def test_a_large_load_gets_a_second_stream_and_loads_every_row_once(
     assert not _beside(pg, table)
 
 
-def test_a_small_load_and_a_load_told_one_stream_stay_one_transaction(
+def test_a_small_load_keeps_one_stream_and_a_load_told_one_stream_never_gets_another(
     make: Any, pg: Db, caplog: pytest.LogCaptureFixture, small_threshold: int
 ) -> None:
     table = pg.name()
@@ -420,7 +421,7 @@ def test_a_small_load_and_a_load_told_one_stream_stay_one_transaction(
 def test_a_failure_after_the_second_stream_started_leaves_the_target_and_no_staging_table(
     make: Any, pg: Db, small_threshold: int
 ) -> None:
-    # The rows of the first stream were committed in the staging table: the abort drops it.
+    # The staging table was committed for the second stream: the abort drops it.
     table = pg.name()
     pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, score numeric(4,2))")
     pg.run(f"INSERT INTO {pg.quote(table)} VALUES (1, 1.50), (2, NULL)")
@@ -437,7 +438,32 @@ def test_a_failure_after_the_second_stream_started_leaves_the_target_and_no_stag
     assert not _beside(pg, table)
 
 
-def test_the_second_stream_drops_the_staging_tables_of_dead_loads_and_keeps_its_own(
+@pytest.mark.parametrize(
+    ("copy_streams", "seen"), [(1, False), (None, True)], ids=["one stream", "left empty"]
+)
+def test_only_a_load_told_one_stream_hides_its_staging_table_until_the_swap(
+    make: Any, pg: Db, copy_streams: int | None, seen: bool
+) -> None:
+    # copy_streams: 1 is one transaction (a killed load leaves nothing); left empty, the staging
+    # table is committed, marked and locked from the start so that a second stream can join.
+    from flowport.stages.sql.table_destination import SqlTableDestination
+
+    table = pg.name()
+    config: dict[str, Any] = {"table": table, "mode": "replace"}
+    if copy_streams is not None:
+        config["copy_streams"] = copy_streams
+    destination = make(SqlTableDestination, pg.lookup, connection=pg.spec.name, **config)
+    destination.open()
+    try:
+        assert destination.write(_scores(0, 1_000)) is None
+        assert bool(_beside(pg, table)) is seen
+        destination.abort()
+    finally:
+        destination.close()
+    assert not _beside(pg, table)
+
+
+def test_a_load_with_copy_streams_left_empty_drops_the_staging_tables_of_dead_loads(
     make: Any, pg: Db, small_threshold: int
 ) -> None:
     from flowport.stages.sql.vendors.postgres.load import COPY_TABLE_MARK

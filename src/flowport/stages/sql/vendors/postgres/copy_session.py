@@ -103,13 +103,19 @@ class CopySession(PostgresConnection):
         raise NotImplementedError("a CopySession does not read results as Arrow")
 
     def copy_stream(
-        self, table: TableName, columns: Sequence[str], *, others: Sequence[CopySession] = ()
+        self,
+        table: TableName,
+        columns: Sequence[str],
+        *,
+        others: Sequence[CopySession] = (),
+        growing: bool = False,
     ) -> EncodedCopyStream | ParallelCopy:
         """One binary ``COPY table (columns) FROM STDIN`` fed with Arrow batches; with ``others``
-        (sessions that see ``table`` committed), one such COPY on each session at once."""
+        (sessions that see ``table`` committed), one such COPY on each session at once; ``growing``:
+        a :class:`ParallelCopy` even of one stream, which others may join (:meth:`ParallelCopy.add`)."""
         listed = ", ".join(self.quote(c) for c in columns)
         statement = f"COPY {self.table_sql(table)} ({listed}) FROM STDIN (FORMAT binary)"
-        if others:
+        if others or growing:
             return ParallelCopy(self, others, statement)
         return EncodedCopyStream(self, statement)
 
@@ -217,14 +223,23 @@ class ParallelCopy:
     """
 
     def __init__(self, main: CopySession, others: Sequence[CopySession], statement: str) -> None:
-        self._others = list(others)
+        self._statement = statement
+        self._others: list[CopySession] = []
         self._streams: list[EncodedCopyStream] = []
         try:
-            for i, session in enumerate([main, *self._others]):
-                self._streams.append(EncodedCopyStream(session, statement, name=f"flowport-pg-copy-{i}"))
+            self._streams.append(EncodedCopyStream(main, statement, name="flowport-pg-copy-0"))
+            for session in others:
+                self.add(session)
         except BaseException:
             self.cancel()
             raise
+
+    def add(self, session: CopySession) -> None:
+        """One more stream, on ``session`` (it must see the staging table committed): the batches
+        put from now on go to it too; its rows are committed by :meth:`finish`."""
+        stream = EncodedCopyStream(session, self._statement, name=f"flowport-pg-copy-{len(self._streams)}")
+        self._streams.append(stream)
+        self._others.append(session)
 
     def put(self, item: Any) -> None:
         """Encode one table or batch and queue it on the least busy stream."""

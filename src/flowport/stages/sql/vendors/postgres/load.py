@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: ``copy_streams`` left to Flowport: a replace's load gets a second COPY stream once it sent this
-#: many rows (a smaller load stays one stream, in one transaction).
+#: many rows (a smaller load keeps one stream and one connection).
 AUTO_SECOND_STREAM_ROWS = 500_000
 
 
@@ -132,7 +132,12 @@ class PostgresLoad(TableLoad):
     PostgreSQL DDL is transactional, so the staging table, the load and the
     swap happen in the transaction the connection holds from ``open``:
     readers see the old target until COMMIT, and a failed or killed run
-    leaves nothing behind (the server rolls it back). ``replace`` fills a
+    leaves nothing behind (the server rolls it back). A ``replace`` by rename
+    swap with ``copy_streams`` above 1 or left empty (a second stream joins a
+    large load) commits its staging table first, so the other sessions see
+    it: a failed run drops it, one killed outright leaves it (marked, see
+    :func:`sweep_copy_tables`) for the next such load to drop; the swap is
+    one transaction either way. ``replace`` fills a
     staging table shaped like the target, then DROPs the target and RENAMEs
     the staging table in its place; when something depends on the target
     (views, foreign keys, grants, triggers...) the staging table is a
@@ -259,17 +264,17 @@ class PostgresLoad(TableLoad):
             return False
         self.conn = session
         parallel = (self.copy_streams or 1) > 1
+        # Parallel streams need a staging table the other sessions see, i.e. committed: it gets its
+        # own purpose ("copy"), and an advisory lock held by this session marks it as in use. So does
+        # the staging table of a load whose second stream may join later (copy_streams left empty).
+        shared = parallel or self._auto
         try:
-            # Parallel streams need a staging table the other sessions see, i.e. committed: it gets
-            # its own purpose ("copy"), and an advisory lock held by this session marks it as in use.
-            # A load that may get its second stream later is named so from the start.
-            purpose = "copy" if parallel or self._auto else "stage"
-            stage_table = session.work_table(self.target, purpose, self.run_id)
-            if parallel:
+            stage_table = session.work_table(self.target, "copy" if shared else "stage", self.run_id)
+            if shared:
                 sweep_copy_tables(session, self.target)
                 session.query("SELECT pg_advisory_lock($1, $2)", _copy_lock(session, stage_table))
             self._create_replacement(stage_table)
-            if parallel:
+            if shared:
                 # The mark the sweep looks for: a table of the user's that happens to have such a
                 # name is never taken for a staging table.
                 session.execute(f"COMMENT ON TABLE {session.table_sql(stage_table)} IS '{COPY_TABLE_MARK}'")
@@ -300,6 +305,9 @@ class PostgresLoad(TableLoad):
         self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
         if parallel:
             self._open_others()
+        elif shared:
+            self.conn.commit()
+            self._stage_committed = True
         log.debug(
             "stage %s: binary COPY encoded by Flowport, sent with psycopg (%d stream(s))",
             self.stage,
@@ -393,11 +401,16 @@ class PostgresLoad(TableLoad):
             data = data.select(tuple_order(data.schema))
         if self._stream is None:
             if isinstance(self.conn, CopySession):
-                self._stream = self.conn.copy_stream(table, data.column_names, others=self._others)
+                self._stream = self.conn.copy_stream(
+                    table,
+                    data.column_names,
+                    others=self._others,
+                    growing=self._auto and self._stage_committed,
+                )
             else:
                 self._stream = self.conn.ingest_stream(table, data.schema, create=create, temporary=temporary)
         self._stream.put(data)
-        if self._auto and isinstance(self.conn, CopySession) and not self.stage_temporary:
+        if self._auto and isinstance(self._stream, ParallelCopy):
             self._fed += data.num_rows
             if self._second is None and self._fed >= AUTO_SECOND_STREAM_ROWS // 2:
                 self._second = SessionAhead(self.conn.spec)
@@ -405,31 +418,19 @@ class PostgresLoad(TableLoad):
                 self._add_second_stream()
 
     def _add_second_stream(self) -> None:
-        """A large load (``copy_streams`` left to Flowport) gets a second COPY stream: the rows
-        sent so far are committed in the marked, locked staging table (as a parallel load's from
-        the start), then both sessions COPY into it."""
+        """A large load (``copy_streams`` left empty) gets a second COPY stream into its staging
+        table (committed at the start for this), beside the first one, which goes on."""
         self._auto = False
         ahead, self._second = self._second, None
-        session, stream = self.conn, self._stream
-        assert isinstance(session, CopySession) and ahead is not None and self.stage_table is not None
+        stream = self._stream
+        assert isinstance(stream, ParallelCopy) and ahead is not None
         try:
             other = ahead.take()
         except Exception as exc:  # one stream still loads everything
-            log.info("stage %s: one COPY stream (%s)", self.stage, session.scrub(str(exc)))
+            log.info("stage %s: one COPY stream (%s)", self.stage, self.conn.scrub(str(exc)))
             return
-        try:
-            self._stream = None
-            if stream is not None:
-                stream.finish()
-            session.query("SELECT pg_advisory_lock($1, $2)", _copy_lock(session, self.stage_table))
-            session.execute(f"COMMENT ON TABLE {session.table_sql(self.stage_table)} IS '{COPY_TABLE_MARK}'")
-            session.commit()
-            self._stage_committed = True
-        except BaseException:
-            other.close()
-            raise
-        self._others.append(other)
-        sweep_copy_tables(session, self.target, keep=self.stage_table.name)
+        self._others.append(other)  # closed with the load
+        stream.add(other)
         log.debug("stage %s: a second COPY stream after %d rows", self.stage, self._fed)
 
     def _end_stream(self, *, cancel: bool = False) -> None:
@@ -580,7 +581,7 @@ def _copy_lock(conn: SqlConnection, table: TableName) -> tuple[int, int]:
     return copy_lock_key(schema, table.name)
 
 
-def sweep_copy_tables(conn: SqlConnection, target: TableName, *, keep: str | None = None) -> list[str]:
+def sweep_copy_tables(conn: SqlConnection, target: TableName) -> list[str]:
     """Drop the staging tables of parallel loads beside ``target`` whose load is gone.
 
     A parallel load commits its staging table so that its other sessions see
@@ -591,8 +592,7 @@ def sweep_copy_tables(conn: SqlConnection, target: TableName, *, keep: str | Non
     died; a table whose lock can be taken belongs to no running load and is
     dropped.
     Returns the names dropped. A table this user may not drop is left (and
-    logged). ``keep``: the caller's own staging table (its session holds the
-    lock, which the same session could take again).
+    logged).
     """
     schema_sql = "$2" if target.schema else "current_schema()"
     params = [COPY_TABLE_MARK, *([target.schema] if target.schema else [])]
@@ -606,8 +606,6 @@ def sweep_copy_tables(conn: SqlConnection, target: TableName, *, keep: str | Non
     conn.commit()
     dropped: list[str] = []
     for schema, name in rows:
-        if name == keep:
-            continue
         table = TableName(str(name), str(schema))
         key = copy_lock_key(str(schema), str(name))
         if not conn.query("SELECT pg_try_advisory_lock($1, $2)", key)[0][0]:
