@@ -541,6 +541,36 @@ def test_the_session_a_replace_connects_ahead_is_closed_when_the_load_cannot_sta
     assert not {t for t in leftovers(pg) if t.startswith(table)}
 
 
+def test_a_replace_whose_columns_all_have_an_encoding_never_connects_adbc(
+    make: Any, pg: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It begins on psycopg (open_for_load): ADBC's import and connect are not on its time.
+    from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
+
+    def refused(spec: Any) -> Any:
+        raise AssertionError("a replace that encodes its own COPY connected ADBC")
+
+    monkeypatch.setattr(PostgresConnection, "open", classmethod(lambda cls, spec: refused(spec)))
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer PRIMARY KEY, score numeric(10,2))")
+    load(make, pg, [_scores(0, 3)], table=table, mode="replace")
+    assert pg.rows(table) == [(0, D("-500.00")), (1, D("-420.81")), (2, D("-341.62"))]
+    assert not _beside(pg, table)
+
+
+def test_a_replace_begun_on_psycopg_moves_to_adbc_for_a_column_without_an_encoding(make: Any, pg: Db) -> None:
+    # A decimal of 30 digits has no encoding of Flowport's: ADBC is connected for it, and the
+    # psycopg session the load began on is closed with the destination.
+    before = _flowport_sessions(pg, 0)
+    table = pg.name()
+    pg.run(f"CREATE TABLE {pg.quote(table)} (id integer, amount numeric(30,9))")
+    wide = pa.array([D("123456789012345678901.123456789"), None], pa.decimal128(30, 9))
+    load(make, pg, [batch(id=[1, 2], amount=wide)], table=table, mode="replace")
+    assert pg.rows(table) == [(1, D("123456789012345678901.123456789")), (2, None)]
+    assert _flowport_sessions(pg, before) == before
+    assert not _beside(pg, table)
+
+
 MIXED: list[tuple[str, str, pa.Array[Any]]] = [
     ("a", "integer", pa.array([1, -2, 3, 2**31 - 1], pa.int32())),
     ("b", "text", pa.array(["x", None, "Grüße 😀", ""], pa.string())),

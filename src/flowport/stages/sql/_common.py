@@ -11,7 +11,7 @@ from flowport.errors import FlowportError, StageError
 from flowport.plugins.contract import StageConfig, StageContext, setting
 from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
-from flowport.stages.sql.vendors import open_connection
+from flowport.stages.sql.vendors import open_connection, vendor_class
 
 __all__ = ["SqlConnectionConfig", "connection_spec", "driver_errors", "open_sql"]
 
@@ -46,12 +46,15 @@ def connection_spec(context: StageContext, ref: str) -> ConnectionSpec:
     return spec
 
 
-def open_sql(context: StageContext, ref: str) -> SqlConnection:
+def open_sql(context: StageContext, ref: str, *, load_mode: str | None = None) -> SqlConnection:
     """Look up connection ``ref`` and connect to it (errors scrubbed of secrets).
 
     A run whose resources hold ``kept_connections`` (a streaming job's
     micro-batches) takes an idle connection from there when one is, and the
-    connection goes back there when the stage closes it.
+    connection goes back there when the stage closes it. ``load_mode``: the
+    connection is for a table load in that mode, which a vendor may start on
+    another driver (see :meth:`SqlConnection.open_for_load`); not in a run
+    that keeps connections.
     """
     spec = connection_spec(context, ref)
     kept: KeptConnections | None = context.resources.get(KEPT_CONNECTIONS)
@@ -60,7 +63,10 @@ def open_sql(context: StageContext, ref: str) -> SqlConnection:
         if lent is not None:
             return lent
     with driver_errors(context.stage_name, spec, f"cannot connect to '{spec.name}'"):
-        conn = open_connection(spec)
+        if load_mode is not None and kept is None:
+            conn = vendor_class(spec).open_for_load(spec, load_mode)
+        else:
+            conn = open_connection(spec)
     if kept is not None:
         conn.lend(kept)
     return conn

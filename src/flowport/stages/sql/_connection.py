@@ -209,6 +209,11 @@ class SqlConnection(ABC):
     def open(cls, spec: ConnectionSpec) -> SqlConnection:
         """Connect (ConnectionFailed, scrubbed, when the database cannot be reached)."""
 
+    @classmethod
+    def open_for_load(cls, spec: ConnectionSpec, mode: str) -> SqlConnection:
+        """The connection a table load in ``mode`` starts on (a vendor may pick another driver)."""
+        return cls.open(spec)
+
     def scrub(self, text: str) -> str:
         """``text`` without this connection's secrets."""
         return scrub_message(self.spec, text)

@@ -117,26 +117,34 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
         already reads; a failure here fails the run before anything is published.
         """
         self._load: TableLoad | None = None
-        self._conn: SqlConnection | None = open_sql(self.context, self.config.connection)
+        self._conn: SqlConnection | None = open_sql(
+            self.context, self.config.connection, load_mode=self.config.mode
+        )
         conn = self._conn
         stage = self.context.stage_name
         table = parse_table_name(self.config.table)
         try:
-            conn.check_table(table)
-        except ValueError as exc:
-            raise StageError(stage, f"table '{self.config.table}': {exc}") from None
-        with driver_errors(stage, conn.spec, f"cannot prepare table '{self.config.table}'"):
-            load = table_load(
-                conn,
-                table,
-                mode=self.config.mode,
-                keys=self.config.keys,
-                create_table=self.config.create_table,
-                run_id=self.context.run_id,
-                stage=stage,
-                copy_streams=self.config.copy_streams,
-            )
-            load.prepare()
+            try:
+                conn.check_table(table)
+            except ValueError as exc:
+                raise StageError(stage, f"table '{self.config.table}': {exc}") from None
+            with driver_errors(stage, conn.spec, f"cannot prepare table '{self.config.table}'"):
+                load = table_load(
+                    conn,
+                    table,
+                    mode=self.config.mode,
+                    keys=self.config.keys,
+                    create_table=self.config.create_table,
+                    run_id=self.context.run_id,
+                    stage=stage,
+                    copy_streams=self.config.copy_streams,
+                )
+                load.prepare()
+        except BaseException:
+            # Nothing else would close it: a stage that did not open is not closed.
+            self._conn = None
+            conn.close()
+            raise
         self._load = load
 
     def write(self, batch: pa.RecordBatch) -> StageOutput | None:

@@ -197,6 +197,18 @@ class PostgresConnection(SqlConnection):
     finds_present_keys = True
 
     @classmethod
+    def open_for_load(cls, spec: ConnectionSpec, mode: str) -> SqlConnection:
+        """A ``replace`` whose load encodes its own COPY starts on psycopg (a
+        :class:`~.copy_session.CopySession`): ADBC is connected only if the load needs it (see
+        :meth:`~.load.PostgresLoad.prepare`), which saves its import and its connect, about
+        80 ms of the run's start."""
+        if mode == "replace" and getattr(cls.load, "encodes_copy", False):
+            from flowport.stages.sql.vendors.postgres.copy_session import CopySession
+
+            return CopySession.open(spec)
+        return cls.open(spec)
+
+    @classmethod
     def open(cls, spec: ConnectionSpec) -> PostgresConnection:
         """Connect with ADBC and use UTC for time zone conversions."""
         connection = cls(spec, connect_adbc(spec))

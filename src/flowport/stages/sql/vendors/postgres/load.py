@@ -161,7 +161,10 @@ class PostgresLoad(TableLoad):
         self.binary_types: dict[str, pa.DataType] | None = None
         self._raw_created = False
         self._stream: FedWriter | ParallelCopy | None = None
-        self._adbc: PostgresConnection | None = None  # the ADBC connection, once the load moved off it
+        #: The connection the destination opened (and closes): ADBC, or for a replace that encodes
+        #: its own COPY a psycopg session (see PostgresConnection.open_for_load). Any other the load
+        #: moves onto is its own to close.
+        self._home: PostgresConnection = self.conn
         #: Sessions of the extra COPY streams (``copy_streams`` > 1), and whether the staging table
         #: was committed for them (then an abort drops it: a rollback no longer can).
         self._others: list[CopySession] = []
@@ -177,16 +180,29 @@ class PostgresLoad(TableLoad):
         self._second: SessionAhead | None = None
 
     def prepare(self) -> None:
-        """Check the target; for a replace, connect the psycopg session meanwhile (see SessionAhead)."""
-        if self.mode == "replace" and self.encodes_copy:
+        """Check the target; for a replace begun on ADBC, connect the psycopg session meanwhile (see
+        SessionAhead). A replace in place loads over ADBC (connected now if the load began on psycopg)."""
+        if self.mode == "replace" and self.encodes_copy and not isinstance(self.conn, CopySession):
             self._ahead = SessionAhead(self.conn.spec)
         try:
             super().prepare()
         except BaseException:
             self._discard_ahead()
             raise
-        if self.in_place:  # the load stays on its own connection
+        if self.in_place:
             self._discard_ahead()
+            self._onto_adbc()
+
+    def _onto_adbc(self) -> None:
+        """Carry on over ADBC when the load began on a psycopg session (it has only read the catalog:
+        its transaction is ended)."""
+        if not isinstance(self.conn, CopySession):
+            return
+        adbc = PostgresConnection.open(self.conn.spec)
+        self.conn.rollback()
+        if self.conn is not self._home:
+            self.conn.close()
+        self.conn = adbc
 
     def _discard_ahead(self) -> None:
         ahead, self._ahead = self._ahead, None
@@ -255,14 +271,19 @@ class PostgresLoad(TableLoad):
         """
         if not self.encodes_copy:
             return False
-        adbc = self.conn
-        ahead, self._ahead = self._ahead, None
-        try:
-            session = ahead.take() if ahead is not None else CopySession.open(adbc.spec)
-        except Exception as exc:  # the ADBC path still works: say why it is taken
-            log.info("stage %s: loading with ADBC's COPY (%s)", self.stage, adbc.scrub(str(exc)))
-            return False
-        self.conn = session
+        # ADBC when the load began there (the destination's), else None: it began on psycopg.
+        adbc: PostgresConnection | None = None
+        if isinstance(self.conn, CopySession):
+            session = self.conn
+        else:
+            adbc = self.conn
+            ahead, self._ahead = self._ahead, None
+            try:
+                session = ahead.take() if ahead is not None else CopySession.open(adbc.spec)
+            except Exception as exc:  # the ADBC path still works: say why it is taken
+                log.info("stage %s: loading with ADBC's COPY (%s)", self.stage, adbc.scrub(str(exc)))
+                return False
+            self.conn = session
         parallel = (self.copy_streams or 1) > 1
         # Parallel streams need a staging table the other sessions see, i.e. committed: it gets its
         # own purpose ("copy"), and an advisory lock held by this session marks it as in use. So does
@@ -290,16 +311,23 @@ class PostgresLoad(TableLoad):
                 else {}
             )
             if binary is None or any(t is None for t in encoded.values()):
-                self.conn = adbc
+                # A column without an encoding of Flowport's: ADBC's COPY loads it (connected now if
+                # the load began on psycopg).
                 session.rollback()
-                session.close()
+                if adbc is None:
+                    adbc = PostgresConnection.open(session.spec)
+                self.conn = adbc
+                if session is not self._home:
+                    session.close()
                 return False
         except BaseException:
-            self.conn = adbc
-            session.close()
+            if adbc is not None:
+                self.conn = adbc
+            if session is not self._home:
+                session.close()
             raise
-        adbc.rollback()
-        self._adbc = adbc
+        if adbc is not None:
+            adbc.rollback()
         self.stage_table = stage_table
         self.binary_types = {c: t for c, t in encoded.items() if t is not None}
         self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
@@ -508,17 +536,17 @@ class PostgresLoad(TableLoad):
         self._close_session()
 
     def _close_session(self) -> None:
-        """Close the key look-up connection and the psycopg sessions the load moved onto (the
-        destination closes the ADBC one)."""
+        """Close the key look-up connection, the other streams' sessions and the connection the
+        load moved onto (the destination closes the one it opened)."""
         lookup, self._lookup = self._lookup, None
         if lookup is not None:
             lookup.close()
         others, self._others = self._others, []
         for other in others:
             other.close()
-        if self._adbc is not None:
-            session, self.conn, self._adbc = self.conn, self._adbc, None
-            session.close()
+        if self.conn is not self._home:
+            moved, self.conn = self.conn, self._home
+            moved.close()
 
     def close(self) -> None:
         """Release the checks and the load's own sessions."""
@@ -527,7 +555,7 @@ class PostgresLoad(TableLoad):
         finally:
             self._discard_ahead()
             self._discard_second()
-            if self._adbc is not None:
+            if self.conn is not self._home:
                 self._end_stream(cancel=True)
                 self._close_session()
 
