@@ -248,9 +248,10 @@ def test_validate_of_a_file_flow_imports_no_store_nor_http(tmp_path: Path, file_
     assert _loaded(modules, SERVER_SIDE + HTTP_CLIENT + NO_STORE) == []
 
 
-# What a run or validation of a JSON flow document never uses: the YAML parser, and the helpers of the
-# commands that talk to a server (`--param` is parsed without them).
-NOT_FOR_A_JSON_FLOW = ("yaml", "flowport.cli.remote")
+# What a run or validation of a JSON flow document never uses: the YAML parser, the helpers of the
+# commands that talk to a server (`--param` is parsed without them), and with --json the console's
+# renderer (rich: the result is one JSON document).
+NOT_FOR_A_JSON_FLOW = ("yaml", "flowport.cli.remote", "rich.console")
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])

@@ -237,3 +237,61 @@ def test_the_spill_folder_of_a_killed_process_is_removed_by_the_next_shared_data
     assert alive.exists()
     # The second process ended normally: its own folder went with it.
     assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name]
+
+
+_AHEAD = """
+import os, sys, tempfile
+from pathlib import Path
+from flowport.stages._duckdb import DuckSession, shared_database_ahead
+shared_database_ahead()
+shared_database_ahead()  # a second call while the first opens it opens nothing more
+session = DuckSession(shared=True)
+print(session.con.execute("SELECT 6 * 7").fetchone()[0])
+try:
+    session.con.execute("SELECT content FROM read_text(?)", [sys.argv[1]]).fetchall()
+    print("read")
+except Exception as exc:
+    print("refused")
+session.close()
+folders = list(Path(tempfile.gettempdir()).glob(f"flowport-duckdb-shared-{os.getpid()}-*"))
+print(len(folders))
+"""
+
+
+def test_the_shared_database_opened_ahead_is_the_one_sessions_use_and_it_is_sandboxed(
+    tmp_path: Path, secret: Path
+) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _AHEAD, str(secret)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # One database (one spill folder) for the process, sandboxed like one a session opens itself.
+    assert done.stdout.split() == ["42", "refused", "1"]
+
+
+def _shared_in_child_after_fork(queue: Any) -> None:
+    session = DuckSession(shared=True)
+    queue.put(session.con.execute("SELECT 5").fetchall())
+    session.close()
+
+
+def test_a_child_forked_while_the_shared_database_is_being_opened_does_not_wait_for_it() -> None:
+    import multiprocessing
+
+    from flowport.stages._duckdb import _SharedDatabase
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    # Another thread of this process is opening the database ahead: it holds the lock at the fork.
+    with _SharedDatabase._lock:
+        child = context.Process(target=_shared_in_child_after_fork, args=(queue,))
+        child.start()
+    child.join(30)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == [(5,)]

@@ -237,11 +237,12 @@ def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = Fals
 
     Example: ``flowport validate orders.json --param min_total=100``
     """
-    from flowport.cli.output import console, print_json, validation_table
+    from flowport.cli.output import print_json
     from flowport.cli.params import parse_params
     from flowport.services import flows
 
     overrides = parse_params(param)
+    flows.databases_ahead(spares=False)  # the check of a processor's SQL uses the shared database
     flow = _load(flow_file, as_json, json_shape="validate")
     try:
         result = flows.validate(flow, overrides=overrides)
@@ -249,7 +250,10 @@ def validate(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = Fals
         raise _fail(exc.message, as_json=as_json, code=2) from None
     if as_json:
         print_json(result.to_dict())
-    elif result.success:
+        raise typer.Exit(0 if result.success else 1)
+    from flowport.cli.output import console, validation_table
+
+    if result.success:
         console.print(f"[green]Valid[/green]: {flow.name} ({len(flow.stages)} stages)")
     else:
         console.print(validation_table(result))
@@ -273,6 +277,7 @@ def preview(
     from flowport.services import flows
 
     overrides = parse_params(param)
+    flows.databases_ahead()
     flow = _load(flow_file, as_json, json_shape="preview")
     try:
         stages = flows.preview(flow, rows=rows, overrides=overrides, base_dir=Path.cwd())
@@ -317,7 +322,7 @@ def _watch(run: FlowRun, show: bool) -> RunResult:
 
 
 def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_json: bool) -> None:
-    from flowport.cli.output import console, metrics_table, print_json, run_summary
+    from flowport.cli.output import print_json
     from flowport.services import flows
 
     try:
@@ -337,6 +342,8 @@ def run_and_report(flow: Flow, overrides: dict[str, str], base_dir: Path, as_jso
     if as_json:
         print_json(result.to_dict())
     else:
+        from flowport.cli.output import console, metrics_table, run_summary
+
         console.print(metrics_table(result.stages, title=f"{flow.name}"))
         console.print(run_summary(result), highlight=False)
     raise typer.Exit(0 if result.status == "Complete" else 1)
@@ -349,8 +356,11 @@ def run(flow_file: FlowArg, param: ParamOpt = None, as_json: JsonOpt = False) ->
     Example: ``flowport run orders.json --param min_total=100 --json``
     """
     from flowport.cli.params import parse_params
+    from flowport.services import flows
 
     overrides = parse_params(param)
+    # Made on the other core while the flow is read, its stage plugins imported and checked.
+    flows.databases_ahead()
     flow = _load(flow_file, as_json, json_shape="run")
     run_and_report(flow, overrides, Path.cwd(), as_json)
 

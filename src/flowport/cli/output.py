@@ -6,18 +6,17 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
 from flowport.model.json_values import jsonable
 
 if TYPE_CHECKING:  # the engine and the models import pyarrow, DuckDB, pydantic: not at start-up
+    from rich.console import Console
+    from rich.table import Table
+
     from flowport.engine import PreviewStage, RunResult, StageMetrics
     from flowport.model.validation import ValidationResult
 
+# Also ``console`` and ``err_console`` (see __getattr__).
 __all__ = [
-    "console",
-    "err_console",
     "jsonable",
     "metrics_table",
     "preview_tables",
@@ -25,8 +24,17 @@ __all__ = [
     "validation_table",
 ]
 
-console = Console()
-err_console = Console(stderr=True)
+
+def __getattr__(name: str) -> Console:
+    """``console`` and ``err_console``, made on first use: a command that prints JSON only (``run
+    --json``) never imports rich."""
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    made = Console(stderr=name == "err_console")
+    globals()[name] = made
+    return made
 
 
 def print_json(data: Any) -> None:
@@ -37,6 +45,8 @@ def print_json(data: Any) -> None:
 
 def validation_table(result: ValidationResult) -> Table:
     """Issues as a table."""
+    from rich.table import Table
+
     table = Table(title="Validation issues", title_justify="left")
     for column in ("Stage", "Type", "Code", "Message"):
         table.add_column(column, overflow="fold")
@@ -47,6 +57,8 @@ def validation_table(result: ValidationResult) -> Table:
 
 def metrics_table(metrics: dict[str, StageMetrics], *, title: str = "Stages") -> Table:
     """Per-stage metrics as a table."""
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     table.add_column("Stage")
     for column in ("Input", "Output", "Errors", "Seconds"):
@@ -63,6 +75,8 @@ def metrics_table(metrics: dict[str, StageMetrics], *, title: str = "Stages") ->
 
 
 def _records_table(title: str, records: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left", show_lines=False)
     columns: list[str] = []
     for record in records:

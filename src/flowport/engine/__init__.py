@@ -3,7 +3,7 @@
 from flowport.engine.metrics import StageMetrics
 from flowport.engine.plan import RunContext
 from flowport.engine.preview import PreviewStage, preview_flow
-from flowport.engine.run import FlowRun, RunResult, RunStatus, run_flow
+from flowport.engine.run import FlowRun, RunResult, RunStatus, databases_ahead, run_flow
 
 __all__ = [
     "FlowRun",
@@ -12,6 +12,7 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "StageMetrics",
+    "databases_ahead",
     "preview_flow",
     "run_flow",
 ]

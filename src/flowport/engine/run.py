@@ -44,8 +44,9 @@ from flowport.plugins.contract import (
     StageOutput,
 )
 from flowport.plugins.registry import PluginRegistry
+from flowport.stages._duckdb import shared_database_ahead
 
-__all__ = ["FlowRun", "RunResult", "RunStatus", "run_flow"]
+__all__ = ["FlowRun", "RunResult", "RunStatus", "databases_ahead", "run_flow"]
 
 log = logging.getLogger("flowport.engine")
 
@@ -225,7 +226,7 @@ class FlowRun:
     def _run(self, started: float) -> RunResult:
         # The DuckDB databases a fused plan's probe and a file origin take are made on the other
         # core while this thread imports the stage plugins and builds the plan.
-        duckdb_spares.prefetch()
+        databases_ahead()
         planned, error_sink = build_plan(self.flow, self.registry, self.context)
         queue_size = self.flow.configuration.queue_size
         policy = self.flow.configuration.error_record_policy
@@ -692,6 +693,16 @@ def _over(errors: int, seen: int, max_records: int | None, max_percent: float | 
     if max_percent is not None and seen and errors * 100.0 / seen > max_percent:
         return f"{errors * 100.0 / seen:.1f}%, more than max_error_percent ({max_percent:g}%)"
     return ""
+
+
+def databases_ahead(*, spares: bool = True) -> None:
+    """Start making, on the other core, the DuckDB databases a flow's check and run use: the shared
+    database of the stages' own SQL (a field mapper's conversions, which the check runs) and, with
+    ``spares``, the databases a fused plan's probe and a file origin take. Called before the stage
+    plugins are imported and checked."""
+    if spares:
+        duckdb_spares.prefetch()
+    shared_database_ahead()
 
 
 def run_flow(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flowport.connections.spec import LOCAL_FILE_VENDORS, ConnectionLookup, ConnectionSpec
-from flowport.engine import FlowRun, PreviewStage, RunContext, preview_flow
+from flowport.engine import FlowRun, PreviewStage, RunContext, databases_ahead, preview_flow
 from flowport.errors import FlowDocumentError, FlowInvalid, NotFound, ValidationFailed
 from flowport.home import instance_home
 from flowport.model.document import flow_from_text, flow_to_json, flow_to_yaml
@@ -26,6 +26,7 @@ from flowport.plugins.registry import PluginRegistry
 
 __all__ = [
     "FlowInvalid",
+    "databases_ahead",
     "load_flow",
     "plugin_registry",
     "preview",
@@ -96,6 +97,9 @@ def validate(
     (``PATH_OUTSIDE_ROOTS``, ``PATH_PROTECTED``), relative paths starting
     at ``base_dir``.
     """
+    # The check of a processor's SQL runs on the shared DuckDB database: opened on the other core
+    # while the stage plugins are imported and checked.
+    databases_ahead(spares=False)
     values = _values(flow, overrides, parameter_sets)
     reg = registry or plugin_registry()
     folder = base_dir or Path.cwd()
@@ -137,6 +141,9 @@ def _checked(
     file_roots: FileRoots | None = None,
     base_dir: Path | None = None,
 ) -> Flow:
+    # The DuckDB databases of the check and of the run or preview that follows are made on the
+    # other core while the stage plugins are imported and checked.
+    databases_ahead()
     values = _values(flow, overrides, parameter_sets)
     folder = base_dir or Path.cwd()
     result = validate_flow(flow, registry, values, check_path=_path_check(file_roots, folder))

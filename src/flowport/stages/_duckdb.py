@@ -10,6 +10,7 @@ memory stays bounded whatever the input size.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ import pyarrow.compute as pc
 from flowport.connections import duckdb_spares
 from flowport.stages._stream import FedStream
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "DuckSession",
     "Isolated",
@@ -39,6 +42,7 @@ __all__ = [
     "quote_ident",
     "render_json",
     "sandbox",
+    "shared_database_ahead",
     "sql_literal",
     "write_string_array",
 ]
@@ -177,30 +181,82 @@ class _SharedDatabase:
 
     _lock = threading.Lock()
     _pid: int | None = None
+    #: The process opening the database ahead (see :meth:`ahead`), if one is.
+    _opening: int | None = None
     _database: duckdb.DuckDBPyConnection | None = None
+    #: Databases a forked child inherited: kept referenced, never used or closed.
+    _inherited: list[duckdb.DuckDBPyConnection] = []
     _directory: Path | None = None
 
     @classmethod
     def connection(cls) -> duckdb.DuckDBPyConnection:
         with cls._lock:
-            if cls._database is None or cls._pid != os.getpid():
-                _sweep_shared_folders()
-                directory = Path(tempfile.mkdtemp(prefix=f"{_SHARED_PREFIX}{os.getpid()}-"))
-                # The time zone is set for the database (sandbox() sets it for its own connection):
-                # each cursor is a connection of its own, which starts from the database's setting.
-                database = duckdb.connect(":memory:")
-                database.execute("SET GLOBAL TimeZone = 'UTC'")
-                database.execute(f"SET temp_directory = {sql_literal(str(directory / 'spill'))}")
-                sandbox(database, directories=[directory])
-                if cls._pid is None:  # inherited by a forked child, which removes its own folder
-                    atexit.register(cls._remove)
-                cls._database, cls._directory, cls._pid = database, directory, os.getpid()
-            return cls._database.cursor()
+            database = cls._open()
+            return database.cursor()
+
+    @classmethod
+    def ahead(cls) -> None:
+        """Open the database in a background thread, unless it is open or being opened: a caller of
+        :meth:`connection` meanwhile waits for it rather than opening it on its own thread."""
+        with cls._lock:
+            if (cls._database is not None and cls._pid == os.getpid()) or cls._opening == os.getpid():
+                return
+            cls._opening = os.getpid()
+        threading.Thread(target=cls._open_ahead, name="flowport-duckdb-shared", daemon=True).start()
+
+    @classmethod
+    def _open_ahead(cls) -> None:
+        try:
+            with cls._lock:
+                cls._open()
+        except Exception as exc:  # connection() opens it then, and raises what it raises
+            log.debug("could not open the shared DuckDB database ahead: %s", exc)
+        finally:
+            cls._opening = None
+
+    @classmethod
+    def _open(cls) -> duckdb.DuckDBPyConnection:
+        """The process's database, opened now if it is not (``_lock`` held)."""
+        if cls._database is not None and cls._pid == os.getpid():
+            return cls._database
+        _sweep_shared_folders()
+        directory = Path(tempfile.mkdtemp(prefix=f"{_SHARED_PREFIX}{os.getpid()}-"))
+        # The time zone is set for the database (sandbox() sets it for its own connection):
+        # each cursor is a connection of its own, which starts from the database's setting.
+        database = duckdb.connect(":memory:")
+        database.execute("SET GLOBAL TimeZone = 'UTC'")
+        database.execute(f"SET temp_directory = {sql_literal(str(directory / 'spill'))}")
+        sandbox(database, directories=[directory])
+        if cls._pid is None:  # inherited by a forked child, which removes its own folder
+            atexit.register(cls._remove)
+        cls._database, cls._directory, cls._pid = database, directory, os.getpid()
+        return database
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        """In a forked child: a lock of its own (one held by another thread at the fork, opening the
+        database ahead, would be waited for forever), and the parent's database kept referenced,
+        never closed (closing it waits for the parent's DuckDB threads, which the child does not
+        have): the child opens its own on first use."""
+        cls._lock = threading.Lock()
+        cls._opening = None
+        if cls._database is not None:
+            cls._inherited.append(cls._database)
+            cls._database = None
 
     @classmethod
     def _remove(cls) -> None:
         if cls._directory is not None and cls._pid == os.getpid():
             shutil.rmtree(cls._directory, ignore_errors=True)
+
+
+os.register_at_fork(after_in_child=_SharedDatabase._after_fork)
+
+
+def shared_database_ahead() -> None:
+    """Start opening the process's shared DuckDB database (:class:`DuckSession` ``shared=True``) in
+    a background thread, if it is not open: DuckDB releases the GIL while it sets a database up."""
+    _SharedDatabase.ahead()
 
 
 class DuckSession:
