@@ -60,3 +60,24 @@ def test_a_mix_after_the_first_mib_is_a_clear_error_with_its_line_or_read_when_a
     assert "strict_mode" not in message
     batches, errors = run_origin(make(CsvFileOrigin, path=path, normalize_line_endings=True))
     assert table_of(batches).num_rows == 120_002 and errors == []
+
+
+def test_a_file_of_several_read_buffers_loads_every_row_and_a_line_over_2_mb_is_an_error_record(
+    make: Make, tmp_path: Path
+) -> None:
+    # DuckDB reads 8 MB at a time (csv_origin._BUFFER_BYTES): rows cross the buffers' edges, a
+    # 1.5 MB value loads, a 3 MB line is refused with its line number (the longest line it reads
+    # is 2 MB, whatever the buffer), and a malformed row far into the file keeps its line too.
+    rows = b"".join(b"%d,name %d\n" % (i, i) for i in range(1, 1_000_001))  # ~14 MB
+    data = b"id,name\n1000001,short\n1000002," + b"x" * 1_500_000 + b"\n1000003," + b"y" * 3_000_000
+    data += b"\n" + rows + b"1000004,bad,extra\n1000005,end\n"
+    path = _write(tmp_path, "big.csv", data)
+    batches, errors = run_origin(make(CsvFileOrigin, path=path))
+    loaded = table_of(batches)
+    ids = loaded.column("id").to_pylist()
+    assert len(ids) == 1_000_003
+    assert ids[:2] == ["1000001", "1000002"] and ids[-1] == "1000005"
+    assert len(loaded.column("name")[1].as_py()) == 1_500_000
+    failed = error_rows(errors)
+    assert [r["line"] for r in failed] == [4, 1_000_005]
+    assert failed[1]["raw"] == "1000004,bad,extra"

@@ -24,6 +24,10 @@ MALFORMED_ROW = "CSV_MALFORMED_ROW"
 
 # Rows DuckDB's type sniffer looks at when infer_types is on (its own default).
 _SAMPLE_ROWS = 20480
+#: The bytes DuckDB reads from a file at a time (see CsvFileOrigin._read_sql).
+_BUFFER_BYTES = 8 << 20
+#: The longest line read (DuckDB's default); a longer one is an error record.
+_MAX_LINE_BYTES = 2 << 20
 # DuckDB writes its reject tables only when a scan finishes. In preview the
 # origin stops at the record limit; it reads on for at most this many rows so
 # that a small file's malformed rows still show up in the preview.
@@ -337,6 +341,12 @@ class CsvFileOrigin(Origin[CsvFileOriginConfig]):
             f"escape = {sql_literal(cfg.quote)}",
             f"columns = {{{columns}}}",
             "store_rejects = true" if rejects else "ignore_errors = true",
+            # DuckDB reads 32 MB at a time by default: 8 MB holds 15-40 MB less at the peak of a
+            # read of 1M-5M rows, at the same throughput (measured into PostgreSQL and Parquet).
+            # A buffer set raises the longest line read to its size: kept at DuckDB's 2 MB (a
+            # longer line is an error record, as before).
+            f"buffer_size = {_BUFFER_BYTES}",
+            f"max_line_size = {_MAX_LINE_BYTES}",
         ]
         return f"SELECT * FROM read_csv({files}, {', '.join(options)})"
 
