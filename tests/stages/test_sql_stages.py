@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -878,6 +879,107 @@ def test_postgres_loads_text_into_json_and_uuid_columns(
         copy = db.name()
         load(make, db, row.to_batches(), table=copy)
         assert db.column_types(copy)["n"] == "numeric"
+    finally:
+        db.raw.close()
+
+
+_STRAIGHT = "COPY straight into"
+
+
+def test_postgres_append_copies_straight_into_the_table_in_its_transaction(
+    make: Any, request: pytest.FixtureRequest, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An append to an existing table COPYs into it (no raw table, no INSERT ... SELECT): readers see
+    # nothing before the commit, an abort leaves the table as it was, a trigger fires per row as for
+    # INSERT, and a column the load does not carry gets its default.
+    db = _open_db("postgresql", tmp_path, request)
+    try:
+        table, log_table = db.name(), db.name()
+        t, lt = db.quote(table), db.quote(log_table)
+        db.run(
+            f"CREATE TABLE {t} (id integer PRIMARY KEY, name text NOT NULL, total numeric(10,2), "
+            "at timestamptz, added text DEFAULT 'by default')"
+        )
+        db.run(f"INSERT INTO {t} (id, name) VALUES (1, 'old')")
+        db.run(f"CREATE TABLE {lt} (id integer)")
+        db.run(
+            f"CREATE FUNCTION {db.quote(table + '_f')}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN INSERT INTO {lt} VALUES (NEW.id); RETURN NEW; END $$"
+        )
+        db.run(
+            f"CREATE TRIGGER {db.quote(table + '_t')} BEFORE INSERT ON {t} FOR EACH ROW "
+            f"EXECUTE FUNCTION {db.quote(table + '_f')}()"
+        )
+        at = dt.datetime(2026, 12, 5, 12, 30, tzinfo=dt.UTC)
+        data = pa.RecordBatch.from_pydict(
+            {
+                "id": pa.array([2, 3, 1], pa.int64()),
+                "name": ["b", "c", "again"],
+                "total": pa.array(
+                    [decimal.Decimal("10.50"), None, decimal.Decimal("1.00")], pa.decimal128(10, 2)
+                ),
+                "at": pa.array([at, at, at], pa.timestamp("us", "UTC")),
+            }
+        )
+        caplog.set_level(logging.DEBUG, logger="flowport.stages.sql")
+        destination = make(
+            SqlTableDestination, db.lookup, connection=db.spec.name, table=table, mode="append"
+        )
+        destination.open()
+        rejected = destination.write(data)
+        # The key already in the table is an error record of the stage; the others are COPYed.
+        assert rejected is not None and rejected.errors.records.column("id").to_pylist() == [1]
+        assert db.rows(table) == [(1, "old", None, None, "by default")]
+        destination.abort()
+        destination.close()
+        assert db.rows(table) == [(1, "old", None, None, "by default")]
+        assert db.run(f"SELECT count(*) FROM {lt}") == [(0,)]
+        load(make, db, [data.slice(0, 2)], table=table, mode="append")
+        assert db.run(f"SELECT id, name, total::text, at = %s, added FROM {t} ORDER BY id", (at,)) == [
+            (1, "old", None, None, "by default"),
+            (2, "b", "10.50", True, "by default"),
+            (3, "c", None, True, "by default"),
+        ]
+        assert db.run(f"SELECT id FROM {lt} ORDER BY id") == [(2,), (3,)]
+        assert _STRAIGHT in caplog.text
+        assert not leftovers(db)
+    finally:
+        db.raw.close()
+
+
+@pytest.mark.parametrize("kind", ["insert rule", "row security", "identity always"])
+def test_postgres_append_stays_an_insert_where_copy_would_store_something_else(
+    make: Any, request: pytest.FixtureRequest, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    # COPY ignores rules, refuses row-level security, and writes the values it is given into an
+    # identity column GENERATED ALWAYS: such a table gets the INSERT it always got.
+    db = _open_db("postgresql", tmp_path, request)
+    try:
+        table, audit = db.name(), db.name()
+        t = db.quote(table)
+        identity = "GENERATED ALWAYS AS IDENTITY" if kind == "identity always" else ""
+        db.run(f"CREATE TABLE {t} (id integer {identity}, name text)")
+        db.run(f"CREATE TABLE {db.quote(audit)} (id integer)")
+        if kind == "insert rule":
+            db.run(
+                f"CREATE RULE {db.quote(table + '_r')} AS ON INSERT TO {t} "
+                f"DO ALSO INSERT INTO {db.quote(audit)} VALUES (NEW.id)"
+            )
+        if kind == "row security":
+            db.run(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")
+        caplog.set_level(logging.DEBUG, logger="flowport.stages.sql")
+        data = batch(id=[1, 2], name=["a", "b"])
+        if kind == "identity always":
+            with pytest.raises(StageError, match="non-DEFAULT value into column"):
+                load(make, db, [data], table=table, mode="append")
+            assert db.rows(table) == []
+        else:
+            load(make, db, [data], table=table, mode="append")
+            assert db.rows(table) == [(1, "a"), (2, "b")]
+        if kind == "insert rule":
+            assert db.run(f"SELECT id FROM {db.quote(audit)} ORDER BY id") == [(1,), (2,)]
+        assert _STRAIGHT not in caplog.text
+        assert not leftovers(db)
     finally:
         db.raw.close()
 

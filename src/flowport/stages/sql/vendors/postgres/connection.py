@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, cast
 
@@ -389,6 +390,22 @@ class PostgresConnection(SqlConnection):
             [regclass],
         )
         return TableConstraints(not_null=[str(r[0]) for r in not_null], keys=key_constraints(rows))
+
+    def copies_like_insert(self, table: TableName, columns: Sequence[str]) -> bool:
+        """Whether ``COPY table (columns) FROM STDIN`` stores exactly what ``INSERT`` would: not when
+        the table has row-level security (COPY FROM refuses it), an INSERT rule (COPY ignores rules),
+        or loads an identity column GENERATED ALWAYS (COPY writes the given values, as if OVERRIDING
+        SYSTEM VALUE)."""
+        rows = self.query(
+            "SELECT c.relrowsecurity "
+            "OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid AND r.ev_type = '3') "
+            "OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 "
+            "AND NOT a.attisdropped AND a.attidentity = 'a' "
+            "AND a.attname IN (SELECT json_array_elements_text(CAST($2 AS json)))) "
+            "FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)",
+            [self.table_sql(table), json.dumps(list(columns))],
+        )
+        return bool(rows) and rows[0][0] is False
 
     def dependents(self, table: TableName) -> Dependents:
         """Views, rules, foreign keys (either way), triggers, grants, another owner, row security, a

@@ -178,6 +178,8 @@ class PostgresLoad(TableLoad):
         self._auto = self.copy_streams is None
         self._fed = 0
         self._second: SessionAhead | None = None
+        #: An append whose batches are COPYed straight into the target (see _copy_into_target).
+        self._into_target = False
 
     def prepare(self) -> None:
         """Check the target; for a replace begun on ADBC, connect the psycopg session meanwhile (see
@@ -259,8 +261,25 @@ class PostgresLoad(TableLoad):
                 stage_types = dict(self.conn.columns(self.stage_table))
             self.binary_types = self._binary_types(stage_types)
             self.types = {c: stage_types.get(c, self.types[c]) for c in self.columns}
+        elif self.mode == "append" and self.exists and self._copy_into_target():
+            return
         if self.binary_types is None:
             self._create_raw()
+
+    def _copy_into_target(self) -> bool:
+        """An append to an existing table COPYs straight into it, in the load's one transaction
+        (nothing shows before COMMIT; an abort rolls it back), when every column has a binary form
+        the table's column takes and COPY stores what INSERT would (see
+        :meth:`PostgresConnection.copies_like_insert`); else batches land in a temporary raw table
+        and one INSERT ... SELECT moves them at publish (the server writes every row twice)."""
+        binary = self._binary_types(dict(self.target_columns))
+        if binary is None or not self.conn.copies_like_insert(self.target, self.columns):
+            return False
+        self.stage_table = self.target
+        self.binary_types = binary
+        self._into_target = True
+        log.debug("stage %s: COPY straight into %s", self.stage, self.target)
+        return True
 
     def _move_to_copy_session(self) -> bool:
         """Carry on the load over psycopg with Flowport's vectorised binary COPY encoder, when every
@@ -503,7 +522,7 @@ class PostgresLoad(TableLoad):
             self._rename_dependents(self.stage_table.name)
             if self._stage_committed:
                 conn.execute(f"COMMENT ON TABLE {target_sql} IS NULL")  # the staging table's mark
-        else:
+        elif not self._into_target:  # an append COPYed into the target has nothing left to move
             created = False
             if not self.exists:
                 conn.execute(self._create_target_sql(self.target))
