@@ -984,6 +984,32 @@ def test_postgres_append_stays_an_insert_where_copy_would_store_something_else(
         db.raw.close()
 
 
+def test_postgres_append_as_a_user_row_security_applies_to_keeps_its_policy(
+    make: Any, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # A connection's user whom a policy restricts: the append is an INSERT the policy checks (COPY
+    # would be refused outright); a row the policy refuses fails the load and nothing is written.
+    db = _open_db("postgresql", tmp_path, request)
+    role = f"fp_rls_{db.prefix}"
+    try:
+        table = db.name()
+        t = db.quote(table)
+        db.run(f"CREATE ROLE {role} LOGIN")
+        db.run(f"CREATE TABLE {t} (id integer, tenant text)")
+        db.run(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")
+        db.run(f"CREATE POLICY {db.quote(table + '_p')} ON {t} USING (true) WITH CHECK (tenant = 'a')")
+        db.run(f"GRANT SELECT, INSERT ON {t} TO {role}")
+        db.spec = db.spec.model_copy(update={"name": "pg-rls", "username": role})
+        load(make, db, [batch(id=[1, 2], tenant=["a", "a"])], table=table, mode="append")
+        with pytest.raises(StageError, match="row-level security"):
+            load(make, db, [batch(id=[3, 4], tenant=["a", "b"])], table=table, mode="append")
+        assert db.rows(table) == [(1, "a"), (2, "a")]
+    finally:
+        db.run(f"DROP OWNED BY {role}")
+        db.run(f"DROP ROLE IF EXISTS {role}")
+        db.raw.close()
+
+
 # ---------------------------------------------------------------------------
 # Through the engine
 # ---------------------------------------------------------------------------
