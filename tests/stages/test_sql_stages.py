@@ -1010,6 +1010,63 @@ def test_postgres_append_as_a_user_row_security_applies_to_keeps_its_policy(
         db.raw.close()
 
 
+def test_postgres_micro_batches_look_their_keys_up_on_a_kept_connection(
+    make: Any, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An append into a keyed table asks the server which keys it holds, batch by batch; once its
+    # COPY owns the load's connection it asks on a second one. In a streaming job (kept connections)
+    # the next micro-batch takes both from the keeper: no new connection is made.
+    from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
+    from flowport.stages.sql.vendors.postgres.connection import PostgresConnection
+
+    db = _open_db("postgresql", tmp_path, request)
+    keeper = KeptConnections()
+    opened: list[object] = []
+    real_open = PostgresConnection.open.__func__  # type: ignore[attr-defined]
+
+    def counting_open(cls: type[PostgresConnection], spec: ConnectionSpec) -> PostgresConnection:
+        opened.append(spec)
+        return real_open(cls, spec)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(PostgresConnection, "open", classmethod(counting_open))
+    try:
+        table = db.name()
+        db.run(f"CREATE TABLE {db.quote(table)} (id integer PRIMARY KEY, name text)")
+        db.run(f"INSERT INTO {db.quote(table)} VALUES (1, 'old')")
+        context = {"resources": {"connections": db.lookup, KEPT_CONNECTIONS: keeper}}
+        rejected: list[list[int]] = []
+        micro_batches = [
+            (batch(id=[2], name=["b"]), batch(id=[1, 3], name=["x", "c"])),
+            (batch(id=[4], name=["d"]), batch(id=[3, 5], name=["y", "e"])),
+        ]
+        for first, second in micro_batches:
+            before = len(opened)
+            destination = make(
+                SqlTableDestination,
+                db.lookup,
+                context=context,
+                connection=db.spec.name,
+                table=table,
+                mode="append",
+            )
+            destination.open()
+            outputs = [destination.write(first), destination.write(second)]
+            rejected.append([i for o in outputs if o for i in o.errors.records.column("id").to_pylist()])
+            destination.commit()
+            destination.close()
+            opened_now = len(opened) - before
+        # The first micro-batch opened the load's connection and the look-up's; the second none.
+        assert opened_now == 0
+        assert len(opened) == 2
+        # A key the table already held is an error record, the second batch's found on the look-up
+        # connection (3: loaded by the first micro-batch).
+        assert rejected == [[1], [3]]
+        assert db.rows(table) == [(1, "old"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]
+    finally:
+        keeper.close()
+        db.raw.close()
+
+
 # ---------------------------------------------------------------------------
 # Through the engine
 # ---------------------------------------------------------------------------

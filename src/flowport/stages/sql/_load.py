@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -377,8 +377,12 @@ class TableLoad(ABC):
         run_id: str,
         stage: str,
         copy_streams: int | None = 1,
+        connect: Callable[[], SqlConnection] | None = None,
     ) -> None:
         self.conn = conn
+        #: Opens another connection to the load's database the way its destination opened ``conn``
+        #: (a streaming job's kept connections when it has them); None: the vendor's own ``open``.
+        self.connect = connect
         self.mode = mode
         #: COPY streams a vendor may run at once into the staging table (PostgreSQL's ``replace``);
         #: None: the vendor decides (PostgreSQL adds a second stream to a large load).

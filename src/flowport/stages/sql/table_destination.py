@@ -138,6 +138,7 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
                     run_id=self.context.run_id,
                     stage=stage,
                     copy_streams=self.config.copy_streams,
+                    connect=lambda: open_sql(self.context, self.config.connection),
                 )
                 load.prepare()
         except BaseException:

@@ -11,7 +11,7 @@ overrides what differs (Redshift and PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flowport.connections.spec import ConnectionSpec
 from flowport.errors import ValidationFailed
@@ -59,8 +59,9 @@ def table_load(
     run_id: str,
     stage: str,
     copy_streams: int | None = 1,
+    connect: Callable[[], SqlConnection] | None = None,
 ) -> TableLoad:
-    """The staged load for the connection's vendor."""
+    """The staged load for the connection's vendor (``connect``: see :attr:`TableLoad.connect`)."""
     return conn.load(
         conn,
         table,
@@ -70,4 +71,5 @@ def table_load(
         run_id=run_id,
         stage=stage,
         copy_streams=copy_streams,
+        connect=connect,
     )
