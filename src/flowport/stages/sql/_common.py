@@ -13,7 +13,7 @@ from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql.kept import KEPT_CONNECTIONS, KeptConnections
 from flowport.stages.sql.vendors import open_connection, vendor_class
 
-__all__ = ["SqlConnectionConfig", "connection_spec", "driver_errors", "open_sql"]
+__all__ = ["SqlConnectionConfig", "connect_spec", "connection_spec", "driver_errors", "open_sql"]
 
 # Driver messages can quote a whole statement; enough to diagnose, not a wall of text.
 _MESSAGE_CHARS = 2000
@@ -56,7 +56,13 @@ def open_sql(context: StageContext, ref: str, *, load_mode: str | None = None) -
     another driver (see :meth:`SqlConnection.open_for_load`); not in a run
     that keeps connections.
     """
-    spec = connection_spec(context, ref)
+    return connect_spec(context, connection_spec(context, ref), load_mode=load_mode)
+
+
+def connect_spec(
+    context: StageContext, spec: ConnectionSpec, *, load_mode: str | None = None
+) -> SqlConnection:
+    """Connect to ``spec``, already looked up, as :func:`open_sql` does (a kept connection first)."""
     kept: KeptConnections | None = context.resources.get(KEPT_CONNECTIONS)
     if kept is not None:
         lent = kept.take(spec)

@@ -9,7 +9,7 @@ from pydantic import field_validator, model_validator
 
 from flowport.errors import StageError
 from flowport.plugins.contract import Destination, ErrorBatch, StageOutput, setting, visible_columns
-from flowport.stages.sql._common import SqlConnectionConfig, driver_errors, open_sql
+from flowport.stages.sql._common import SqlConnectionConfig, connect_spec, driver_errors, open_sql
 from flowport.stages.sql._connection import SqlConnection
 from flowport.stages.sql._identifiers import check_identifier, parse_table_name
 from flowport.stages.sql._load import TableLoad
@@ -138,7 +138,7 @@ class SqlTableDestination(Destination[SqlTableDestinationConfig]):
                     run_id=self.context.run_id,
                     stage=stage,
                     copy_streams=self.config.copy_streams,
-                    connect=lambda: open_sql(self.context, self.config.connection),
+                    connect=lambda: connect_spec(self.context, conn.spec),
                 )
                 load.prepare()
         except BaseException:

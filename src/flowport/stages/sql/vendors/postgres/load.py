@@ -241,12 +241,11 @@ class PostgresLoad(TableLoad):
     def _another_adbc(self) -> PostgresConnection:
         """A second ADBC connection: the destination's way (a streaming job's micro-batch takes a kept
         one, about 25 ms of connecting saved), else a new one."""
-        if self.connect is not None:
-            conn = self.connect()
-            if isinstance(conn, PostgresConnection) and not isinstance(conn, CopySession):
-                return conn
-            conn.close()
-        return PostgresConnection.open(self.conn.spec)
+        if self.connect is None:
+            return PostgresConnection.open(self.conn.spec)
+        conn = self.connect()  # never a CopySession: only a load asks for one, and none is kept
+        assert isinstance(conn, PostgresConnection)
+        return conn
 
     def _create_stage(self) -> None:
         raw_name = self.conn.work_table(self.target, "load", self.run_id).name
